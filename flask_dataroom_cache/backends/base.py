@@ -1,0 +1,71 @@
+"""The protocol every backend implements, and the versioned-entry semantics they share.
+
+An entry is stored with the version tokens its tags had *before* its value was computed.
+``get`` returns the payload only if every stored token still equals the tag's current
+token; otherwise (or if there is no entry) it is a miss, and the miss hands back the
+current tokens of the tags the caller asked about, so the caller can compute the value
+and ``set`` it stamped with those tokens. ``set`` refuses to store if a token changed in
+between. ``invalidate`` gives each tag a fresh random token: O(1) per tag, whatever the
+number of entries under it.
+
+A token that does not exist (never created, expired, evicted) is created as a new random
+value, never a counter restarting at zero, so losing a token can only cause a miss.
+
+Backends raise :class:`BackendError` on infrastructure failure; the store and the
+resilient wrapper turn those into misses and queued invalidations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Backend", "BackendError", "Lookup"]
+
+#: ``(payload, None)`` on a valid hit; ``(None, tokens)`` on a miss, with the current
+#: tokens of the requested tags in order; ``(None, None)`` when nothing is known (the
+#: backend is unavailable: do not store what you compute).
+Lookup = tuple[bytes | None, tuple[str, ...] | None]
+
+
+class BackendError(Exception):
+    """The backend could not be reached or answered with an error."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the store needs from a storage engine. Tags are normalised by the store."""
+
+    name: str
+
+    def get(self, key: str, tags: Sequence[str]) -> Lookup:
+        """Return the entry if valid, else the current tokens of ``tags`` (see module doc)."""
+
+    def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
+        """Current tokens of ``tags``, creating missing ones."""
+
+    def set(
+        self, key: str, payload: bytes, ttl: int, tags: Sequence[str], versions: Sequence[str]
+    ) -> bool:
+        """Store ``payload`` stamped with ``versions`` unless a token has changed since."""
+
+    def add(self, key: str, payload: bytes, ttl: int) -> bool:
+        """Store an untagged value only if the key is absent (locks). True if stored."""
+
+    def delete(self, key: str) -> None:
+        """Remove one entry (a no-op if absent)."""
+
+    def invalidate(self, tags: Sequence[str]) -> None:
+        """Give every tag a fresh token, so entries stamped with the old one miss."""
+
+    def clear(self) -> int:
+        """Remove every key of this backend's namespace; returns how many were removed."""
+
+    def ping(self) -> float:
+        """Round-trip latency in seconds; raises :class:`BackendError` if unreachable."""
+
+    def info(self) -> dict[str, Any]:
+        """Backend facts for ``stats``/``ping``: kind, key count, memory used."""
+
+    def close(self) -> None:
+        """Release connections."""

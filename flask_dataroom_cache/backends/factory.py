@@ -1,0 +1,85 @@
+"""Choose and build an app's backend from its settings (the extension only calls this)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..config import Settings
+from .base import Backend, BackendError
+from .memory import MemoryBackend
+from .resilient import ResilientBackend
+
+__all__ = ["create_backend"]
+
+log = logging.getLogger("flask_dataroom_cache")
+
+
+def create_backend(settings: Settings, on_error: Callable[[], None] | None = None) -> Backend:
+    """Redis when ``REDIS_URL`` is set and reachable, else the bounded memory backend.
+
+    * no ``REDIS_URL``: :class:`MemoryBackend` bounded by ``CACHE_MAX_ENTRIES``;
+    * ``redis`` not installed: one warning naming the extra, memory backend;
+    * unreachable at start: one warning; a memory cache with the short
+      ``CACHE_FALLBACK_TTL`` serves while the breaker keeps probing Redis, and Redis takes
+      over (the local cache is dropped) as soon as it answers. The short TTL bounds how
+      long several workers, each with its own memory cache, can disagree;
+    * reachable: Redis behind :class:`ResilientBackend` (breaker, queued invalidations,
+      optional ``CACHE_FALLBACK=memory``).
+    """
+    if not settings.redis_url:
+        return MemoryBackend(settings.max_entries)
+    try:
+        from .redis import RedisBackend
+        from .redis import _redis as redis_module
+
+        if redis_module is None:
+            raise ImportError("redis")
+    except ImportError:
+        log.warning(
+            "REDIS_URL is set but the redis package is not installed; using the in-memory "
+            "cache. Install it with: pip install flask-dataroom-cache[redis]"
+        )
+        return MemoryBackend(settings.max_entries)
+
+    primary: Backend = RedisBackend.from_url(
+        settings.redis_url,
+        prefix=settings.key_prefix,
+        tag_ttl=settings.tag_ttl,
+        socket_timeout=settings.redis_socket_timeout,
+    )
+    reachable = True
+    try:
+        primary.ping()
+    except BackendError as exc:
+        reachable = False
+        log.warning(
+            "REDIS_URL %s is unreachable (%s); using a local in-memory cache (TTL %ss) "
+            "until it answers",
+            _redact(settings.redis_url),
+            exc,
+            settings.fallback_ttl,
+        )
+    fallback: Backend | None = None
+    if not reachable or settings.fallback == "memory":
+        fallback = MemoryBackend(settings.fallback_max_entries)
+    return ResilientBackend(
+        primary,
+        fallback=fallback,
+        fallback_ttl=settings.fallback_ttl,
+        threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown,
+        pending_max=settings.pending_max,
+        on_error=on_error,
+        start_open=not reachable,
+    )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before it reaches a log line."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url

@@ -1,0 +1,120 @@
+"""``DataRoomCache``: the Flask extension object. It wires; it holds no cache logic.
+
+``init_app`` reads :class:`Settings`, builds the backend, the store and the counters, and
+keeps them in ``app.extensions["dataroom_cache"]`` as a :class:`CacheState`. One
+``DataRoomCache`` may serve several apps; nothing is kept at module level, so two apps in
+one process never share a backend, a counter or a tracked session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import Flask, current_app
+
+from .backends.factory import create_backend
+from .config import Settings
+from .metrics import Metrics
+from .store import CacheStore
+
+__all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
+
+EXTENSION_KEY = "dataroom_cache"
+T = TypeVar("T")
+
+
+@dataclass
+class CacheState:
+    """Everything one app's cache owns, found at ``app.extensions["dataroom_cache"]``."""
+
+    extension: DataRoomCache
+    settings: Settings
+    store: CacheStore
+    metrics: Metrics
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, hit ratio and backend state, as a plain dict."""
+        snap = self.metrics.snapshot()
+        backend = self.store.backend
+        snap["backend"] = {
+            "name": backend.name,
+            "enabled": self.settings.enabled,
+            "breaker": getattr(backend, "state", "closed"),
+            "pending_invalidations": getattr(backend, "pending", 0),
+            "fallback_serves": getattr(backend, "fallback_serves", 0),
+        }
+        return snap
+
+
+class DataRoomCache:
+    """Flask extension: ``cache = DataRoomCache(); cache.init_app(app)``."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        #: Called as ``hook(app, state)`` at the end of every ``init_app``; the tracking,
+        #: view and CLI modules register themselves here.
+        self._init_hooks: list[Callable[[Flask, CacheState], None]] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate config (``ConfigError`` names the bad key), build and register state."""
+        settings = Settings.from_mapping(app.config)
+        metrics = Metrics()
+        backend = create_backend(settings, on_error=lambda: metrics.incr("errors"))
+        store = CacheStore(backend, settings, metrics)
+        state = CacheState(self, settings, store, metrics)
+        app.extensions[EXTENSION_KEY] = state
+
+        @app.teardown_request
+        def _forget_captures(_exc: BaseException | None) -> None:
+            store.forget_captures()
+
+        for hook in self._init_hooks:
+            hook(app, state)
+
+    # -- access -------------------------------------------------------------------------
+    @staticmethod
+    def state(app: Flask | None = None) -> CacheState:
+        """The :class:`CacheState` of ``app`` (default: ``current_app``)."""
+        target = app if app is not None else current_app
+        try:
+            state: CacheState = target.extensions[EXTENSION_KEY]
+        except KeyError:
+            raise RuntimeError(
+                "DataRoomCache is not initialised on this app: call cache.init_app(app)"
+            ) from None
+        return state
+
+    @property
+    def store(self) -> CacheStore:
+        return self.state().store
+
+    # -- convenience, on current_app ----------------------------------------------------
+    def get(self, key: str, tags: Iterable[str] | None = None, default: Any = None) -> Any:
+        return self.store.get(key, tags, default)
+
+    def set(
+        self, key: str, value: Any, ttl: int | None = None, tags: Iterable[str] | None = None
+    ) -> bool:
+        return self.store.set(key, value, ttl, tags)
+
+    def get_or_set(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        ttl: int | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> T:
+        return self.store.get_or_set(key, compute, ttl, tags)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+    def invalidate_tags(self, *tags: str) -> None:
+        self.store.invalidate(tags)
+
+    def stats(self) -> dict[str, Any]:
+        return self.state().stats()

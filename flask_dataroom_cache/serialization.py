@@ -1,0 +1,140 @@
+"""The value codec: JSON plus a few tagged types, never pickle.
+
+Cache contents may come from a Redis that others can write to, so decoding must never be
+able to run code. Values are JSON; ``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``
+and ``bytes`` round-trip to their own types through small marker objects. ``bytes``
+values (rendered HTTP bodies) skip JSON entirely.
+
+Wire format: one flag byte, then the body.
+
+* ``J`` plain JSON (decoded without an object hook: the fast path)
+* ``X`` JSON with marker objects (decoded with the hook)
+* ``B`` raw bytes
+* lower-case ``j``/``x``/``b``: the same, zlib-compressed (values above the threshold)
+
+Caveats, as with any JSON: tuples come back as lists, and non-string dict keys as strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+import zlib
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["CodecError", "decode", "encode"]
+
+_MARK = "__drc__"
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_loads = json.loads
+
+
+class CodecError(ValueError):
+    """Stored bytes could not be decoded (corrupt or foreign data): treated as a miss."""
+
+
+class _NeedsMarkers(Exception):
+    pass
+
+
+def _refuse(obj: Any) -> Any:
+    if isinstance(obj, datetime | date | time | uuid.UUID | Decimal | bytes | bytearray):
+        raise _NeedsMarkers
+    raise TypeError(f"cannot cache a value of type {type(obj).__name__}: not JSON-serialisable")
+
+
+def _mark(obj: Any) -> Any:
+    """Replace special types by marker dicts; escape user dicts that use the marker key."""
+    if isinstance(obj, dict):
+        if _MARK in obj:
+            # A user dict that uses our marker key is stored as a list of pairs: the
+            # object hook runs bottom-up and must never see it as a dict.
+            return {_MARK: "dict", "v": [[k, _mark(v)] for k, v in obj.items()]}
+        return {k: _mark(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_mark(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    if isinstance(obj, datetime):
+        return {_MARK: "datetime", "v": obj.isoformat()}
+    if isinstance(obj, date):
+        return {_MARK: "date", "v": obj.isoformat()}
+    if isinstance(obj, time):
+        return {_MARK: "time", "v": obj.isoformat()}
+    if isinstance(obj, uuid.UUID):
+        return {_MARK: "uuid", "v": str(obj)}
+    if isinstance(obj, Decimal):
+        return {_MARK: "decimal", "v": str(obj)}
+    if isinstance(obj, bytes | bytearray):
+        return {_MARK: "bytes", "v": base64.b64encode(bytes(obj)).decode("ascii")}
+    raise TypeError(f"cannot cache a value of type {type(obj).__name__}: not JSON-serialisable")
+
+
+_UNMARK = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "uuid": uuid.UUID,
+    "decimal": Decimal,
+    "bytes": lambda v: base64.b64decode(v.encode("ascii")),
+    "dict": lambda v: {k: item for k, item in v},
+}
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    kind = obj.get(_MARK)
+    if kind is None:
+        return obj
+    try:
+        return _UNMARK[kind](obj["v"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"bad marker {kind!r}") from exc
+
+
+def encode(value: Any, compress_min_bytes: int = 0) -> bytes:
+    """Serialise ``value``; raises ``TypeError`` naming an unsupported type."""
+    if isinstance(value, bytes | bytearray):
+        flag, body = b"B", bytes(value)
+    else:
+        try:
+            flag, body = b"J", _dumps_checked(value).encode("utf-8")
+        except _NeedsMarkers:
+            flag, body = b"X", _dumps(_mark(value)).encode("utf-8")
+    if compress_min_bytes and len(body) >= compress_min_bytes:
+        packed = zlib.compress(body, 1)
+        if len(packed) < len(body):
+            return flag.lower() + packed
+    return flag + body
+
+
+def _dumps_checked(value: Any) -> str:
+    if isinstance(value, dict) and _MARK in value:
+        raise _NeedsMarkers  # a plain dict using our marker key must be escaped
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_refuse)
+    if _MARK in text:
+        raise _NeedsMarkers  # a nested dict may use the marker key: take the careful path
+    return text
+
+
+def decode(data: bytes) -> Any:
+    """Inverse of :func:`encode`; raises :class:`CodecError` on anything it did not write."""
+    if not data:
+        raise CodecError("empty payload")
+    flag = data[0:1]
+    body = data[1:]
+    try:
+        if flag in (b"j", b"x", b"b"):
+            body = zlib.decompress(body)
+            flag = flag.upper()
+        if flag == b"B":
+            return body
+        if flag == b"J":
+            return _loads(body)
+        if flag == b"X":
+            return _loads(body, object_hook=_hook)
+    except (ValueError, zlib.error, UnicodeDecodeError) as exc:
+        raise CodecError(str(exc)) from exc
+    raise CodecError(f"unknown payload flag {flag!r}")

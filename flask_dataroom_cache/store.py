@@ -1,0 +1,282 @@
+"""The cache facade: get / set / get_or_set / delete / invalidate, with version capture.
+
+This is where DESIGN.md's read-side promises are kept:
+
+* **Capture before compute.** A miss returns the current version tokens of the entry's
+  tags; the value computed afterwards is stored stamped with *those* tokens, so an
+  invalidation that lands during the computation makes the entry dead on arrival.
+  ``get_or_set`` does this in one call; for the seed's ``cache_get`` / compute /
+  ``cache_set`` pattern, the tokens seen by a missing ``get`` are remembered per thread
+  (a bounded map, cleared at the end of each request) and used by the next ``set`` of the
+  same key.
+* **Bypass.** Hooks (the session tracker) can say "this thread's database session holds
+  uncommitted tracked changes": reads then skip the cache and fills are dropped.
+* **Defer.** Hooks can take an invalidation to deliver at commit instead of now.
+* **Never raise for the backend.** Backend errors are misses; only programming errors
+  (an unserialisable value, a bad tag) reach the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from .backends.base import Backend, BackendError
+from .config import Settings
+from .metrics import Metrics
+from .serialization import CodecError, decode, encode
+from .tags import normalize_tags
+
+__all__ = ["MISSING", "CacheStore"]
+
+log = logging.getLogger("flask_dataroom_cache")
+T = TypeVar("T")
+
+_CAPTURES_MAX = 256
+_ERROR_LOG_INTERVAL = 60.0
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: Returned by :meth:`CacheStore.lookup` on a miss (``None`` is a cacheable value).
+MISSING: Any = _Missing()
+
+
+class CacheStore:
+    """One app's cache: a backend, its settings, counters and the tracking hooks."""
+
+    def __init__(self, backend: Backend, settings: Settings, metrics: Metrics | None = None):
+        self.backend = backend
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.enabled = settings.enabled
+        #: Callables returning True when the current thread must not read or fill.
+        self.bypass_checks: list[Callable[[], bool]] = []
+        #: Callables that may take tags to invalidate later (at commit); True if taken.
+        self.deferrers: list[Callable[[tuple[str, ...]], bool]] = []
+        self._local = threading.local()
+        self._last_error_log = 0.0
+
+    # -- helpers ------------------------------------------------------------------------
+    def _captures(self) -> OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        caps: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = getattr(
+            self._local, "captures", None
+        )
+        if caps is None:
+            caps = self._local.captures = OrderedDict()
+        return caps
+
+    def forget_captures(self) -> None:
+        """Drop this thread's remembered versions (called at the end of every request)."""
+        caps = getattr(self._local, "captures", None)
+        if caps:
+            caps.clear()
+
+    def must_bypass(self) -> bool:
+        return any(check() for check in self.bypass_checks)
+
+    def _error(self, what: str, exc: BaseException) -> None:
+        self.metrics.incr("errors")
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.warning("cache %s failed, serving from the database: %s", what, exc)
+
+    def _ttl(self, ttl: int | None) -> int:
+        if ttl is None:
+            return self.settings.ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            raise ValueError(f"ttl must be an integer >= 1 (seconds), got {ttl!r}")
+        return ttl
+
+    def _decode(self, key: str, payload: bytes) -> Any:
+        try:
+            return decode(payload)
+        except CodecError as exc:
+            self._error(f"decode of {key!r}", exc)
+            self.delete(key)
+            return MISSING
+
+    # -- reads ----------------------------------------------------------------------------
+    def lookup(self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None) -> Any:
+        """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
+        if not self.enabled:
+            self.metrics.incr("misses", endpoint=endpoint)
+            return MISSING
+        norm = normalize_tags(tags)
+        if self.bypass_checks and self.must_bypass():
+            self.metrics.incr("bypasses", endpoint=endpoint)
+            return MISSING
+        try:
+            payload, versions = self.backend.get(key, norm)
+        except BackendError as exc:
+            self._error("read", exc)
+            payload, versions = None, None
+        if payload is not None:
+            value = self._decode(key, payload)
+            if value is not MISSING:
+                self.metrics.incr("hits", endpoint=endpoint)
+                return value
+        self.metrics.incr("misses", endpoint=endpoint)
+        if versions is not None:
+            caps = self._captures()
+            caps[key] = (norm, versions)
+            caps.move_to_end(key)
+            if len(caps) > _CAPTURES_MAX:
+                caps.popitem(last=False)
+        return MISSING
+
+    def get(self, key: str, tags: Iterable[str] | None = None, default: Any = None) -> Any:
+        """Return the cached value, or ``default`` on a miss."""
+        value = self.lookup(key, tags)
+        return default if value is MISSING else value
+
+    # -- writes ---------------------------------------------------------------------------
+    def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: int | None = None,
+        tags: Iterable[str] | None = None,
+        *,
+        versions: Sequence[str] | None = None,
+        endpoint: str | None = None,
+    ) -> bool:
+        """Store ``value`` under ``key``; returns True if it was stored.
+
+        The version tokens come from ``versions`` if given, else from this thread's last
+        missing ``get`` of the same key with the same tags, else they are read now (then
+        the caller must not have read the database before calling ``get``/``versions``:
+        prefer :meth:`get_or_set`).
+        """
+        payload = encode(value, self.settings.compress_min_bytes)  # TypeError for bad values
+        expiry = self._ttl(ttl)
+        norm = normalize_tags(tags)
+        if not self.enabled:
+            return False
+        if self.bypass_checks and self.must_bypass():
+            self.metrics.incr("bypasses", endpoint=endpoint)
+            return False
+        if versions is None:
+            cap = self._captures().pop(key, None)
+            if cap is not None and cap[0] == norm:
+                versions = cap[1]
+        try:
+            if versions is None:
+                versions = self.backend.versions(norm)
+            stored = self.backend.set(key, payload, expiry, norm, versions)
+        except BackendError as exc:
+            self._error("write", exc)
+            return False
+        self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        return stored
+
+    def capture(self, tags: Iterable[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """Current ``(tags, versions)`` to stamp on a value about to be computed."""
+        norm = normalize_tags(tags)
+        if not self.enabled:
+            return None
+        try:
+            return norm, self.backend.versions(norm)
+        except BackendError as exc:
+            self._error("version read", exc)
+            return None
+
+    def get_or_set(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        ttl: int | None = None,
+        tags: Iterable[str] | None = None,
+        *,
+        endpoint: str | None = None,
+    ) -> T:
+        """Return the cached value, or compute, store (race-free) and return it."""
+        expiry = self._ttl(ttl)
+        norm = normalize_tags(tags)
+        if not self.enabled:
+            self.metrics.incr("misses", endpoint=endpoint)
+            return compute()
+        if self.bypass_checks and self.must_bypass():
+            self.metrics.incr("bypasses", endpoint=endpoint)
+            return compute()
+        try:
+            payload, versions = self.backend.get(key, norm)
+        except BackendError as exc:
+            self._error("read", exc)
+            payload, versions = None, None
+        if payload is not None:
+            value = self._decode(key, payload)
+            if value is not MISSING:
+                self.metrics.incr("hits", endpoint=endpoint)
+                return value  # type: ignore[no-any-return]
+        self.metrics.incr("misses", endpoint=endpoint)
+        value = compute()
+        if versions is None or (self.bypass_checks and self.must_bypass()):
+            return value
+        data = encode(value, self.settings.compress_min_bytes)
+        try:
+            stored = self.backend.set(key, data, expiry, norm, versions)
+        except BackendError as exc:
+            self._error("write", exc)
+            return value
+        self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        return value
+
+    def add(self, key: str, value: Any, ttl: int) -> bool:
+        """Store only if absent (for locks). True when stored or when no backend can say."""
+        if not self.enabled:
+            return True
+        try:
+            return self.backend.add(key, encode(value), self._ttl(ttl))
+        except BackendError as exc:
+            self._error("add", exc)
+            return True
+
+    def delete(self, key: str) -> None:
+        """Remove one entry now (queued by the resilient backend if it cannot be reached)."""
+        self._captures().pop(key, None)
+        if not self.enabled:
+            return
+        try:
+            self.backend.delete(key)
+        except BackendError as exc:
+            self._error("delete", exc)
+
+    def invalidate(self, tags: Iterable[str], *, defer: bool = True) -> tuple[str, ...]:
+        """Invalidate ``tags``: now, or at the commit of the open transaction (``defer``).
+
+        Returns the tags that were delivered now (empty when deferred or disabled).
+        """
+        if isinstance(tags, str):
+            raise TypeError("tags must be a list of strings, not a single string")
+        wanted = tuple(dict.fromkeys(tags))
+        for tag in wanted:
+            if not isinstance(tag, str) or not tag or "\n" in tag:
+                raise ValueError(f"invalid tag {tag!r}")
+        if not wanted or not self.enabled:
+            return ()
+        if defer and self.deferrers and any(d(wanted) for d in self.deferrers):
+            self.metrics.incr("deferred_invalidations", len(wanted))
+            return ()
+        try:
+            self.backend.invalidate(wanted)
+        except BackendError as exc:
+            self._error("invalidation", exc)
+        self.metrics.incr("invalidations", len(wanted))
+        return wanted
+
+    def clear(self) -> int:
+        """Remove everything under this app's prefix (raises BackendError if unreachable)."""
+        self.forget_captures()
+        return self.backend.clear()
