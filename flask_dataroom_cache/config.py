@@ -185,9 +185,7 @@ class Settings:
                 "CACHE_REDIS_SOCKET_TIMEOUT", 0.25, lambda k, v: _as_float(k, v, 0.001)
             ),
             breaker_threshold=get("CACHE_BREAKER_THRESHOLD", 5, lambda k, v: _as_int(k, v, 1)),
-            breaker_cooldown=get(
-                "CACHE_BREAKER_COOLDOWN", 5.0, lambda k, v: _as_float(k, v, 0.0)
-            ),
+            breaker_cooldown=get("CACHE_BREAKER_COOLDOWN", 5.0, lambda k, v: _as_float(k, v, 0.0)),
             fallback=fallback.strip().lower(),
             fallback_ttl=get("CACHE_FALLBACK_TTL", 5, lambda k, v: _as_int(k, v, 1)),
             fallback_max_entries=get(
@@ -195,8 +193,6 @@ class Settings:
             ),
             honor_no_cache=get("CACHE_HONOR_NO_CACHE", False, _as_bool),
             l1_max_entries=get("CACHE_L1_MAX_ENTRIES", 0, lambda k, v: _as_int(k, v, 0)),
-            compress_min_bytes=get(
-                "CACHE_COMPRESS_MIN_BYTES", 1024, lambda k, v: _as_int(k, v, 0)
-            ),
+            compress_min_bytes=get("CACHE_COMPRESS_MIN_BYTES", 1024, lambda k, v: _as_int(k, v, 0)),
             pending_max=get("CACHE_PENDING_MAX", 10_000, lambda k, v: _as_int(k, v, 1)),
         )

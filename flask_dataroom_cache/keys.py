@@ -62,7 +62,9 @@ def escape(text: str) -> str:
     return "".join(out)
 
 
-def build_key(prefix: str, entity_type: str, entity_id: Any = None, params: dict[str, Any] | None = None) -> str:
+def build_key(
+    prefix: str, entity_type: str, entity_id: Any = None, params: dict[str, Any] | None = None
+) -> str:
     """Build a key; see the module docstring for the format and its guarantees."""
     if not isinstance(entity_type, str) or not entity_type:
         raise TypeError("entity_type must be a non-empty string")

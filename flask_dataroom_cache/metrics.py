@@ -32,7 +32,9 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._total: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._by_endpoint: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+        self._by_endpoint: dict[str, dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(COUNTERS, 0)
+        )
 
     def incr(self, name: str, amount: int = 1, endpoint: str | None = None) -> None:
         with self._lock:
@@ -55,7 +57,7 @@ class Metrics:
         with self._lock:
             total = dict(self._total)
             per = {name: dict(c) for name, c in self._by_endpoint.items()}
-        total["hit_ratio"] = self._ratio(total)
-        for counts in per.values():
-            counts["hit_ratio"] = self._ratio(counts)
-        return {"total": total, "endpoints": per}
+        return {
+            "total": {**total, "hit_ratio": self._ratio(total)},
+            "endpoints": {n: {**c, "hit_ratio": self._ratio(c)} for n, c in per.items()},
+        }

@@ -21,6 +21,7 @@ import base64
 import json
 import uuid
 import zlib
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -73,14 +74,14 @@ def _mark(obj: Any) -> Any:
     raise TypeError(f"cannot cache a value of type {type(obj).__name__}: not JSON-serialisable")
 
 
-_UNMARK = {
+_UNMARK: dict[str, Callable[[Any], Any]] = {
     "datetime": datetime.fromisoformat,
     "date": date.fromisoformat,
     "time": time.fromisoformat,
     "uuid": uuid.UUID,
     "decimal": Decimal,
     "bytes": lambda v: base64.b64decode(v.encode("ascii")),
-    "dict": lambda v: {k: item for k, item in v},
+    "dict": lambda v: {pair[0]: pair[1] for pair in v},
 }
 
 

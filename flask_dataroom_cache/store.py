@@ -108,7 +108,9 @@ class CacheStore:
             return MISSING
 
     # -- reads ----------------------------------------------------------------------------
-    def lookup(self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None) -> Any:
+    def lookup(
+        self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
+    ) -> Any:
         """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)

@@ -114,7 +114,9 @@ def normalize_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
             raise TypeError("tags must be a list of strings, not a single string")
         for tag in tags:
             if not isinstance(tag, str) or not tag or "\n" in tag:
-                raise ValueError(f"invalid tag {tag!r}: tags are non-empty strings without newlines")
+                raise ValueError(
+                    f"invalid tag {tag!r}: tags are non-empty strings without newlines"
+                )
             out.add(tag)
     if len(out) > MAX_TAGS_PER_ENTRY:
         raise ValueError(f"an entry may carry at most {MAX_TAGS_PER_ENTRY} tags, got {len(out)}")

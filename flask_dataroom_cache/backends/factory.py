@@ -30,10 +30,9 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
     if not settings.redis_url:
         return MemoryBackend(settings.max_entries)
     try:
-        from .redis import RedisBackend
-        from .redis import _redis as redis_module
+        from .redis import HAVE_REDIS, RedisBackend
 
-        if redis_module is None:
+        if not HAVE_REDIS:
             raise ImportError("redis")
     except ImportError:
         log.warning(

@@ -16,6 +16,7 @@ the caller stamps on the value it then sets.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 from .base import BackendError, Lookup
 
-__all__ = ["RedisBackend", "connect"]
+__all__ = ["HAVE_REDIS", "RedisBackend", "connect"]
 
 try:  # the ``redis`` extra is optional
     import redis as _redis
@@ -31,9 +32,11 @@ try:  # the ``redis`` extra is optional
     from redis.retry import Retry
 
     RedisError: type[Exception] = _redis.RedisError
+    HAVE_REDIS = True
 except ImportError:  # pragma: no cover - exercised by the missing-extra test via monkeypatch
     _redis = None  # type: ignore[assignment]
     RedisError = OSError
+    HAVE_REDIS = False
 
 # KEYS[1] entry; ARGV[1] token-key prefix, ARGV[2] candidate token, ARGV[3] token TTL,
 # ARGV[4..] tags to capture on a miss.
@@ -114,7 +117,7 @@ def connect(url: str, socket_timeout: float) -> Any:
 
     Retries would multiply the cost of an outage; the circuit breaker decides instead.
     """
-    if _redis is None:
+    if not HAVE_REDIS:
         raise ImportError("redis is not installed: pip install flask-dataroom-cache[redis]")
     return _redis.Redis.from_url(
         url,
@@ -247,10 +250,8 @@ class RedisBackend:
         }
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing must never raise
             self.client.close()
-        except Exception:  # pragma: no cover - closing must never raise
-            pass
 
 
 def _glob_escape(text: str) -> str:

@@ -1,0 +1,141 @@
+"""Shared fixtures: every cache test runs on memory and fakeredis, and on a real Redis
+when ``REDIS_URL`` is set; every database test runs on SQLite, and on PostgreSQL when
+``DATABASE_URL`` is set.
+
+Isolation on shared servers: each test gets its own random key prefix (never FLUSHDB:
+other test runs may share the database) and each PostgreSQL test session its own schema.
+With ``REQUIRE_SERVICES=1`` (CI) a configured service that does not answer fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache.backends import redis as redis_backend_module
+
+REDIS_URL = os.environ.get("REDIS_URL") or None
+DATABASE_URL = os.environ.get("DATABASE_URL") or None
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+CACHE_KINDS = ["memory", "fakeredis"] + (["redis"] if REDIS_URL else [])
+DB_KINDS = ["sqlite"] + (["postgresql"] if DATABASE_URL else [])
+
+
+def _check_services() -> None:
+    import redis
+    import sqlalchemy
+
+    if REDIS_URL:
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            pytest.exit(f"REDIS_URL={REDIS_URL} does not answer: {exc}", returncode=3)
+    if DATABASE_URL:
+        try:
+            with sqlalchemy.create_engine(DATABASE_URL).connect() as conn:
+                conn.exec_driver_sql("select 1")
+        except Exception as exc:  # pragma: no cover
+            pytest.exit(f"DATABASE_URL={DATABASE_URL} does not answer: {exc}", returncode=3)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REDIS_URL or DATABASE_URL:
+        _check_services()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test (or concurrent test run) uses."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def fake_server() -> Any:
+    import fakeredis
+
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture(params=CACHE_KINDS)
+def cache_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def cache_config(
+    cache_kind: str, prefix: str, fake_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """App config selecting the backend under test; cleans its keys afterwards."""
+    config: dict[str, Any] = {"CACHE_KEY_PREFIX": prefix, "REDIS_URL": None}
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    if cache_kind == "fakeredis":
+        import fakeredis
+
+        def fake_connect(url: str, socket_timeout: float) -> Any:
+            return fakeredis.FakeRedis(server=fake_server)
+
+        monkeypatch.setattr(redis_backend_module, "connect", fake_connect)
+        config["REDIS_URL"] = "redis://fakeredis:6379/0"
+    elif cache_kind == "redis":
+        config["REDIS_URL"] = REDIS_URL
+    yield config
+    if cache_kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)  # type: ignore[arg-type]
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.unlink(*keys)
+        client.close()
+
+
+@pytest.fixture
+def make_app(cache_config: dict[str, Any]) -> Callable[..., tuple[Flask, DataRoomCache]]:
+    """Build a Flask app with the cache under test; extra config as keyword arguments."""
+
+    def factory(**extra: Any) -> tuple[Flask, DataRoomCache]:
+        app = Flask(f"test_{uuid.uuid4().hex[:6]}")
+        app.config.update(TESTING=True, **cache_config)
+        app.config.update(extra)
+        ext = DataRoomCache()
+        ext.init_app(app)
+        return app, ext
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app: Callable[..., tuple[Flask, DataRoomCache]]) -> Iterator[Flask]:
+    flask_app, _ = make_app()
+    with flask_app.app_context():
+        yield flask_app
+
+
+# -- databases ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=DB_KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A SQLAlchemy URL for an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    import sqlalchemy
+
+    assert DATABASE_URL is not None
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = sqlalchemy.create_engine(DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in DATABASE_URL else "?"
+    yield f"{DATABASE_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
