@@ -85,7 +85,6 @@ def validate_redis_url(key: str, value: Any) -> str | None:
         return None
     try:
         parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a non-numeric port
     except ValueError as exc:
         raise _bad(key, value, f"not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
@@ -106,6 +105,10 @@ def validate_redis_url(key: str, value: Any) -> str | None:
         if scheme == "redis+sentinel" and not parts.path.strip("/"):
             raise _bad(key, value, "a sentinel URL needs /service_name")
         return url
+    try:
+        port = parts.port  # raises ValueError for a non-numeric port (one host only here)
+    except ValueError as exc:
+        raise _bad(key, value, f"not a valid URL ({exc})") from None
     if not parts.hostname:
         raise _bad(key, value, "missing host")
     if port is not None and not 0 < port < 65536:
