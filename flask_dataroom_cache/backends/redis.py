@@ -18,25 +18,33 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .base import BackendError, Lookup
 
-__all__ = ["HAVE_REDIS", "RedisBackend", "connect"]
+__all__ = ["HAVE_REDIS", "ClusterRedisBackend", "RedisBackend", "connect"]
 
 try:  # the ``redis`` extra is optional
     import redis as _redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    RedisError: type[Exception] = _redis.RedisError
+    from redis.exceptions import RedisClusterException
+
+    RedisError: tuple[type[Exception], ...] = (_redis.RedisError, RedisClusterException)
     HAVE_REDIS = True
 except ImportError:  # pragma: no cover - exercised by the missing-extra test via monkeypatch
     _redis = None  # type: ignore[assignment]
-    RedisError = OSError
+    RedisError = (OSError,)
     HAVE_REDIS = False
+
+#: Cluster: how many hash-tagged shard groups entries are spread over (see ClusterRedisBackend).
+DEFAULT_SHARD_GROUPS = 16
 
 # KEYS[1] entry; ARGV[1] token-key prefix, ARGV[2] candidate token, ARGV[3] token TTL,
 # ARGV[4..] tags to capture on a miss.
@@ -112,13 +120,24 @@ return out
 """
 
 
+# Cluster variant: KEYS[1] is the shard group's hash tag, only there to route the call.
+_VERSIONS_ROUTED = _VERSIONS
+
+
 def connect(url: str, socket_timeout: float) -> Any:
     """Build a redis-py client for ``url`` with short timeouts and no silent retries.
 
     Retries would multiply the cost of an outage; the circuit breaker decides instead.
+    ``redis+cluster://`` gives a :class:`redis.cluster.RedisCluster`, ``redis+sentinel://``
+    the master client of :meth:`redis.sentinel.Sentinel.master_for`.
     """
     if not HAVE_REDIS:
         raise ImportError("redis is not installed: pip install flask-dataroom-cache[redis]")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "redis+cluster":
+        return _connect_cluster(url, socket_timeout)
+    if scheme == "redis+sentinel":
+        return _connect_sentinel(url, socket_timeout)
     return _redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,
@@ -126,6 +145,80 @@ def connect(url: str, socket_timeout: float) -> Any:
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         health_check_interval=30,
+    )
+
+
+def parse_multi_host_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any], str]:
+    """Split ``scheme://[user:pass@]h:p,h:p[/path][?query]`` into hosts, credentials, path.
+
+    Returns ``(hosts, {"username": .., "password": ..}, path)``; ``config.py`` has already
+    validated the shape. A host without a port gets 6379 (26379 for a sentinel URL).
+    """
+    scheme, _, rest = url.partition("://")
+    default_port = 26379 if scheme.lower() == "redis+sentinel" else 6379
+    rest = rest.split("?", 1)[0]
+    netloc, slash, path = rest.partition("/")
+    creds: dict[str, Any] = {}
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, sep, password = userinfo.partition(":")
+        if sep:
+            creds["password"] = unquote(password)
+            if user:
+                creds["username"] = unquote(user)
+        elif user:
+            creds["password"] = unquote(user)
+    hosts: list[tuple[str, int]] = []
+    for hostport in netloc.split(","):
+        host, sep, port = hostport.strip().rpartition(":")
+        if not sep:
+            host, port = port, str(default_port)
+        hosts.append((host.strip("[]"), int(port)))
+    return hosts, creds, path if slash else ""
+
+
+def url_options(url: str) -> dict[str, str]:
+    """The query parameters of ``url`` (``?shard_groups=16&wait_replicas=1``)."""
+    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def _connect_cluster(url: str, socket_timeout: float) -> Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    hosts, creds, _ = parse_multi_host_url(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        # One retry so a MOVED/ASK redirection after a resharding or failover is followed;
+        # the breaker handles real outages.
+        retry=Retry(NoBackoff(), 1),
+        require_full_coverage=False,
+        **creds,
+    )
+
+
+def _connect_sentinel(url: str, socket_timeout: float) -> Any:
+    from redis.sentinel import Sentinel
+
+    hosts, creds, path = parse_multi_host_url(url)
+    parts = [p for p in path.split("/") if p]
+    service = parts[0]
+    db = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    sentinel = Sentinel(
+        hosts,
+        socket_timeout=socket_timeout,
+        sentinel_kwargs={"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout},
+    )
+    return sentinel.master_for(
+        service,
+        db=db,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=30,
+        **creds,
     )
 
 
@@ -139,10 +232,24 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, client: Any, prefix: str, tag_ttl: int = 3600) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        tag_ttl: int = 3600,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.tag_ttl = tag_ttl
+        #: With a replicated master (Sentinel), an invalidation waits (``WAIT``) until this
+        #: many replicas have its new tokens, so a failover cannot resurrect old tokens and
+        #: with them stale entries. 0 = do not wait (standalone).
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self.replica_lag_events = 0
         self._tagv = f"{prefix}:~tagv:"
         self._get = client.register_script(_GET)
         self._set = client.register_script(_SET)
@@ -150,7 +257,26 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, prefix: str, tag_ttl: int, socket_timeout: float) -> RedisBackend:
-        return cls(connect(url, socket_timeout), prefix, tag_ttl)
+        """The backend for ``url``: standalone, Sentinel-managed master, or Cluster.
+
+        URL options: ``?shard_groups=N`` (Cluster, default 16), ``?wait_replicas=N`` and
+        ``?wait_timeout_ms=T`` (Sentinel defaults 1 and 100; standalone 0).
+        """
+        scheme = url.split("://", 1)[0].lower()
+        opts = url_options(url)
+        if scheme == "redis+cluster":
+            groups = int(opts.get("shard_groups", DEFAULT_SHARD_GROUPS))
+            return ClusterRedisBackend(
+                lambda: connect(url, socket_timeout), prefix, tag_ttl, shard_groups=groups
+            )
+        wait = int(opts.get("wait_replicas", 1 if scheme == "redis+sentinel" else 0))
+        return cls(
+            connect(url, socket_timeout),
+            prefix,
+            tag_ttl,
+            wait_replicas=wait,
+            wait_timeout_ms=int(opts.get("wait_timeout_ms", 100)),
+        )
 
     def _candidate(self) -> str:
         return secrets.token_hex(8)
@@ -204,9 +330,15 @@ class RedisBackend:
             pipe = self.client.pipeline(transaction=False)
             for i, tag in enumerate(tags):
                 pipe.set(self._tagv + tag, f"{base}.i{i}", ex=self.tag_ttl)
-            pipe.execute()
+            if self.wait_replicas:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            res = pipe.execute()
         except RedisError as exc:
             raise BackendError(f"redis invalidation failed: {exc}") from exc
+        if self.wait_replicas and int(res[-1]) < self.wait_replicas:
+            # Delivered to the master but not (yet) acknowledged by its replicas: a failover
+            # in this window could lose it. Counted and visible in ``info()``.
+            self.replica_lag_events += 1
 
     def clear(self) -> int:
         """Delete this prefix's keys with ``SCAN`` in batches (never ``KEYS``/``FLUSHDB``)."""
@@ -244,6 +376,7 @@ class RedisBackend:
         return {
             "backend": self.name,
             "keys": keys,
+            "replica_lag_events": self.replica_lag_events,
             "memory_bytes": mem.get("used_memory"),
             "maxmemory": mem.get("maxmemory"),
             "maxmemory_policy": mem.get("maxmemory_policy"),
@@ -256,3 +389,229 @@ class RedisBackend:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class ClusterRedisBackend(RedisBackend):
+    """The same versioned-tag scheme on Redis Cluster, with no cross-slot operation on reads.
+
+    Layout: ``shard_groups`` (``N``) hash tags ``{P:s0}`` ... ``{P:sN-1}``. An entry with
+    key ``K`` lives in group ``g = crc32(K) % N`` as ``{P:sg}K``; every tag has one token
+    copy per group, ``{P:sg}:~tagv:{tag}``. An entry and the tokens it is checked against
+    therefore share a slot, and the hit stays one ``EVALSHA`` on one node. Entries spread
+    over the cluster (N groups hash to slots owned by the different masters).
+
+    * Invalidation writes the same fresh token to all ``N`` copies of each tag (one
+      pipeline, one round trip per master): O(N) per tag, still O(1) in entries.
+    * A token missing in a group (never set, expired, evicted) is created there from a
+      fresh random candidate and then copied with ``SET NX`` to the groups that lack it,
+      so the copies agree and a value captured in one group (:meth:`versions`, which has
+      no key) can be stored in another. A copy that disagrees only makes ``set`` refuse
+      (a miss), never a stale hit: tokens are random, and invalidation overwrites every
+      copy unconditionally.
+    * ``clear`` and ``info`` SCAN every master.
+
+    The client is built lazily (building a ``RedisCluster`` contacts the cluster), so an
+    unreachable cluster at start is an ordinary :class:`BackendError` for the breaker.
+    """
+
+    name = "redis-cluster"
+
+    def __init__(
+        self,
+        client_factory: Any,
+        prefix: str,
+        tag_ttl: int = 3600,
+        *,
+        shard_groups: int = DEFAULT_SHARD_GROUPS,
+    ) -> None:
+        if shard_groups < 1:
+            raise ValueError("shard_groups must be >= 1")
+        self._factory = client_factory
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self.prefix = prefix
+        self.tag_ttl = tag_ttl
+        self.wait_replicas = 0
+        self.wait_timeout_ms = 0
+        self.replica_lag_events = 0
+        self.shard_groups = shard_groups
+        self._groups = [f"{{{prefix}:s{i}}}" for i in range(shard_groups)]
+        self._group_tagv = [g + ":~tagv:" for g in self._groups]
+        self._tagv = self._group_tagv[0]
+
+    # -- client -------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:  # type: ignore[override]
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    try:
+                        made = self._factory()
+                    except RedisError as exc:
+                        raise BackendError(f"redis cluster unreachable: {exc}") from exc
+                    self._get = made.register_script(_GET)
+                    self._set = made.register_script(_SET)
+                    self._versions = made.register_script(_VERSIONS_ROUTED)
+                    self._client = made
+                client = self._client
+        return client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value
+
+    def _group(self, key: str) -> int:
+        return zlib.crc32(key.encode("utf-8")) % self.shard_groups
+
+    def _propagate(self, group: int, cand: str, tags: Sequence[str], tokens: Sequence[str]) -> None:
+        """Copy tokens this call created in ``group`` to the other groups that lack them."""
+        created = [
+            (t, v) for t, v in zip(tags, tokens, strict=True) if v.startswith(cand + ".")
+        ]
+        if not created or self.shard_groups == 1:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for g, tagv in enumerate(self._group_tagv):
+            if g != group:
+                for tag, token in created:
+                    pipe.set(tagv + tag, token, ex=self.tag_ttl, nx=True)
+        pipe.execute()
+
+    # -- protocol -----------------------------------------------------------------------
+    def get(self, key: str, tags: Sequence[str]) -> Lookup:
+        g = self._group(key)
+        cand = self._candidate()
+        try:
+            client = self.client
+            del client
+            res = self._get(
+                keys=[self._groups[g] + key],
+                args=[self._group_tagv[g], cand, self.tag_ttl, *tags],
+            )
+            if res[0] == 1:
+                return bytes(res[1]), None
+            tokens = tuple(t.decode() if isinstance(t, bytes) else str(t) for t in res[1:])
+            self._propagate(g, cand, tags, tokens)
+        except RedisError as exc:
+            raise BackendError(f"redis GET failed: {exc}") from exc
+        return None, tokens
+
+    def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
+        g = zlib.crc32("\n".join(tags).encode("utf-8")) % self.shard_groups
+        cand = self._candidate()
+        try:
+            client = self.client
+            del client
+            res = self._versions(
+                keys=[self._groups[g]], args=[self._group_tagv[g], cand, self.tag_ttl, *tags]
+            )
+            tokens = tuple(t.decode() if isinstance(t, bytes) else str(t) for t in res)
+            self._propagate(g, cand, tags, tokens)
+        except RedisError as exc:
+            raise BackendError(f"redis version capture failed: {exc}") from exc
+        return tokens
+
+    def set(
+        self, key: str, payload: bytes, ttl: int, tags: Sequence[str], versions: Sequence[str]
+    ) -> bool:
+        g = self._group(key)
+        blob = _frame(tags, versions, payload)
+        try:
+            client = self.client
+            del client
+            res = self._set(
+                keys=[self._groups[g] + key],
+                args=[self._group_tagv[g], int(ttl), self.tag_ttl, blob, len(tags), *tags, *versions],
+            )
+        except RedisError as exc:
+            raise BackendError(f"redis SET failed: {exc}") from exc
+        return bool(res)
+
+    def add(self, key: str, payload: bytes, ttl: int) -> bool:
+        full = self._groups[self._group(key)] + key
+        try:
+            return bool(self.client.set(full, _frame((), (), payload), ex=int(ttl), nx=True))
+        except RedisError as exc:
+            raise BackendError(f"redis SET NX failed: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete(self._groups[self._group(key)] + key)
+        except RedisError as exc:
+            raise BackendError(f"redis DEL failed: {exc}") from exc
+
+    def invalidate(self, tags: Sequence[str]) -> None:
+        if not tags:
+            return
+        base = self._candidate()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for i, tag in enumerate(tags):
+                token = f"{base}.i{i}"
+                for tagv in self._group_tagv:
+                    pipe.set(tagv + tag, token, ex=self.tag_ttl)
+            pipe.execute()
+        except RedisError as exc:
+            raise BackendError(f"redis invalidation failed: {exc}") from exc
+
+    def _scan_masters(self, delete: bool) -> int:
+        pattern = "{" + _glob_escape(self.prefix) + ":s*"
+        count = 0
+        for node in self.client.get_primaries():
+            conn = node.redis_connection
+            batch: list[bytes] = []
+            for key in conn.scan_iter(match=pattern, count=500):
+                count += 1
+                if delete:
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        _unlink_each(conn, batch)
+                        batch.clear()
+            if batch:
+                _unlink_each(conn, batch)
+        return count
+
+    def clear(self) -> int:
+        """``SCAN`` + ``UNLINK`` on every master (keys of many slots: one UNLINK per key)."""
+        try:
+            return self._scan_masters(delete=True)
+        except RedisError as exc:
+            raise BackendError(f"redis clear failed: {exc}") from exc
+
+    def ping(self) -> float:
+        start = time.perf_counter()
+        try:
+            self.client.ping()
+        except RedisError as exc:
+            raise BackendError(f"redis PING failed: {exc}") from exc
+        return time.perf_counter() - start
+
+    def info(self) -> dict[str, Any]:
+        try:
+            keys = self._scan_masters(delete=False)
+            used = 0
+            masters = self.client.get_primaries()
+            for node in masters:
+                used += int(node.redis_connection.info("memory").get("used_memory", 0))
+        except RedisError as exc:
+            raise BackendError(f"redis INFO failed: {exc}") from exc
+        return {
+            "backend": self.name,
+            "keys": keys,
+            "memory_bytes": used,
+            "masters": len(masters),
+            "shard_groups": self.shard_groups,
+        }
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._client is not None:
+                self._client.close()
+
+
+def _unlink_each(conn: Any, keys: Sequence[bytes]) -> None:
+    pipe = conn.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    pipe.execute()
