@@ -197,6 +197,14 @@ def running_sentinel(tmp: Path) -> Iterator[SentinelSetup]:
             10,
             "replica in sync",
         )
+        wait_until(
+            lambda: master.client().info("replication").get("slave0", {}).get("state") == "online",
+            10,
+            "replica online on the master",
+        )
+        wait_until(
+            lambda: master.client().execute_command("WAIT", 1, 200) == 1, 10, "replica acks"
+        )
         sport = free_port()
         conf = (
             f"port {sport}\nbind 127.0.0.1\n"
