@@ -275,7 +275,11 @@ class RedisBackend:
             prefix,
             tag_ttl,
             wait_replicas=wait,
-            wait_timeout_ms=int(opts.get("wait_timeout_ms", 100)),
+            # WAIT must return before the socket times out, or a slow replica would look
+            # like a dead master to the breaker.
+            wait_timeout_ms=min(
+                int(opts.get("wait_timeout_ms", 100)), max(1, int(socket_timeout * 800))
+            ),
         )
 
     def _candidate(self) -> str:

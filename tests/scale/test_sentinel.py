@@ -27,12 +27,12 @@ def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
         yield setup
 
 
-def _app(url: str) -> tuple[Flask, CacheStore]:
+def _app(url: str, socket_timeout: float = 0.5) -> tuple[Flask, CacheStore]:
     app = Flask(f"sentinel_{uuid.uuid4().hex[:6]}")
     app.config.update(
         REDIS_URL=url,
         CACHE_KEY_PREFIX="s" + uuid.uuid4().hex[:10],
-        CACHE_REDIS_SOCKET_TIMEOUT=0.5,
+        CACHE_REDIS_SOCKET_TIMEOUT=socket_timeout,
         CACHE_BREAKER_THRESHOLD=3,
         CACHE_BREAKER_COOLDOWN=0.2,
     )
@@ -43,7 +43,8 @@ def _app(url: str) -> tuple[Flask, CacheStore]:
 
 def test_features_and_failover_without_stale_reads(sentinel_setup: SentinelSetup) -> None:
     # A generous WAIT timeout: this machine may be loaded; the default is 100 ms.
-    app, store = _app(sentinel_setup.url + "?wait_timeout_ms=2000")
+    app, store = _app(sentinel_setup.url + "?wait_timeout_ms=1000", socket_timeout=2.0)
+    assert store.backend.primary.wait_timeout_ms == 1000  # type: ignore[attr-defined]
     backend: Any = store.backend
     primary = backend.primary
     assert isinstance(primary, RedisBackend) and primary.wait_replicas == 1
@@ -127,6 +128,12 @@ def test_invalidation_waits_for_the_replica_and_counts_lag(sentinel_setup: Senti
     backend = RedisBackend.from_url(
         sentinel_setup.url + "?wait_timeout_ms=50", prefix="sw", tag_ttl=60, socket_timeout=1.0
     )
+    assert backend.wait_timeout_ms == 50
+    capped = RedisBackend.from_url(
+        sentinel_setup.url + "?wait_timeout_ms=5000", prefix="sw", tag_ttl=60, socket_timeout=0.5
+    )
+    assert capped.wait_timeout_ms == 400  # WAIT always returns before the socket times out
+    capped.close()
     backend.invalidate(["a"])
     before = backend.replica_lag_events  # 0 unless this machine is very loaded
     os.kill(sentinel_setup.replica.proc.pid, signal.SIGSTOP)
