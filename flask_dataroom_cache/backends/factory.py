@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ..config import Settings
 from .base import Backend, BackendError
@@ -47,6 +48,8 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
         tag_ttl=settings.tag_ttl,
         socket_timeout=settings.redis_socket_timeout,
     )
+    if settings.l1_max_entries > 0:
+        primary = _near(primary, settings)
     reachable = True
     try:
         primary.ping()
@@ -71,6 +74,37 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
         pending_max=settings.pending_max,
         on_error=on_error,
         start_open=not reachable,
+    )
+
+
+def _near(primary: Backend, settings: Settings) -> Backend:
+    """Put the per-process L1 in front of Redis (inside the breaker, so that re-delivered
+    invalidations are broadcast too)."""
+    from .near import NearCache
+    from .redis import ClusterRedisBackend, RedisBackend
+
+    assert isinstance(primary, RedisBackend)
+    channel = f"{settings.key_prefix}:~l1"
+    if isinstance(primary, ClusterRedisBackend):
+        cluster = primary
+
+        def channel_client() -> Any:
+            # Every process subscribes and publishes on the node owning the channel's
+            # slot, so PUBLISH counts every subscriber (acks are awaited per receiver).
+            return cluster.client.get_node_from_key(channel).redis_connection
+
+    else:
+        standalone = primary
+
+        def channel_client() -> Any:
+            return standalone.client
+
+    return NearCache(
+        primary,
+        channel_client,
+        prefix=settings.key_prefix,
+        max_entries=settings.l1_max_entries,
+        ttl=float(settings.ttl),
     )
 
 

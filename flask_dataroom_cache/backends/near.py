@@ -1,0 +1,365 @@
+"""A per-process near cache (L1) in front of Redis that keeps promise 1 across processes.
+
+``NearCache`` wraps a Redis backend (standalone, Sentinel or Cluster). Valid Redis hits
+(and successful sets) are copied into a small in-process LRU; an L1 hit costs a dict
+lookup and no network round trip.
+
+How L1 stays fresh (DESIGN.md promise 1: *a read that starts after another process's
+commit returned is never served data older than that commit*):
+
+1. **Invalidate = bump tokens, then broadcast, then wait.** ``invalidate`` first gives
+   the tags new tokens in Redis (as without L1), drops matching local entries, then
+   ``PUBLISH``es the tags on ``{prefix}:~l1`` and waits until every subscriber that
+   ``PUBLISH`` reported has *acknowledged* (each process's subscriber thread drops the
+   matching entries, then publishes an ack on the origin's reply channel). Only then does
+   ``invalidate`` (and so the after-commit hook, and so ``commit()``) return.
+2. **Leases bound the wait.** A subscriber that does not ack (frozen, overloaded) must not
+   block commits for long. Each subscriber sends ``PING <send time>`` on its subscription
+   connection every ``ping_interval``; Redis answers in order with the messages, so when
+   the pong for send time ``s`` arrives, every message published before ``s`` has been
+   received and handled. A process serves from L1 only while its latest such ``s`` is
+   less than ``lease`` old. If acks are missing, the invalidating process waits until
+   ``lease`` (plus a margin) has passed since its ``PUBLISH`` returned: a subscriber that
+   has not handled the message by then has no pong newer than the message, so its lease
+   has expired and it reads Redis instead. Worst case: one ``invalidate`` waits ``lease``.
+3. **No stale fill.** A fill (copying a Redis hit into L1) is kept only if no
+   invalidation was handled by this process between the start of the Redis read and the
+   insert (a per-process sequence number) and the subscription was healthy when the read
+   started.
+4. **Subscription trouble = L1 off.** If the subscription connection fails, L1 is
+   cleared and bypassed (reads go to Redis, still one round trip) until the subscription
+   is back and a pong has renewed the lease.
+
+``delete`` and ``clear`` are broadcast the same way. Invalidations that cannot reach
+Redis raise :class:`BackendError`, so :class:`ResilientBackend` (which wraps this class)
+queues and re-delivers them, and re-delivery broadcasts too.
+
+Payloads are kept as bytes and decoded per hit, so a caller mutating a returned value can
+never change what the next reader gets. L1 is bounded by ``max_entries`` and evicts in fill
+order (a hit does not take a lock to reorder: the hit path stays a dict lookup); each entry
+also expires ``ttl`` seconds after its fill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..tags import EPOCH_TAG
+from .base import Backend, BackendError, Lookup
+
+__all__ = ["NearCache"]
+
+log = logging.getLogger("flask_dataroom_cache")
+
+_Entry = tuple[bytes, tuple[str, ...], float]
+
+
+class NearCache:
+    """L1 in front of a Redis backend; see the module docstring for the freshness rules."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        channel_client: Callable[[], Any],
+        *,
+        prefix: str,
+        max_entries: int,
+        ttl: float = 300.0,
+        lease: float = 0.5,
+        ping_interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        if not 0 < ping_interval < lease:
+            raise ValueError("need 0 < ping_interval < lease")
+        self.inner = inner
+        self.name = inner.name
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.lease = lease
+        self.ping_interval = ping_interval
+        self._clock = clock
+        self._channel_client = channel_client
+        self.channel = f"{prefix}:~l1"
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_tag: dict[str, set[str]] = {}
+        self._seq = 0
+        self._healthy = False
+        self._lease_from = float("-inf")
+        self._acks: dict[str, int] = {}
+        self._ack_cond = threading.Condition()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Counters for ``info()`` and the tests.
+        self.l1_hits = 0
+        self.ack_timeouts = 0
+        self.subscription_drops = 0
+        self._start()
+        ref = weakref.ref(self)
+
+        def _after_fork() -> None:  # a forked worker needs its own id, thread and L1
+            obj = ref()
+            if obj is not None and not obj._closed.is_set():
+                # Locks may have been held by threads that do not exist in the child.
+                obj._lock = threading.Lock()
+                obj._ack_cond = threading.Condition()
+                obj._acks = {}
+                obj._start()
+
+        os.register_at_fork(after_in_child=_after_fork)
+
+    # -- subscriber ---------------------------------------------------------------------
+    def _start(self) -> None:
+        self.origin = secrets.token_hex(8)
+        self.reply_channel = f"{self.channel}:ack:{self.origin}"
+        with self._lock:
+            self._drop_all()
+            self._healthy = False
+            self._lease_from = float("-inf")
+        self._thread = threading.Thread(
+            target=self._run, name=f"dataroom-cache-l1-{self.origin}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._closed.is_set():
+            pubsub: Any = None
+            try:
+                client = self._channel_client()
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.channel, self.reply_channel)
+                last_ping = float("-inf")
+                while not self._closed.is_set():
+                    now = self._clock()
+                    if now - last_ping >= self.ping_interval:
+                        pubsub.ping(repr(now))
+                        last_ping = now
+                    message = pubsub.get_message(timeout=self.ping_interval / 2)
+                    if message is not None:
+                        self._handle(message, client)
+                        backoff = 0.05
+                    elif now - self._lease_from > 4 * self.lease and self._healthy:
+                        raise BackendError("no pong from Redis: subscription stalled")
+            except Exception as exc:  # any failure: L1 off until we are back
+                self._down(exc)
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+
+    def _down(self, exc: BaseException) -> None:
+        with self._lock:
+            was = self._healthy
+            self._healthy = False
+            self._lease_from = float("-inf")
+            self._drop_all()
+        if was and not self._closed.is_set():
+            self.subscription_drops += 1
+            log.warning("near cache subscription lost (%s); L1 bypassed until it is back", exc)
+
+    def _handle(self, message: dict[str, Any], client: Any) -> None:
+        kind = message.get("type")
+        data = message.get("data")
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        if kind == "pong":
+            with contextlib.suppress(TypeError, ValueError):
+                sent = float(data)
+                with self._lock:
+                    if sent > self._lease_from:
+                        self._lease_from = sent
+                    self._healthy = True
+            return
+        if kind != "message":
+            return
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if channel == self.reply_channel:
+            with self._ack_cond:
+                if data in self._acks:
+                    self._acks[data] += 1
+                    self._ack_cond.notify_all()
+            return
+        try:
+            body = json.loads(data)
+            origin, msg_id = body["o"], body["m"]
+        except (TypeError, ValueError, KeyError):
+            return  # not ours
+        if origin != self.origin:  # our own change was applied before it was published
+            self._apply(body.get("t", ()), body.get("k", ()), bool(body.get("c")))
+            client.publish(f"{self.channel}:ack:{origin}", msg_id)
+        else:
+            with self._ack_cond:
+                if msg_id in self._acks:
+                    self._acks[msg_id] += 1
+                    self._ack_cond.notify_all()
+
+    # -- local L1 -----------------------------------------------------------------------
+    def _drop_all(self) -> None:
+        self._seq += 1
+        self._entries.clear()
+        self._by_tag.clear()
+
+    def _remove(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            for tag in entry[1]:
+                keys = self._by_tag.get(tag)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_tag[tag]
+
+    def _apply(self, tags: Sequence[str], keys: Sequence[str], clear: bool) -> None:
+        with self._lock:
+            self._seq += 1
+            if clear or EPOCH_TAG in tags:
+                self._drop_all()
+                return
+            for tag in tags:
+                for key in list(self._by_tag.get(tag, ())):
+                    self._remove(key)
+            for key in keys:
+                self._remove(key)
+
+    def _fill(self, key: str, payload: bytes, tags: tuple[str, ...], seq: int) -> None:
+        with self._lock:
+            if seq != self._seq or not self._healthy:
+                return  # an invalidation was handled meanwhile: the copy may be stale
+            self._remove(key)
+            self._entries[key] = (payload, tags, self._clock() + self.ttl)
+            for tag in tags:
+                self._by_tag.setdefault(tag, set()).add(key)
+            while len(self._entries) > self.max_entries:
+                self._remove(next(iter(self._entries)))
+
+    def _usable(self) -> bool:
+        return self._healthy and self._clock() - self._lease_from < self.lease
+
+    @property
+    def l1_active(self) -> bool:
+        """True while L1 may serve (subscription healthy and lease fresh)."""
+        return self._usable()
+
+    # -- broadcast ----------------------------------------------------------------------
+    def _broadcast(self, tags: Sequence[str] = (), keys: Sequence[str] = (), clear: bool = False) -> None:
+        msg_id = secrets.token_hex(8)
+        body = json.dumps(
+            {"o": self.origin, "m": msg_id, "t": list(tags), "k": list(keys), "c": int(clear)}
+        )
+        with self._ack_cond:
+            self._acks[msg_id] = 0
+        try:
+            try:
+                receivers = int(self._channel_client().publish(self.channel, body))
+            except Exception as exc:
+                raise BackendError(f"near cache publish failed: {exc}") from exc
+            published = self._clock()
+            # Past this point every subscriber that has not handled the message has an
+            # expired lease (see the module docstring); 5% + 2 ms for clock-rate drift.
+            deadline = published + self.lease * 1.05 + 0.002
+            with self._ack_cond:
+                while self._acks[msg_id] < receivers:
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        self.ack_timeouts += 1
+                        log.info(
+                            "near cache: %d of %d processes did not ack an invalidation "
+                            "within the lease; their L1 is off until they catch up",
+                            receivers - self._acks[msg_id],
+                            receivers,
+                        )
+                        break
+                    self._ack_cond.wait(left)
+        finally:
+            with self._ack_cond:
+                self._acks.pop(msg_id, None)
+
+    # -- protocol -----------------------------------------------------------------------
+    def get(self, key: str, tags: Sequence[str]) -> Lookup:
+        entry = self._entries.get(key)
+        if entry is not None and self._healthy:
+            now = self._clock()
+            if now - self._lease_from < self.lease and entry[2] > now and entry[1] == tuple(tags):
+                self.l1_hits += 1
+                return entry[0], None
+        seq = self._seq
+        healthy = self._usable()
+        res = self.inner.get(key, tags)
+        if res[0] is not None and healthy:
+            self._fill(key, res[0], tuple(tags), seq)
+        return res
+
+    def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
+        return self.inner.versions(tags)
+
+    def set(
+        self, key: str, payload: bytes, ttl: int, tags: Sequence[str], versions: Sequence[str]
+    ) -> bool:
+        seq = self._seq
+        healthy = self._usable()
+        stored = self.inner.set(key, payload, ttl, tags, versions)
+        if stored and healthy:
+            self._fill(key, payload, tuple(tags), seq)
+        return stored
+
+    def add(self, key: str, payload: bytes, ttl: int) -> bool:
+        return self.inner.add(key, payload, ttl)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+        self._apply((), (key,), False)
+        self._broadcast(keys=(key,))
+
+    def invalidate(self, tags: Sequence[str]) -> None:
+        if not tags:
+            return
+        self.inner.invalidate(tags)
+        self._apply(tags, (), False)
+        self._broadcast(tags=tags)
+
+    def clear(self) -> int:
+        removed = self.inner.clear()
+        self._apply((), (), True)
+        self._broadcast(clear=True)
+        return removed
+
+    def ping(self) -> float:
+        return self.inner.ping()
+
+    def info(self) -> dict[str, Any]:
+        info = self.inner.info()
+        info.update(
+            l1_entries=len(self._entries),
+            l1_max_entries=self.max_entries,
+            l1_active=self._usable(),
+            l1_hits=self.l1_hits,
+            l1_ack_timeouts=self.ack_timeouts,
+            l1_subscription_drops=self.subscription_drops,
+        )
+        return info
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with self._lock:
+            self._drop_all()
+            self._healthy = False
+        self.inner.close()

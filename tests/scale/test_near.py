@@ -1,0 +1,237 @@
+"""The near cache (L1): fast hits, and never stale after another process's commit returned."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache.backends.near import NearCache
+from flask_dataroom_cache.backends.redis import RedisBackend
+from flask_dataroom_cache.backends.resilient import ResilientBackend
+
+from . import near_workers
+from .servers import Cluster, RedisProcess, wait_until
+
+pytestmark = pytest.mark.redis_server
+TAGS = ("~epoch", "room:1")
+
+
+def _url(server: RedisProcess) -> str:
+    return f"redis://127.0.0.1:{server.port}/0"
+
+
+@pytest.fixture
+def pair(own_redis: RedisProcess) -> Iterator[tuple[NearCache, NearCache]]:
+    """Two L1 instances (two 'processes') on one Redis and one prefix."""
+    prefix = "n" + uuid.uuid4().hex[:10]
+    made = []
+    for _ in range(2):
+        redis_backend = RedisBackend.from_url(_url(own_redis), prefix, 60, 0.5)
+        made.append(
+            NearCache(
+                redis_backend,
+                lambda b=redis_backend: b.client,  # type: ignore[misc]
+                prefix=prefix,
+                max_entries=100,
+                lease=0.3,
+            )
+        )
+    for near in made:
+        wait_until(lambda n=near: n.l1_active, 5, "L1 subscription")  # type: ignore[misc]
+    yield made[0], made[1]
+    made[0].clear()
+    for near in made:
+        near.close()
+
+
+def _fill(near: NearCache, key: str, payload: bytes) -> None:
+    got, versions = near.get(key, TAGS)
+    assert got is None and versions is not None
+    assert near.set(key, payload, 60, TAGS, versions)
+
+
+def test_l1_hit_and_invalidation_acknowledged_before_return(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    a, b = pair
+    key = f"{a.channel}:k"
+    _fill(a, key, b"v1")
+    assert b.get(key, TAGS)[0] == b"v1"  # Redis hit, copied into b's L1
+    hits = b.l1_hits
+    assert b.get(key, TAGS)[0] == b"v1"
+    assert b.l1_hits == hits + 1
+    a.invalidate(["room:1"])
+    # No sleep: invalidate returned only after b acknowledged, so b's L1 is already clean.
+    assert key not in b._entries
+    assert b.get(key, TAGS)[0] is None
+    assert a.ack_timeouts == 0
+    _fill(a, key, b"v2")
+    assert b.get(key, TAGS)[0] == b"v2"
+    a.delete(key)
+    assert key not in b._entries
+    _fill(b, key, b"v3")
+    assert b.get(key, TAGS)[0] == b"v3" and key in b._entries
+    a.clear()
+    assert not b._entries
+
+
+def test_frozen_subscriber_makes_the_writer_wait_for_its_lease(
+    pair: tuple[NearCache, NearCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b's subscriber thread is stuck: no ack, no pong. a waits out the lease; b stops
+    serving its (now stale) L1 entry by then."""
+    a, b = pair
+    key = f"{a.channel}:frozen"
+    _fill(b, key, b"old")
+    assert b.get(key, TAGS)[0] == b"old" and key in b._entries
+    release = threading.Event()
+    real = b._handle
+
+    def stuck(message: dict[str, Any], client: Any) -> None:
+        release.wait(5)
+        real(message, client)
+
+    monkeypatch.setattr(b, "_handle", stuck)
+    time.sleep(0.1)  # b's thread is now blocked in `stuck`
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    waited = time.monotonic() - start
+    try:
+        assert waited >= b.lease * 0.9, waited
+        assert a.ack_timeouts == 1
+        assert key in b._entries  # b never heard of it...
+        assert not b.l1_active  # ...but its lease expired, so it must not serve it
+        assert b.get(key, TAGS)[0] is None  # read from Redis: a miss, not "old"
+    finally:
+        release.set()
+    wait_until(lambda: b.l1_active and key not in b._entries, 5, "b catches up")
+
+
+def test_fill_racing_an_invalidation_is_discarded(
+    pair: tuple[NearCache, NearCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b reads a valid entry from Redis; before b copies it into L1, a invalidates."""
+    a, b = pair
+    key = f"{a.channel}:race"
+    _fill(a, key, b"old")
+    real_get = b.inner.get
+
+    def get_then_invalidate(k: str, tags: Any) -> Any:
+        res = real_get(k, tags)
+        a.invalidate(["room:1"])  # lands (and is acked by b) between read and fill
+        return res
+
+    monkeypatch.setattr(b.inner, "get", get_then_invalidate)
+    assert b.get(key, TAGS)[0] == b"old"  # this read started before the commit: allowed
+    monkeypatch.setattr(b.inner, "get", real_get)
+    assert key not in b._entries
+    assert b.get(key, TAGS)[0] is None
+
+
+def test_subscription_drop_clears_and_bypasses_l1(
+    pair: tuple[NearCache, NearCache], own_redis: RedisProcess
+) -> None:
+    a, b = pair
+    key = f"{a.channel}:drop"
+    _fill(a, key, b"v")
+    assert b.get(key, TAGS)[0] == b"v" and key in b._entries
+    drops = b.subscription_drops
+    own_redis.client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    wait_until(lambda: b.subscription_drops > drops, 5, "drop noticed")
+    assert key not in b._entries or b.l1_active
+    wait_until(lambda: a.l1_active and b.l1_active, 5, "resubscribed")
+    assert b.get(key, TAGS)[0] == b"v"  # from Redis again, then L1
+    a.invalidate(["room:1"])
+    assert b.get(key, TAGS)[0] is None
+
+
+def _app(url: str, prefix: str, **extra: Any) -> tuple[Flask, Any]:
+    app = Flask(f"near_{uuid.uuid4().hex[:6]}")
+    app.config.update(REDIS_URL=url, CACHE_KEY_PREFIX=prefix, CACHE_L1_MAX_ENTRIES=100)
+    app.config.update(extra)
+    ext = DataRoomCache()
+    ext.init_app(app)
+    return app, ext.state(app).store
+
+
+def test_factory_wires_l1_inside_the_breaker(own_redis: RedisProcess) -> None:
+    prefix = "n" + uuid.uuid4().hex[:10]
+    app, store = _app(_url(own_redis), prefix)
+    assert isinstance(store.backend, ResilientBackend)
+    assert isinstance(store.backend.primary, NearCache)
+    _, off = _app(_url(own_redis), prefix, CACHE_L1_MAX_ENTRIES=0)
+    assert not isinstance(off.backend.primary, NearCache)
+    wait_until(lambda: store.backend.primary.l1_active, 5, "L1")
+    key = f"{prefix}:x"
+    assert store.get_or_set(key, lambda: {"a": 1}, tags=["room:1"]) == {"a": 1}
+    assert store.get_or_set(key, lambda: {"a": 2}, tags=["room:1"]) == {"a": 1}
+    assert store.backend.primary.l1_hits >= 1
+    assert store.backend.info()["l1_entries"] == 1
+    store.clear()
+    store.backend.close()
+    off.backend.close()
+
+
+def test_l1_on_cluster(redis_cluster: Cluster) -> None:
+    prefix = "n" + uuid.uuid4().hex[:10]
+    _, s1 = _app(redis_cluster.url, prefix)
+    _, s2 = _app(redis_cluster.url, prefix)
+    n1, n2 = s1.backend.primary, s2.backend.primary
+    wait_until(lambda: n1.l1_active and n2.l1_active, 5, "L1 on cluster")
+    key = f"{prefix}:folder:1"
+    assert s1.get_or_set(key, lambda: 1, tags=["room:1"]) == 1
+    assert s2.get_or_set(key, lambda: 99, tags=["room:1"]) == 1
+    assert s2.get_or_set(key, lambda: 99, tags=["room:1"]) == 1
+    assert n2.l1_hits >= 1
+    s1.invalidate(["room:1"], defer=False)
+    assert n1.ack_timeouts == 0
+    assert s2.get_or_set(key, lambda: 2, tags=["room:1"]) == 2
+    s1.clear()
+    s1.backend.close()
+    s2.backend.close()
+
+
+def test_three_processes_never_read_stale_after_commit_returned(own_redis: RedisProcess) -> None:
+    """One writer process commits and invalidates in a loop; two reader processes read
+    through their L1 and check every read against the last commit that had returned."""
+    ctx = multiprocessing.get_context("spawn")
+    prefix = "n" + uuid.uuid4().hex[:10]
+    url = _url(own_redis)
+    db = ctx.Value("i", 0)
+    committed = ctx.Value("i", 0)
+    start = ctx.Event()
+    done = ctx.Event()
+    out = ctx.Queue()
+    readers = [
+        ctx.Process(target=near_workers.reader, args=(url, prefix, db, committed, start, done, out))
+        for _ in range(2)
+    ]
+    writer = ctx.Process(target=near_workers.writer, args=(url, prefix, 300, db, committed, start))
+    procs = [*readers, writer]
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(1.5)  # workers import and subscribe
+        start.set()
+        writer.join(60)
+        assert writer.exitcode == 0
+        done.set()
+        results = [out.get(timeout=30) for _ in readers]
+    finally:
+        done.set()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    for reads, stale, l1_hits in results:
+        assert stale == 0, f"{stale} stale reads out of {reads}"
+        assert reads > 300
+        assert l1_hits > reads // 4, (l1_hits, reads)  # L1 really served most reads
