@@ -11,6 +11,10 @@ Wire format: one flag byte, then the body.
 * ``X`` JSON with marker objects (decoded with the hook)
 * ``B`` raw bytes
 * lower-case ``j``/``x``/``b``: the same, zlib-compressed (values above the threshold)
+* ``z`` + one of ``J``/``X``/``B``: the same, zstd-compressed; written instead of zlib when
+  the ``zstandard`` module is importable (``pip install flask-dataroom-cache[zstd]``).
+  Readers accept both, so entries written before or by processes without zstd keep
+  reading back; a ``z`` entry read where zstd is missing is a :class:`CodecError` (a miss).
 
 Caveats, as with any JSON: tuples come back as lists, and non-string dict keys as strings.
 """
@@ -26,11 +30,24 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["CodecError", "decode", "encode"]
+__all__ = ["HAVE_ZSTD", "CodecError", "decode", "encode"]
+
+try:  # optional: faster and smaller than zlib at its fastest level
+    import zstandard as _zstd
+
+    _ZSTD_C = _zstd.ZstdCompressor(level=3)
+    _ZSTD_D = _zstd.ZstdDecompressor()
+    HAVE_ZSTD = True
+except ImportError:  # pragma: no cover - depends on the installed extras
+    _zstd = None
+    HAVE_ZSTD = False
 
 _MARK = "__drc__"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _loads = json.loads
+
+
+_ZstdError: type[Exception] = _zstd.ZstdError if _zstd is not None else ValueError
 
 
 class CodecError(ValueError):
@@ -95,8 +112,12 @@ def _hook(obj: dict[str, Any]) -> Any:
         raise CodecError(f"bad marker {kind!r}") from exc
 
 
-def encode(value: Any, compress_min_bytes: int = 0) -> bytes:
-    """Serialise ``value``; raises ``TypeError`` naming an unsupported type."""
+def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None) -> bytes:
+    """Serialise ``value``; raises ``TypeError`` naming an unsupported type.
+
+    ``zstd`` picks the compressor for bodies above ``compress_min_bytes``: default zstd
+    when importable, else zlib (``zstd=False`` forces zlib, e.g. for a mixed fleet).
+    """
     if isinstance(value, bytes | bytearray):
         flag, body = b"B", bytes(value)
     else:
@@ -105,6 +126,13 @@ def encode(value: Any, compress_min_bytes: int = 0) -> bytes:
         except _NeedsMarkers:
             flag, body = b"X", _dumps(_mark(value)).encode("utf-8")
     if compress_min_bytes and len(body) >= compress_min_bytes:
+        if HAVE_ZSTD if zstd is None else zstd:
+            if not HAVE_ZSTD:
+                raise RuntimeError("zstd requested but the zstandard module is not installed")
+            packed = _ZSTD_C.compress(body)
+            if len(packed) + 1 < len(body):
+                return b"z" + flag + packed
+            return flag + body
         packed = zlib.compress(body, 1)
         if len(packed) < len(body):
             return flag.lower() + packed
@@ -127,7 +155,11 @@ def decode(data: bytes) -> Any:
     flag = data[0:1]
     body = data[1:]
     try:
-        if flag in (b"j", b"x", b"b"):
+        if flag == b"z":
+            if not HAVE_ZSTD:
+                raise CodecError("zstd-compressed entry, but zstandard is not installed")
+            flag, body = data[1:2], _ZSTD_D.decompress(data[2:])
+        elif flag in (b"j", b"x", b"b"):
             body = zlib.decompress(body)
             flag = flag.upper()
         if flag == b"B":
@@ -136,6 +168,6 @@ def decode(data: bytes) -> Any:
             return _loads(body)
         if flag == b"X":
             return _loads(body, object_hook=_hook)
-    except (ValueError, zlib.error, UnicodeDecodeError) as exc:
+    except (ValueError, zlib.error, UnicodeDecodeError, _ZstdError) as exc:
         raise CodecError(str(exc)) from exc
     raise CodecError(f"unknown payload flag {flag!r}")
