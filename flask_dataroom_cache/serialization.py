@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
 _MARK = "__drc__"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _loads = json.loads
+_decode_json = json.JSONDecoder().decode
 
 
 _ZstdError: type[Exception] = _zstd.ZstdError if _zstd is not None else ValueError
@@ -165,7 +166,8 @@ def decode(data: bytes) -> Any:
         if flag == b"B":
             return body
         if flag == b"J":
-            return _loads(body)
+            # str, not bytes: json.loads would sniff the encoding of bytes on every call.
+            return _decode_json(body.decode("utf-8"))
         if flag == b"X":
             return _loads(body, object_hook=_hook)
     except (ValueError, zlib.error, UnicodeDecodeError, _ZstdError) as exc:

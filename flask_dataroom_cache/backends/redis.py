@@ -17,6 +17,7 @@ the caller stamps on the value it then sets.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import secrets
 import threading
 import time
@@ -251,6 +252,8 @@ class RedisBackend:
         self.wait_timeout_ms = wait_timeout_ms
         self.replica_lag_events = 0
         self._tagv = f"{prefix}:~tagv:"
+        self._nonce = secrets.token_hex(8)
+        self._counter = itertools.count()
         self._get = client.register_script(_GET)
         self._set = client.register_script(_SET)
         self._versions = client.register_script(_VERSIONS)
@@ -283,7 +286,9 @@ class RedisBackend:
         )
 
     def _candidate(self) -> str:
-        return secrets.token_hex(8)
+        # Unique per call without a syscall on the hit path: a random per-backend nonce
+        # plus a counter (the script only uses it when a token is missing).
+        return f"{self._nonce}{next(self._counter):x}"
 
     def get(self, key: str, tags: Sequence[str]) -> Lookup:
         try:
@@ -442,6 +447,8 @@ class ClusterRedisBackend(RedisBackend):
         self._groups = [f"{{{prefix}:s{i}}}" for i in range(shard_groups)]
         self._group_tagv = [g + ":~tagv:" for g in self._groups]
         self._tagv = self._group_tagv[0]
+        self._nonce = secrets.token_hex(8)
+        self._counter = itertools.count()
 
     # -- client -------------------------------------------------------------------------
     @property
