@@ -39,7 +39,7 @@ try:  # optional: faster and smaller than zlib at its fastest level
     _ZSTD_D = _zstd.ZstdDecompressor()
     HAVE_ZSTD = True
 except ImportError:  # pragma: no cover - depends on the installed extras
-    _zstd = None
+    _zstd = None  # type: ignore[assignment]
     HAVE_ZSTD = False
 
 _MARK = "__drc__"

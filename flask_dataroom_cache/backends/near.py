@@ -174,7 +174,7 @@ class NearCache:
 
     def _handle(self, message: dict[str, Any], client: Any) -> None:
         kind = message.get("type")
-        data = message.get("data")
+        data: Any = message.get("data")
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
         if kind == "pong":
@@ -258,7 +258,9 @@ class NearCache:
         return self._usable()
 
     # -- broadcast ----------------------------------------------------------------------
-    def _broadcast(self, tags: Sequence[str] = (), keys: Sequence[str] = (), clear: bool = False) -> None:
+    def _broadcast(
+        self, tags: Sequence[str] = (), keys: Sequence[str] = (), clear: bool = False
+    ) -> None:
         msg_id = secrets.token_hex(8)
         body = json.dumps(
             {"o": self.origin, "m": msg_id, "t": list(tags), "k": list(keys), "c": int(clear)}

@@ -33,9 +33,8 @@ __all__ = ["HAVE_REDIS", "ClusterRedisBackend", "RedisBackend", "connect"]
 try:  # the ``redis`` extra is optional
     import redis as _redis
     from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     from redis.exceptions import RedisClusterException
+    from redis.retry import Retry
 
     RedisError: tuple[type[Exception], ...] = (_redis.RedisError, RedisClusterException)
     HAVE_REDIS = True
@@ -188,7 +187,7 @@ def _connect_cluster(url: str, socket_timeout: float) -> Any:
 
     hosts, creds, _ = parse_multi_host_url(url)
     return RedisCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+        startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[no-untyped-call]
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         # One retry so a MOVED/ASK redirection after a resharding or failover is followed;
@@ -206,12 +205,15 @@ def _connect_sentinel(url: str, socket_timeout: float) -> Any:
     parts = [p for p in path.split("/") if p]
     service = parts[0]
     db = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         hosts,
         socket_timeout=socket_timeout,
-        sentinel_kwargs={"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout},
+        sentinel_kwargs={
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+        },
     )
-    return sentinel.master_for(
+    return sentinel.master_for(  # type: ignore[no-untyped-call]
         service,
         db=db,
         socket_timeout=socket_timeout,
@@ -533,7 +535,9 @@ class ClusterRedisBackend(RedisBackend):
             del client
             res = self._set(
                 keys=[self._groups[g] + key],
-                args=[self._group_tagv[g], int(ttl), self.tag_ttl, blob, len(tags), *tags, *versions],
+                args=[
+                    self._group_tagv[g], int(ttl), self.tag_ttl, blob, len(tags), *tags, *versions
+                ],
             )
         except RedisError as exc:
             raise BackendError(f"redis SET failed: {exc}") from exc

@@ -135,7 +135,7 @@ def running_cluster(tmp: Path, masters: int = 3) -> Iterator[Cluster]:
                 start_server(
                     tmp, port, "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                )  # fmt: skip
+                )
             )
         clients = [n.client() for n in cluster.nodes]
         per = 16384 // masters

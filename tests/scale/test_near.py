@@ -164,7 +164,7 @@ def _app(url: str, prefix: str, **extra: Any) -> tuple[Flask, Any]:
 
 def test_factory_wires_l1_inside_the_breaker(own_redis: RedisProcess) -> None:
     prefix = "n" + uuid.uuid4().hex[:10]
-    app, store = _app(_url(own_redis), prefix)
+    _, store = _app(_url(own_redis), prefix)
     assert isinstance(store.backend, ResilientBackend)
     assert isinstance(store.backend.primary, NearCache)
     _, off = _app(_url(own_redis), prefix, CACHE_L1_MAX_ENTRIES=0)
