@@ -109,6 +109,24 @@ def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
             assert served >= l1_number * env.repeats * 0.9, "L1 did not serve the benchmark"
         rows.append(row(GROUP, "hit: ours cache_get with L1 (near cache)", l1))
 
+        with redis_app.app_context():
+            plain_store = DataRoomCache.state().store
+            inv_plain = measure(
+                lambda: plain_store.invalidate(["folder:7/contents"], defer=False),
+                number=number // 4,
+                repeats=env.repeats,
+            )
+        with l1_app.app_context():
+            l1_store = DataRoomCache.state().store
+            inv_l1 = measure(
+                lambda: l1_store.invalidate(["folder:7/contents"], defer=False),
+                number=number // 4,
+                repeats=env.repeats,
+            )
+            assert near.ack_timeouts == 0
+        rows.append(row(GROUP, "invalidate 1 tag, L1 off (token SET)", inv_plain))
+        rows.append(row(GROUP, "invalidate 1 tag, L1 on (SET + PUBLISH + 1 ack)", inv_l1))
+
         raw = rows[0]["median_us"]
         fcm = rows[1]["median_us"]
         speedup = ours["median_us"] / l1["median_us"]
