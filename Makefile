@@ -23,7 +23,7 @@ test: $(STAMP)  ## run the test suite (fakeredis + SQLite; real services when RE
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff + mypy
-	$(VENV)/bin/ruff check flask_dataroom_cache example_app tests benchmarks
+	$(VENV)/bin/ruff check $(wildcard flask_dataroom_cache example_app tests benchmarks)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes benchmarks/results/*.json
