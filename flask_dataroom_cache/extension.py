@@ -36,17 +36,10 @@ class CacheState:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def stats(self) -> dict[str, Any]:
-        """Counters, hit ratio and backend state, as a plain dict."""
-        snap = self.metrics.snapshot()
-        backend = self.store.backend
-        snap["backend"] = {
-            "name": backend.name,
-            "enabled": self.settings.enabled,
-            "breaker": getattr(backend, "state", "closed"),
-            "pending_invalidations": getattr(backend, "pending", 0),
-            "fallback_serves": getattr(backend, "fallback_serves", 0),
-        }
-        return snap
+        """Counters, hit ratio and backend state, as a plain dict (see metrics.build_stats)."""
+        from .metrics import build_stats
+
+        return build_stats(self)
 
 
 class DataRoomCache:
@@ -63,7 +56,7 @@ class DataRoomCache:
         """Validate config (``ConfigError`` names the bad key), build and register state."""
         settings = Settings.from_mapping(app.config)
         metrics = Metrics()
-        backend = create_backend(settings, on_error=lambda: metrics.incr("errors"))
+        backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics)
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
