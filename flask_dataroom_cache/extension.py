@@ -68,6 +68,10 @@ class DataRoomCache:
         for hook in self._init_hooks:
             hook(app, state)
 
+        from . import cli
+
+        cli.register(app, state)
+
     # -- access -------------------------------------------------------------------------
     @staticmethod
     def state(app: Flask | None = None) -> CacheState:
@@ -111,3 +115,31 @@ class DataRoomCache:
 
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
+
+    # -- ops: warmers and Prometheus (cli.py, metrics.py) ---------------------------------
+    def warmer(self, fn: Callable[[], Any] | None = None, *, name: str | None = None) -> Any:
+        """Register ``fn()`` to be run by ``flask dataroom-cache warm`` in an app context.
+
+        ``@cache.warmer`` or ``@cache.warmer(name="rooms")``; return the number of entries
+        warmed (an int) to have it printed.
+        """
+        from . import cli
+
+        if fn is None:
+            return lambda f: cli.add_warmer(self, f, name)
+        return cli.add_warmer(self, fn, name)
+
+    def prometheus_registry(
+        self, app: Flask | None = None, registry: Any = None, *, app_label: str | None = None
+    ) -> Any:
+        """Expose ``app``'s counters to Prometheus; returns the registry.
+
+        Without ``registry``, the app gets its own ``CollectorRegistry`` (same one on every
+        call); with one (e.g. ``prometheus_client.REGISTRY``), the app is added to a single
+        collector on it, its samples labelled ``app`` (default ``app.name``) and ``prefix``,
+        so several apps share a registry without clashing.
+        """
+        from .metrics import register_prometheus
+
+        target = app if app is not None else current_app
+        return register_prometheus(self.state(target), app_label or target.name, registry)

@@ -240,8 +240,7 @@ def register_prometheus(state: CacheState, app_label: str, registry: Any = None)
         from prometheus_client import CollectorRegistry
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise RuntimeError(
-            "Prometheus metrics need prometheus_client: "
-            "pip install 'flask-dataroom-cache[metrics]'"
+            "Prometheus metrics need prometheus_client: pip install 'flask-dataroom-cache[metrics]'"
         ) from None
     if registry is None:
         registry = state.extras.get("prometheus_registry")

@@ -225,9 +225,7 @@ def test_no_stale_entry_after_restart_with_aof(
     assert site.db.reads == reads  # and the fresh value is cached again
 
 
-def test_queue_overflow_bumps_the_epoch(
-    aof_server: Server, make_site: Callable[..., Site]
-) -> None:
+def test_queue_overflow_bumps_the_epoch(aof_server: Server, make_site: Callable[..., Site]) -> None:
     site = make_site(aof_server.url, CACHE_PENDING_MAX=2)
     client = site.app.test_client()
     for r in range(6):
