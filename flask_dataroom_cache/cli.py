@@ -25,6 +25,7 @@ from flask.cli import AppGroup
 
 from .backends.base import Backend, BackendError
 from .metrics import build_stats
+from .tags import EPOCH_TAG
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extension import CacheState, DataRoomCache
@@ -214,10 +215,17 @@ def ping_command(as_json: bool) -> None:
 
 
 @group.command("invalidate")
-@click.argument("tags", nargs=-1, required=True)
-def invalidate_command(tags: tuple[str, ...]) -> None:
-    """Invalidate TAGS now (e.g. dataroom:42 folder:7/contents user:3)."""
+@click.argument("tags", nargs=-1)
+@click.option(
+    "--all", "everything", is_flag=True, help="Bump the namespace epoch: every entry misses."
+)
+def invalidate_command(tags: tuple[str, ...], everything: bool) -> None:
+    """Invalidate TAGS now (e.g. dataroom:42 folder:7/contents user:3), or --all."""
     state = _state()
+    if everything == bool(tags):
+        raise click.UsageError("give TAGS or --all (not both)")
+    if everything:
+        tags = (EPOCH_TAG,)
     for tag in tags:
         if not tag or "\n" in tag or tag != tag.strip():
             raise click.BadParameter(f"invalid tag {tag!r}", param_hint="TAGS")
@@ -228,7 +236,10 @@ def invalidate_command(tags: tuple[str, ...]) -> None:
         log.warning("dataroom-cache invalidate: backend %s unreachable: %s", backend.name, exc)
         _fail(f"backend {backend.name} unreachable, nothing was invalidated: {exc}")
         return
-    click.echo(f"invalidated {len(set(tags))} tag(s) on {backend.name}: {' '.join(tags)}")
+    if everything:
+        click.echo(f"bumped the epoch of prefix {state.settings.key_prefix!r}: every entry misses")
+    else:
+        click.echo(f"invalidated {len(set(tags))} tag(s) on {backend.name}: {' '.join(tags)}")
     _per_process_note(state.store.backend)
 
 

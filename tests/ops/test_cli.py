@@ -98,7 +98,16 @@ def test_invalidate(make_app: MakeApp) -> None:
     assert cached(app, ext, 2)
 
 
-@pytest.mark.parametrize("args", [(), ("",), (" padded",)])
+def test_invalidate_all_bumps_the_epoch(make_app: MakeApp) -> None:
+    app, ext = make_app()
+    fill(app, ext, 1)
+    fill(app, ext, 2)
+    result = invoke(app, "invalidate", "--all")
+    assert result.exit_code == 0, result.output
+    assert not cached(app, ext, 1) and not cached(app, ext, 2)
+
+
+@pytest.mark.parametrize("args", [(), ("",), (" padded",), ("--all", "a:1")])
 def test_invalidate_usage_errors(make_app: MakeApp, args: tuple[str, ...]) -> None:
     app, _ = make_app()
     assert invoke(app, "invalidate", *args).exit_code == 2
