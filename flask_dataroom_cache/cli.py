@@ -24,7 +24,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from .backends.base import Backend, BackendError
-from .metrics import build_stats
+from .metrics import PUBLISH_INTERVAL, build_stats, merge_stats, read_published
 from .tags import EPOCH_TAG
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +43,9 @@ group = AppGroup("dataroom-cache", help="Inspect and operate this app's flask-da
 
 def register(app: Flask, state: CacheState) -> None:
     """Add the ``dataroom-cache`` command group to ``app.cli`` (called by ``init_app``)."""
-    del state  # commands find the state of the app they run in
+    from .metrics import install
+
+    install(app, state)  # periodic stats snapshots in Redis, for ``stats --all``
     if "dataroom-cache" not in app.cli.commands:
         app.cli.add_command(group)
 
@@ -128,11 +130,23 @@ _COLUMNS = ("hits", "misses", "bypasses", "sets", "invalidations", "errors", "fa
 @group.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the stats() dict as JSON.")
 @click.option("--prometheus", is_flag=True, help="Print the Prometheus text exposition.")
-def stats_command(as_json: bool, prometheus: bool) -> None:
-    """Counters (this process), hit ratio and backend/breaker state."""
+@click.option(
+    "--all",
+    "all_processes",
+    is_flag=True,
+    help=f"Sum the snapshots every serving process publishes to Redis "
+    f"(every {PUBLISH_INTERVAL:.0f} s) instead of this process's counters.",
+)
+def stats_command(as_json: bool, prometheus: bool, all_processes: bool) -> None:
+    """Counters, hit ratio and backend/breaker state (this process, or --all)."""
     state = _state()
     if as_json and prometheus:
         raise click.UsageError("--json and --prometheus are exclusive")
+    if all_processes:
+        if prometheus:
+            raise click.UsageError("--all and --prometheus are exclusive")
+        _stats_all(state, as_json)
+        return
     if prometheus:
         try:
             from prometheus_client import generate_latest
@@ -153,6 +167,11 @@ def stats_command(as_json: bool, prometheus: bool) -> None:
         f"pending invalidations {be['pending_invalidations']}  "
         f"enabled {str(be['enabled']).lower()}"
     )
+    click.echo(_counter_table(data))
+    click.echo("(counters of this process since it started; --all for the serving processes)")
+
+
+def _counter_table(data: dict[str, Any]) -> str:
     rows = [["endpoint", *_COLUMNS, "hit_ratio"]]
 
     def row(name: str, counts: dict[str, Any]) -> list[str]:
@@ -166,8 +185,36 @@ def stats_command(as_json: bool, prometheus: bool) -> None:
     for name in sorted(data["endpoints"]):
         rows.append(row(name, data["endpoints"][name]))
     rows.append(row("TOTAL", data["total"]))
-    click.echo(_table(rows))
-    click.echo("(counters of this process since it started)")
+    return _table(rows)
+
+
+def _stats_all(state: CacheState, as_json: bool) -> None:
+    try:
+        snapshots = read_published(state)
+    except Exception as exc:  # redis-py errors: the backend did not answer
+        log.warning("dataroom-cache stats --all: backend unreachable: %s", exc)
+        _fail(f"backend unreachable: {exc}")
+        return
+    if snapshots is None:
+        raise click.UsageError(
+            "--all needs a standalone or Sentinel Redis (REDIS_URL): the memory backend "
+            "is per process and Cluster snapshots are not collected"
+        )
+    merged = merge_stats(snapshots)
+    if as_json:
+        click.echo(json.dumps(merged, indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"{len(snapshots)} process(es) published stats under prefix "
+        f"{state.settings.key_prefix!r} in the last {3 * PUBLISH_INTERVAL:.0f} s"
+    )
+    for proc in merged["processes"]:
+        click.echo(
+            f"  {proc.get('host')}:{proc.get('pid')} {proc.get('app')}  "
+            f"breaker {proc.get('breaker')}  "
+            f"pending {proc.get('pending_invalidations')}"
+        )
+    click.echo(_counter_table(merged))
 
 
 @group.command("ping")

@@ -276,3 +276,50 @@ def test_stats_works_while_unreachable(dead_app: tuple[Flask, DataRoomCache]) ->
     result = invoke(app, "stats", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["backend"]["breaker"] == "open"
+
+
+def test_stats_all_sums_every_process(make_app: MakeApp, cache_kind: str) -> None:
+    from flask import jsonify
+
+    if cache_kind == "memory":
+        app, _ = make_app()
+        assert invoke(app, "stats", "--all").exit_code == 2
+        return
+    workers = [make_app() for _ in range(2)]
+    for app, ext in workers:
+
+        @app.get("/rooms/<int:room>")
+        def room(room: int, ext: DataRoomCache = ext) -> Any:
+            from flask import request
+
+            store = ext.state().store
+            key = get_cache_key("dataroom", room)
+            value = store.get_or_set(
+                key, lambda: {"room": room}, tags=[dataroom_tag(room)], endpoint=request.endpoint
+            )
+            return jsonify(value)
+
+        client = app.test_client()
+        client.get("/rooms/1")
+        publisher = ext.state(app).extras["stats_publisher"]
+        publisher._next = 0.0  # as if an interval had passed: the next request publishes
+        client.get("/rooms/1")
+    cli_app, _ = make_app()
+    result = invoke(cli_app, "stats", "--all", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["processes"]) == 2
+    # worker 1: miss + hit; worker 2 shares the Redis prefix: two hits
+    assert data["endpoints"]["room"]["hits"] == 3
+    assert data["endpoints"]["room"]["misses"] == 1
+    assert data["total"]["hit_ratio"] == 0.75
+    text = invoke(cli_app, "stats", "--all")
+    assert text.exit_code == 0 and "2 process(es)" in text.output and "TOTAL" in text.output
+    assert invoke(cli_app, "stats", "--all", "--prometheus").exit_code == 2
+
+
+def test_stats_all_unreachable_exits_1(dead_app: tuple[Flask, DataRoomCache]) -> None:
+    app, ext = dead_app
+    result = invoke(app, "stats", "--all")
+    assert result.exit_code == 1
+    assert ext.state(app).extras["stats_publisher"].publish() is False  # breaker open: skipped
