@@ -192,7 +192,7 @@ def _stats_all(state: CacheState, as_json: bool) -> None:
     try:
         snapshots = read_published(state)
     except Exception as exc:  # redis-py errors: the backend did not answer
-        log.warning("dataroom-cache stats --all: backend unreachable: %s", exc)
+        log.debug("dataroom-cache stats --all: backend unreachable: %s", exc)
         _fail(f"backend unreachable: {exc}")
         return
     if snapshots is None:
@@ -226,7 +226,7 @@ def ping_command(as_json: bool) -> None:
     try:
         latency = backend.ping()
     except BackendError as exc:
-        log.warning("dataroom-cache ping: backend %s unreachable: %s", backend.name, exc)
+        log.debug("dataroom-cache ping: backend %s unreachable: %s", backend.name, exc)
         _fail(f"backend {backend.name} unreachable: {exc}")
         return
     try:
@@ -280,7 +280,7 @@ def invalidate_command(tags: tuple[str, ...], everything: bool) -> None:
     try:
         backend.invalidate(list(dict.fromkeys(tags)))
     except BackendError as exc:
-        log.warning("dataroom-cache invalidate: backend %s unreachable: %s", backend.name, exc)
+        log.debug("dataroom-cache invalidate: backend %s unreachable: %s", backend.name, exc)
         _fail(f"backend {backend.name} unreachable, nothing was invalidated: {exc}")
         return
     if everything:
@@ -298,7 +298,7 @@ def clear_command() -> None:
     try:
         removed = state.store.clear()
     except BackendError as exc:
-        log.warning("dataroom-cache clear: backend %s unreachable: %s", backend.name, exc)
+        log.debug("dataroom-cache clear: backend %s unreachable: %s", backend.name, exc)
         _fail(f"backend {backend.name} unreachable, nothing was cleared: {exc}")
         return
     click.echo(
@@ -327,7 +327,7 @@ def warm_command(names: tuple[str, ...]) -> None:
     try:
         backend.ping()
     except BackendError as exc:
-        log.warning("dataroom-cache warm: backend %s unreachable: %s", backend.name, exc)
+        log.debug("dataroom-cache warm: backend %s unreachable: %s", backend.name, exc)
         _fail(f"backend {backend.name} unreachable, nothing was warmed: {exc}")
         return
     _per_process_note(state.store.backend)

@@ -105,8 +105,13 @@ class ResilientBackend:
         self._errors_down = 0
         self._skipped_down = 0
         self._delivered_down = 0
-        if start_open:
-            self._open("unreachable at start", count=1)
+        if start_open:  # the factory has logged it: open silently, probe from now on
+            self._is_open = True
+            self._open_until = clock() + cooldown
+            self._down_since = time.monotonic()
+            self.times_opened = 1
+            if background_probe:
+                self._start_prober()
         ref = weakref.ref(self)
 
         def _after_fork() -> None:  # locks may be held by threads that the child lacks

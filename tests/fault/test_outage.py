@@ -276,3 +276,31 @@ def test_memory_fallback_serves_repeats_and_is_cleared_on_recovery(
     site.wait_state("closed", 10)
     assert site.backend.fallback.info()["keys"] == 0
     assert client.get("/rooms/1").get_json()["name"] == "room 1 v2"
+
+
+def test_unreachable_at_start_then_up(
+    tmp_path: Path, make_site: Callable[..., Site], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_dataroom_cache")
+    server = Server(tmp_path, ())  # a free port, nothing listening yet
+    try:
+        site = make_site(server.url)
+        assert site.backend.state == "open"
+        client = site.app.test_client()
+        for _ in range(3):
+            assert client.get("/rooms/2").get_json()["name"] == "room 2 v1"
+        server.start()
+        site.wait_state("closed", 10)
+        assert site.backend.fallback.info()["keys"] == 0  # the start-up local cache is dropped
+        client.get("/rooms/2")
+        reads = site.db.reads
+        assert client.get("/rooms/2").get_json()["name"] == "room 2 v1"
+        assert site.db.reads == reads  # Redis serves now
+    finally:
+        server.stop()
+    lines = [
+        (r.levelname, r.getMessage()) for r in caplog.records
+        if r.name == "flask_dataroom_cache" and r.levelno >= logging.INFO
+    ]  # fmt: skip
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert "unreachable" in lines[0][1] and "is back" in lines[1][1]
