@@ -107,7 +107,8 @@ def test_kill_mid_load(
     redis_server: Server, make_site: Callable[..., Site], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="flask_dataroom_cache")
-    site = make_site(redis_server.url)
+    timeout = 1.0  # generous: the bound below must hold on a loaded CI machine
+    site = make_site(redis_server.url, CACHE_REDIS_SOCKET_TIMEOUT=timeout)
     load = Load(site.app, rooms).start()
     time.sleep(0.5)
     redis_server.kill()
@@ -119,7 +120,7 @@ def test_kill_mid_load(
     after_open = [s for s in samples if s.start > opened_at]
     assert len(after_open) > 100
     # The killed server refuses connections, but nothing may wait on Redis anyway.
-    assert max(s.latency for s in after_open) < 0.5, max(s.latency for s in after_open)
+    assert max(s.latency for s in after_open) < timeout, max(s.latency for s in after_open)
 
     # While it is down, the cached path costs what the uncached one does (functional bound).
     down = Load(site.app, both_paths).run(1.5)
@@ -159,7 +160,7 @@ def test_kill_mid_load(
 def test_frozen_server_costs_a_timeout_only_until_the_breaker_opens(
     redis_server: Server, make_site: Callable[..., Site]
 ) -> None:
-    timeout = 0.5
+    timeout = 1.0  # long enough that only a real Redis wait can reach it, even under load
     site = make_site(redis_server.url, CACHE_REDIS_SOCKET_TIMEOUT=timeout)
     load = Load(site.app, rooms).start()
     time.sleep(0.3)
@@ -177,7 +178,8 @@ def test_frozen_server_costs_a_timeout_only_until_the_breaker_opens(
     assert all(s.start < opened_at for s in slow)
     after_open = [s for s in samples if s.start > opened_at]
     assert len(after_open) > 100
-    assert max(s.latency for s in after_open) < timeout
+    worst = max(s.latency for s in after_open)
+    assert worst < timeout, f"a request paid {worst:.3f}s after the breaker opened"
     site.wait_state("closed", 10)
 
 
