@@ -16,7 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MODULES = ["bench_core", "bench_tracking", "bench_views", "bench_example", "bench_scale"]
+MODULES = [
+    "bench_core",
+    "bench_tracking",
+    "bench_views",
+    "bench_example",
+    "bench_scale",
+    "bench_ops",
+]
 
 
 @dataclass
