@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, g
 from flask.globals import _cv_request
+from werkzeug.datastructures import Headers
 
 from .keys import build_key
 from .store import MISSING
@@ -177,15 +178,12 @@ def _pack(headers: list[tuple[str, str]], etag: str, soft_expiry: float, body: b
     return "\n".join(lines).encode("utf-8") + b"\n\n" + body
 
 
-def _unpack(value: Any) -> tuple[float, str, list[tuple[str, str]], bytes] | None:
-    """``(soft_expiry, etag, headers, body)`` or ``None`` for anything we did not write."""
-    if not isinstance(value, bytes) or not value.startswith(_MAGIC_B):
-        return None
-    head, sep, body = value.partition(b"\n\n")
-    if not sep:
-        return None
+def _parse_head(head: bytes) -> tuple[float, str, tuple[tuple[str, str], ...]] | None:
     try:
-        lines = head.decode("utf-8").split("\n")
+        text = head.decode("utf-8")
+        if "\r" in text:
+            return None
+        lines = text.split("\n")
         soft = float(lines[1])
         etag = lines[2]
         headers = []
@@ -198,7 +196,47 @@ def _unpack(value: Any) -> tuple[float, str, list[tuple[str, str]], bytes] | Non
         return None
     if not etag:
         return None
-    return soft, etag, headers, body
+    return soft, etag, tuple(headers)
+
+
+#: Parsed entry heads by their bytes: a pure function's memo (the same bytes always parse
+#: to the same value, whichever app read them), bounded, cleared when full.
+_HEADS: dict[bytes, tuple[float, str, tuple[tuple[str, str], ...]]] = {}
+_HEADS_MAX = 2048
+
+
+def _unpack(value: Any) -> _Entry | None:
+    """``(soft_expiry, etag, headers, body)`` or ``None`` for anything we did not write."""
+    if not isinstance(value, bytes) or not value.startswith(_MAGIC_B):
+        return None
+    end = value.find(b"\n\n")
+    if end < 0:
+        return None
+    head = value[:end]
+    parsed = _HEADS.get(head)
+    if parsed is None:
+        parsed = _parse_head(head)
+        if parsed is None:
+            return None
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[head] = parsed
+    return parsed[0], parsed[1], list(parsed[2]), value[end + 2 :]
+
+
+def _headers(items: list[tuple[str, str]]) -> Headers:
+    """A ``Headers`` holding ``items``. The values were checked when the entry was filled
+    and again when its head was parsed (no CR or LF), so the per-item validation of
+    ``Headers.extend`` is skipped when werkzeug's layout allows it."""
+    headers = Headers()
+    if _FAST_HEADERS:
+        headers._list = items
+    else:  # pragma: no cover - another werkzeug layout
+        headers.extend(items)
+    return headers
+
+
+_FAST_HEADERS = isinstance(getattr(Headers(), "_list", None), list)
 
 
 def _etag_of(body: bytes) -> str:
@@ -480,7 +518,7 @@ class _CachedCall:
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and _etag_matches(inm, etag):
             return self.not_modified(headers)
-        return self.app.response_class(body, status=200, headers=headers)
+        return self.app.response_class(body, status=200, headers=_headers(headers))
 
     def not_modified(self, headers: Iterable[tuple[str, str]]) -> Response:
         keep = [(k, v) for k, v in headers if k.lower() in _304_HEADERS]
