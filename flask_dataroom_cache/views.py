@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
 
@@ -67,7 +67,7 @@ _MAGIC_B = b"DRV2\n"
 #: Bound of the per-app memo of built keys (cleared when full).
 KEY_MEMO_MAX = 4096
 _ENTITY = "~view"
-_SKIP_ATTR = "_dataroom_cache_skip"
+_SKIP_KEY = "dataroom_cache.skip"
 #: Never stored: recomputed, per connection, or per response.
 _DROP_HEADERS = frozenset(
     {
@@ -164,8 +164,13 @@ def install(app: Flask, state: CacheState) -> None:
 
 
 def skip() -> None:
-    """Inside a cached view: do not store the response of this request."""
-    setattr(g, _SKIP_ATTR, True)
+    """Inside a cached view: do not store the response of this request.
+
+    The mark lives in the request's WSGI environ (``g`` may outlive one request when an
+    app context is already pushed, e.g. in tests)."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        ctx.request.environ[_SKIP_KEY] = True
 
 
 # -- stored entries ---------------------------------------------------------------------------
@@ -436,6 +441,7 @@ class _CachedCall:
                 fresh = self.refresh_stale()
                 if fresh is not None:
                     return fresh
+                self.store.metrics.incr("stale_hits", endpoint=self.endpoint)
                 return self.hit(entry, environ, stale=True)
             return self.hit(entry, environ)
         return self.miss(environ)
@@ -648,7 +654,7 @@ class _CachedCall:
         return resp
 
     def storable(self, resp: Response) -> bool:
-        if getattr(g, _SKIP_ATTR, False):
+        if self.ctx.request.environ.get(_SKIP_KEY):
             return False
         if resp.is_streamed or resp.direct_passthrough or "Set-Cookie" in resp.headers:
             return False
