@@ -276,6 +276,13 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
                 ratio_row(GROUP, "ours / uncached (req/s)", r_unc, ">= 8x", r_unc >= 8),
                 ratio_row(GROUP, "ours + L1 / floor (req/s)", ratio_l1, "info", True),
             ]
+            # the same ratios from the fastest round of each route (less sensitive to a
+            # busy machine; the verdict above uses the per-round median)
+            best = {n: min(v) for n, v in samples.items()}
+            for r, other in zip(rows[-4:], ("floor", "flask-caching", "uncached", "floor"),
+                                strict=True):
+                mine = "ours + L1" if r["name"].startswith("ours + L1") else "ours"
+                r["note"] = f"fastest rounds: {best[other] / best[mine]:.3f}x"
             DataRoomCache.state(l1_app).store.backend.close()
             DataRoomCache.state(app).store.backend.close()
     finally:

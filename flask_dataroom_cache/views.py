@@ -455,6 +455,7 @@ class _CachedCall:
             memo_key = (
                 self.endpoint,
                 tuple(view_args.items()),
+                tuple(map(type, view_args.values())),  # 1, 1.0 and True are equal keys
                 environ.get("QUERY_STRING") if opts.query else None,
                 tuple(map(environ.get, opts.vary_environ)) if opts.vary_environ else None,
                 self.identity,
