@@ -43,7 +43,7 @@ from werkzeug.datastructures import Headers
 
 from .keys import build_key
 from .store import MISSING
-from .tags import user_tag
+from .tags import normalize_tags, user_tag
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
@@ -622,6 +622,7 @@ class _CachedCall:
     def compute(self, environ: dict[str, Any], outcome: str) -> Any:
         """Capture versions, run the view, store the response if it may be stored."""
         tags = self.tags()
+        normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
         captured = None
         if self.ctx.request.method == "GET":
             try:

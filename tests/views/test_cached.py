@@ -720,3 +720,15 @@ def test_unhashable_or_exotic_view_args_still_get_a_key(views_app: Any) -> None:
     assert va.get(f"/u/{u}/a/b:c").headers["X-Cache"] == "HIT"
     assert va.get(f"/u/{u}/a/b%3Ac").headers["X-Cache"] == "HIT"  # same decoded path
     assert va.get(f"/u/{u}/a:b/c").headers["X-Cache"] == "MISS"
+
+
+def test_bad_tag_is_a_programming_error_not_a_miss(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/badtag")
+    @va.cache.cached(shared=True, tags=["ok", ""])
+    def badtag() -> Any:
+        return "x"
+
+    with pytest.raises(ValueError, match="invalid tag"):
+        va.get("/badtag")
