@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
     from .extension import CacheState, DataRoomCache
 
+EXTENSION_KEY = "dataroom_cache"  # extension.EXTENSION_KEY (not imported: import cycle)
+
 __all__ = ["MissingIdentityError", "cached", "install", "skip"]
 
 log = logging.getLogger("flask_dataroom_cache")
@@ -399,8 +401,11 @@ class _CachedCall:
         req = ctx.request
         if req.method != "GET" and req.method != "HEAD":
             return self.view(*self.args, **self.kwargs)
-        self.app = ctx.app
-        state = self.state = self.ext.state(self.app)
+        app = self.app = ctx.app
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            state = self.ext.state(app)  # raises the "not initialised" error
+        self.state = state
         self.store = state.store
         self.endpoint = req.endpoint
         opts = self.opts
