@@ -732,3 +732,19 @@ def test_bad_tag_is_a_programming_error_not_a_miss(views_app: Any) -> None:
 
     with pytest.raises(ValueError, match="invalid tag"):
         va.get("/badtag")
+
+
+def test_view_on_an_app_without_init_app_says_so() -> None:
+    from flask import Flask
+
+    cache = DataRoomCache()
+    app = Flask("bare")
+    app.config["TESTING"] = True
+
+    @app.get("/x")
+    @cache.cached(shared=True)
+    def x() -> Any:
+        return "x"
+
+    with pytest.raises(RuntimeError, match="init_app"):
+        app.test_client().get("/x")
