@@ -23,6 +23,7 @@ __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
 EXTENSION_KEY = "dataroom_cache"
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -49,6 +50,8 @@ class DataRoomCache:
         #: Called as ``hook(app, state)`` at the end of every ``init_app``; the tracking,
         #: view and CLI modules register themselves here.
         self._init_hooks: list[Callable[[Flask, CacheState], None]] = []
+        #: Registered with ``@cache.identity`` (views.py); per app: state.extras["identity"].
+        self._identity_fn: Callable[[], Any] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -65,8 +68,16 @@ class DataRoomCache:
         def _forget_captures(_exc: BaseException | None) -> None:
             store.forget_captures()
 
+        from . import views
+
+        views.install(app, state)
+
         for hook in self._init_hooks:
             hook(app, state)
+
+        from . import tracking  # late import: tracking imports this module for types
+
+        tracking.install(app, state)
 
         from . import cli
 
@@ -115,6 +126,80 @@ class DataRoomCache:
 
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
+
+    # -- cached views (flask_dataroom_cache/views.py) -----------------------------------
+    def cached(
+        self,
+        timeout: int | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+        shared: bool = False,
+        vary: Iterable[str] = (),
+        unless: Callable[[], Any] | None = None,
+        lock: bool = False,
+        stale_while_revalidate: int = 0,
+        cache_control: str | None = None,
+        query: bool | Iterable[str] = True,
+    ) -> Callable[[F], F]:
+        """Cache a GET view's response, tagged, per user unless ``shared=True``.
+
+        See :mod:`flask_dataroom_cache.views` and ``docs/decorator.md``.
+        """
+        from . import views
+
+        return views.cached(
+            self,
+            timeout,
+            tags=tags,
+            shared=shared,
+            vary=vary,
+            unless=unless,
+            lock=lock,
+            stale_while_revalidate=stale_while_revalidate,
+            cache_control=cache_control,
+            query=query,
+        )
+
+    def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Decorator: register ``fn() -> user id | None`` used to key per-user views."""
+        if not callable(fn):
+            raise TypeError("@cache.identity decorates a function returning the user id")
+        self._identity_fn = fn
+        return fn
+
+    @staticmethod
+    def skip() -> None:
+        """Inside a cached view: do not store this request's response."""
+        from . import views
+
+        views.skip()
+
+    # -- tracking (flask_dataroom_cache.rules / .tracking) ------------------------------
+    def track(self, model: type | None = None, /, **options: Any) -> Any:
+        """Declare what changes of ``model`` invalidate (see :mod:`.rules`).
+
+        ``@cache.track(entity=..., parents={...}, members=..., list_tag=True, id_attr="id")``
+        as a class decorator, or ``cache.track(Model, entity=...)`` as a plain call.
+        """
+        from .tracking import registry_of
+
+        registry = registry_of(self)
+        if model is None:
+
+            def decorator(cls: type) -> type:
+                registry.add(cls, **options)
+                return cls
+
+            return decorator
+        registry.add(model, **options)
+        return model
+
+    def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
+        """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``
+        (and the Core statements run on ``engines`` and on the factory's bound engine)."""
+        from .tracking import tracker_for
+
+        tracker_for(self, app).attach(target, engines)
 
     # -- ops: warmers and Prometheus (cli.py, metrics.py) ---------------------------------
     def warmer(self, fn: Callable[[], Any] | None = None, *, name: str | None = None) -> Any:
