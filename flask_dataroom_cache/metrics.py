@@ -56,6 +56,7 @@ COUNTERS = (
     "deferred_invalidations",
     "errors",
     "fallback_serves",
+    "stale_hits",
 )
 
 #: Endpoint label for counts made outside a view, or beyond ``max_endpoints``.
@@ -328,7 +329,12 @@ class _AppsCollector:
             "deferred_invalidations": "Tags deferred to the end of a transaction",
             "errors": "Cache backend errors",
             "fallback_serves": "Hits served by the local fallback while the backend was down",
+            "stale_hits": "Stale entries served while revalidating (stale_while_revalidate)",
         }
+        states = self._states()
+        for _, _, state in states:  # counters added by other modules: exported too
+            for name in state.metrics.counts()[0]:
+                docs.setdefault(name, f"Cache counter {name}")
         families = {
             name: CounterMetricFamily(f"dataroom_cache_{name}", doc, labels=ep_labels)
             for name, doc in docs.items()
@@ -351,7 +357,7 @@ class _AppsCollector:
         opened = CounterMetricFamily(
             "dataroom_cache_breaker_opened", "Times the breaker opened", labels=be_labels
         )
-        for label, prefix, state in self._states():
+        for label, prefix, state in states:
             total, per = state.metrics.counts()
             rest = dict(total)
             for endpoint, counts in per.items():

@@ -162,3 +162,13 @@ def test_other_endpoint_carries_non_view_counts(make_app: MakeApp) -> None:
     registry = ext.prometheus_registry(app)
     labels = {"app": app.name, "prefix": app.config["CACHE_KEY_PREFIX"], "endpoint": OTHER_ENDPOINT}
     assert _sample(registry, "dataroom_cache_misses_total", **labels) == 1
+
+
+def test_prometheus_exports_counters_added_by_other_modules(make_app: MakeApp) -> None:
+    app, ext = make_app()
+    ext.state(app).metrics.incr("stale_hits", endpoint="room")
+    ext.state(app).metrics.incr("brand_new_counter", endpoint="room")
+    registry = ext.prometheus_registry(app)
+    labels = {"app": app.name, "prefix": app.config["CACHE_KEY_PREFIX"], "endpoint": "room"}
+    assert _sample(registry, "dataroom_cache_stale_hits_total", **labels) == 1
+    assert _sample(registry, "dataroom_cache_brand_new_counter_total", **labels) == 1
