@@ -428,3 +428,57 @@ def test_close_warns_when_pending_is_lost(caplog: pytest.LogCaptureFixture) -> N
     caplog.set_level(logging.WARNING, logger="flask_dataroom_cache")
     backend.close()
     assert any("undelivered invalidations" in r.getMessage() for r in caplog.records)
+
+
+def test_chaos_never_serves_a_value_older_than_the_last_completed_write() -> None:
+    """Readers, a writer and a backend flapping up and down every few milliseconds: a read
+    that starts after a write returned never sees an older value (promise 1 under faults)."""
+    import random
+
+    from flask_dataroom_cache import CacheStore, Settings
+
+    primary = Flaky()
+    backend = ResilientBackend(primary, threshold=2, cooldown=0.005)
+    store = CacheStore(backend, Settings())
+    db = {"v": 0, "done": 0}  # done: the last version whose invalidation has returned
+    stop = threading.Event()
+    errors: list[str] = []
+    reads = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            floor = db["done"]
+            got = store.get_or_set("k", lambda: db["v"], tags=["room:1"])
+            reads[0] += 1
+            if got < floor:
+                errors.append(f"read {got} after write {floor} had returned")
+
+    def writer() -> None:
+        while not stop.is_set():
+            db["v"] += 1
+            store.invalidate(["room:1"], defer=False)
+            db["done"] = db["v"]
+            time.sleep(0.001)
+
+    def chaos() -> None:
+        rng = random.Random(7)
+        while not stop.is_set():
+            primary.down = rng.random() < 0.4
+            time.sleep(rng.uniform(0.0002, 0.005))
+        primary.down = False
+
+    threads = [threading.Thread(target=f) for f in (reader, reader, reader, writer, chaos)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    deadline = time.monotonic() + 5
+    while backend.state != "closed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    backend.close()
+    assert not errors, errors[:5]
+    assert reads[0] > 500
+    assert backend.times_opened > 3  # the chaos really opened and closed the breaker
+    assert backend.state == "closed" and backend.pending == 0
