@@ -433,6 +433,9 @@ class ResilientBackend:
     def close(self) -> None:
         """Stop probing; try once to deliver queued invalidations, warn if they are lost."""
         self._closed.set()
+        prober = self._prober
+        if prober is not None and prober.is_alive() and prober is not threading.current_thread():
+            prober.join(timeout=2.0)  # it may be delivering the queue right now
         if self._has_pending():
             with self._lock:
                 self._open_until = 0.0
