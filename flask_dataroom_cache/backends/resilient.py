@@ -10,8 +10,10 @@ outage rules:
   a Redis timeout: an outage costs ``threshold`` timeouts in total, not one per request.
 * **No lost invalidations.** An invalidation (or ``delete``) that cannot be delivered is
   queued and the breaker opens at once: this process must not read entries that the
-  lost invalidation should have killed. Recovery delivers the queue *before* the primary
-  is read again (state ``recovering`` while it is not empty). If the queue overflows
+  lost invalidation should have killed. The background prober tries to deliver it every
+  ``_DELIVERY_RETRY`` seconds while the breaker is open (other processes may already read
+  Redis again), and recovery delivers what is left *before* the primary is read again
+  (state ``recovering`` while it is not empty). If the queue overflows
   ``pending_max``, it is replaced by one namespace epoch bump, which invalidates every
   entry of the prefix (safe, merely cold).
 * **Optional fallback.** While the breaker is open a small local backend (short TTL) may
@@ -46,6 +48,9 @@ UNAVAILABLE_TOKEN = "~unavailable"
 
 #: Minimum pause between two failed probes of the background prober (cooldown 0).
 _MIN_PROBE_GAP = 0.02
+
+#: While open with queued invalidations, how often the prober tries to deliver them early.
+_DELIVERY_RETRY = 0.25
 
 
 class ResilientBackend:
@@ -92,8 +97,11 @@ class ResilientBackend:
         self._is_open = False
         self._open_until = 0.0
         self._down_since = 0.0
-        self._pending_tags: dict[str, None] = {}
-        self._pending_keys: dict[str, None] = {}
+        # tag/key -> sequence number of its latest queueing: a delivery removes an item only
+        # if it was not queued again meanwhile (that later write needs its own delivery).
+        self._pending_tags: dict[str, int] = {}
+        self._pending_keys: dict[str, int] = {}
+        self._seq = 0
         self._epoch_wanted = 0  # overflow generations
         self._epoch_done = 0
         self._closed = threading.Event()
@@ -125,6 +133,7 @@ class ResilientBackend:
         self._lock = threading.Lock()  # state and counters; never held across I/O
         self._probe_lock = threading.Lock()  # held by the one thread probing/delivering
         self._prober: threading.Thread | None = None
+        self._wake = threading.Event()  # set when something is queued, or on close()
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -233,11 +242,25 @@ class ResilientBackend:
         thread.start()
 
     def _probe_loop(self) -> None:
-        """Background prober: probe when the cooldown ends, until recovered or closed."""
+        """Background prober: probe when the cooldown ends, until recovered or closed.
+
+        While the breaker is open *with queued invalidations*, it also tries to deliver
+        them every ``_DELIVERY_RETRY`` seconds, without closing the breaker: other
+        processes read Redis again as soon as it is back, so the shorter the time between
+        Redis answering and this queue reaching it, the shorter their stale window.
+        """
+        next_early = 0.0
         while not self._closed.is_set():
             wait = self._open_until - self._clock() if self._is_open else 0.0
             if wait > 0:
-                self._closed.wait(wait)
+                if self._has_pending():
+                    if time.monotonic() >= next_early and not self._deliver_early():
+                        next_early = time.monotonic() + _DELIVERY_RETRY  # at most 4/s
+                    if self._has_pending():
+                        gap = max(next_early - time.monotonic(), _MIN_PROBE_GAP)
+                        self._sleep(min(wait, gap))
+                        continue
+                self._sleep(wait)
                 continue
             if self._recover():
                 if not self._has_pending():
@@ -245,7 +268,12 @@ class ResilientBackend:
                 continue  # something was queued while we closed: deliver it too
             if not self._is_open and not self._has_pending():
                 return
-            self._closed.wait(_MIN_PROBE_GAP)
+            self._sleep(_MIN_PROBE_GAP)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if something is queued or the backend is closed."""
+        if self._wake.wait(seconds):
+            self._wake.clear()
 
     def _recover(self) -> bool:
         """One probe; on success deliver the queue, then close. True if closed now."""
@@ -258,32 +286,14 @@ class ResilientBackend:
                 self.primary.ping()
                 while True:
                     with self._lock:
-                        epoch = self._epoch_wanted
-                        epoch_due = epoch > self._epoch_done
-                        tags = list(self._pending_tags)
-                        keys = list(self._pending_keys)
-                        if not (epoch_due or tags or keys):
+                        if not self._has_pending():
                             # Close only with an empty queue, atomically with the check:
                             # anything queued later is seen by the next _usable().
                             was_open = self._is_open
                             self._is_open = False
                             self._failures = 0
                             break
-                    if epoch_due:
-                        self.primary.invalidate([EPOCH_TAG])
-                    if tags:
-                        self.primary.invalidate(tags)
-                    for key in keys:
-                        self.primary.delete(key)
-                    with self._lock:
-                        if epoch_due:
-                            self._epoch_done = max(self._epoch_done, epoch)
-                            self.epoch_bumps += 1
-                        for t in tags:
-                            self._pending_tags.pop(t, None)
-                        for k in keys:
-                            self._pending_keys.pop(k, None)
-                        self._delivered_down += len(tags) + len(keys) + int(epoch_due)
+                    self._deliver_snapshot()
             except BackendError as exc:
                 with self._lock:
                     self._errors_down += 1
@@ -309,11 +319,53 @@ class ResilientBackend:
         finally:
             self._probe_lock.release()
 
+    def _deliver_snapshot(self) -> None:
+        """Deliver what is queued now (epoch first); raises :class:`BackendError`."""
+        with self._lock:
+            epoch = self._epoch_wanted
+            epoch_due = epoch > self._epoch_done
+            tags = dict(self._pending_tags)
+            keys = dict(self._pending_keys)
+        if epoch_due:
+            self.primary.invalidate([EPOCH_TAG])
+        if tags:
+            self.primary.invalidate(list(tags))
+        for key in keys:
+            self.primary.delete(key)
+        with self._lock:
+            if epoch_due:
+                self._epoch_done = max(self._epoch_done, epoch)
+                self.epoch_bumps += 1
+            for pending, done in ((self._pending_tags, tags), (self._pending_keys, keys)):
+                for item, seq in done.items():
+                    if pending.get(item) == seq:  # not queued again since the snapshot
+                        del pending[item]
+            self._delivered_down += len(tags) + len(keys) + int(epoch_due)
+
+    def _deliver_early(self) -> bool:
+        """Deliver the queue while the breaker stays open (background prober only).
+
+        True if the queue is empty afterwards."""
+        if not self._probe_lock.acquire(blocking=False):
+            return False
+        try:
+            self.primary.ping()
+            while self._has_pending():
+                self._deliver_snapshot()
+        except BackendError as exc:
+            log.debug("cache backend %s: early delivery failed: %s", self.name, exc)
+            return False
+        finally:
+            self._probe_lock.release()
+        log.debug("cache backend %s: queued invalidations delivered early", self.name)
+        return True
+
     def _queue(self, tags: Sequence[str] = (), keys: Sequence[str] = ()) -> None:
         overflow = False
         with self._lock:
-            self._pending_tags.update(dict.fromkeys(tags))
-            self._pending_keys.update(dict.fromkeys(keys))
+            self._seq += 1
+            self._pending_tags.update(dict.fromkeys(tags, self._seq))
+            self._pending_keys.update(dict.fromkeys(keys, self._seq))
             if len(self._pending_tags) + len(self._pending_keys) > self.pending_max:
                 # One epoch bump replaces the whole queue: everything misses after recovery.
                 self._pending_tags.clear()
@@ -327,8 +379,9 @@ class ResilientBackend:
                 self.name,
                 self.pending_max,
             )
-        if self.background_probe and not self._is_open:
-            self._start_prober()  # closed with a queue (a race with recovery): deliver it
+        if self.background_probe:
+            self._wake.set()  # deliver it as soon as Redis answers (or after a recovery race)
+            self._start_prober()
 
     # -- protocol -----------------------------------------------------------------
     def get(self, key: str, tags: Sequence[str]) -> Lookup:
@@ -433,6 +486,7 @@ class ResilientBackend:
     def close(self) -> None:
         """Stop probing; try once to deliver queued invalidations, warn if they are lost."""
         self._closed.set()
+        self._wake.set()
         prober = self._prober
         if prober is not None and prober.is_alive() and prober is not threading.current_thread():
             prober.join(timeout=2.0)  # it may be delivering the queue right now

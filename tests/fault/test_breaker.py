@@ -482,3 +482,48 @@ def test_chaos_never_serves_a_value_older_than_the_last_completed_write() -> Non
     assert reads[0] > 500
     assert backend.times_opened > 3  # the chaos really opened and closed the breaker
     assert backend.state == "closed" and backend.pending == 0
+
+
+def test_queue_is_delivered_early_while_the_breaker_stays_open() -> None:
+    """Other processes read Redis again as soon as it is back: the queue must not wait
+    for this process's cooldown to reach it."""
+    primary = Flaky()
+    backend = ResilientBackend(primary, threshold=1, cooldown=30.0)
+    try:
+        primary.down = True
+        backend.invalidate(["room:1"])
+        assert backend.state == "open"
+        primary.down = False
+        deadline = time.monotonic() + 5
+        while backend.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.pending == 0
+        assert ("room:1",) in primary.invalidated
+        assert backend.state == "open"  # the cooldown still decides when reads resume
+        assert backend.get("k", TAGS) == (None, None)
+    finally:
+        backend.close()
+
+
+def test_a_tag_queued_again_during_its_delivery_is_delivered_again() -> None:
+    """A write whose invalidation is queued while the same tag is being delivered must
+    get its own delivery: the first one may have reached Redis before that write."""
+    clock = Clock()
+    primary, backend = make(clock)
+    primary.down = True
+    backend.invalidate(["room:1"])
+    primary.down = False
+    clock.now += 5.1
+    original = primary.invalidate
+    calls = []
+
+    def invalidate_then_race(tags: Sequence[str]) -> None:
+        original(tags)
+        calls.append(tuple(tags))
+        if len(calls) == 1:
+            backend._queue(tags=["room:1"])  # another write, queued right after the SET
+
+    primary.invalidate = invalidate_then_race  # type: ignore[method-assign]
+    backend.get("k", TAGS)  # the probe delivers, sees the new queueing, delivers again
+    assert calls == [("room:1",), ("room:1",)]
+    assert backend.pending == 0 and backend.state == "closed"
