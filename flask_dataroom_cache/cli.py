@@ -256,6 +256,7 @@ def ping_command(as_json: bool) -> None:
     click.echo(f"memory    {memory}")
     keys = "n/a" if result["keys"] is None else result["keys"]
     click.echo(f"keys      {keys} under prefix {result['prefix']!r}")
+    click.echo(f"breaker   {result['breaker']} (this process)")
     if "info_error" in result:
         click.echo(f"note: {result['info_error']}", err=True)
     _per_process_note(state.store.backend)
