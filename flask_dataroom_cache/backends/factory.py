@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..config import Settings
@@ -28,7 +29,8 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
     * reachable: Redis behind :class:`ResilientBackend` (breaker, queued invalidations,
       optional ``CACHE_FALLBACK=memory``).
     """
-    if not settings.redis_url:
+    if not settings.redis_url or not settings.enabled:
+        # Disabled: every call is a no-op miss in the store; build no client, send no PING.
         return MemoryBackend(settings.max_entries)
     try:
         from .redis import HAVE_REDIS, RedisBackend
@@ -65,16 +67,37 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
     fallback: Backend | None = None
     if not reachable or settings.fallback == "memory":
         fallback = MemoryBackend(settings.fallback_max_entries)
-    return ResilientBackend(
-        primary,
-        fallback=fallback,
-        fallback_ttl=settings.fallback_ttl,
-        threshold=settings.breaker_threshold,
-        cooldown=settings.breaker_cooldown,
-        pending_max=settings.pending_max,
-        on_error=on_error,
-        start_open=not reachable,
-    )
+    with _quiet_start(not reachable):
+        return ResilientBackend(
+            primary,
+            fallback=fallback,
+            fallback_ttl=settings.fallback_ttl,
+            threshold=settings.breaker_threshold,
+            cooldown=settings.breaker_cooldown,
+            pending_max=settings.pending_max,
+            on_error=on_error,
+            start_open=not reachable,
+        )
+
+
+class _DropBreakerOpen(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("cache backend %s is down")
+
+
+@contextmanager
+def _quiet_start(active: bool) -> Iterator[None]:
+    """Unreachable at start: the warning above already said so (with the URL and the memory
+    fallback); drop the breaker's own "is down" line so start-up logs exactly one warning."""
+    if not active:
+        yield
+        return
+    drop = _DropBreakerOpen()
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
 
 
 def _near(primary: Backend, settings: Settings) -> Backend:
