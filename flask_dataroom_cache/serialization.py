@@ -98,7 +98,7 @@ _UNMARK: dict[str, Callable[[Any], Any]] = {
     "time": time.fromisoformat,
     "uuid": uuid.UUID,
     "decimal": Decimal,
-    "bytes": lambda v: base64.b64decode(v.encode("ascii")),
+    "bytes": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
     "dict": lambda v: {pair[0]: pair[1] for pair in v},
 }
 
@@ -109,7 +109,7 @@ def _hook(obj: dict[str, Any]) -> Any:
         return obj
     try:
         return _UNMARK[kind](obj["v"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (LookupError, TypeError, ValueError) as exc:
         raise CodecError(f"bad marker {kind!r}") from exc
 
 
@@ -170,6 +170,13 @@ def decode(data: bytes) -> Any:
             return _decode_json(body.decode("utf-8"))
         if flag == b"X":
             return _loads(body, object_hook=_hook)
-    except (ValueError, zlib.error, UnicodeDecodeError, _ZstdError) as exc:
-        raise CodecError(str(exc)) from exc
+    except (
+        ValueError,  # bad JSON, UnicodeDecodeError, bad marker values (CodecError too)
+        LookupError,  # IndexError/KeyError from a malformed marker
+        TypeError,  # unhashable or wrongly typed marker contents
+        RecursionError,  # absurdly deep JSON
+        zlib.error,
+        _ZstdError,
+    ) as exc:
+        raise CodecError(f"{type(exc).__name__}: {exc}") from exc
     raise CodecError(f"unknown payload flag {flag!r}")

@@ -52,22 +52,29 @@ _GET = """
 local e = redis.call('GET', KEYS[1])
 local pre = ARGV[1]
 if e then
+  -- A malformed entry (not written by us) is dropped and read as a miss, never an error.
+  local ok = false
   local p = string.find(e, '\\n', 1, true)
-  local n = tonumber(string.sub(e, 1, p - 1))
-  local pos = p + 1
-  local ok = true
-  if n > 0 then
-    local tk = {}
-    for i = 1, n do
-      local q = string.find(e, '\\n', pos, true)
-      tk[i] = pre .. string.sub(e, pos, q - 1)
-      pos = q + 1
-    end
-    local cur = redis.call('MGET', unpack(tk))
-    for i = 1, n do
-      local q = string.find(e, '\\n', pos, true)
-      if cur[i] ~= string.sub(e, pos, q - 1) then ok = false break end
-      pos = q + 1
+  local n = p and tonumber(string.sub(e, 1, p - 1))
+  local pos = p and p + 1
+  if n and n >= 0 and n <= 64 and n == math.floor(n) then
+    ok = true
+    if n > 0 then
+      local tk = {}
+      for i = 1, n do
+        local q = string.find(e, '\\n', pos, true)
+        if not q then ok = false break end
+        tk[i] = pre .. string.sub(e, pos, q - 1)
+        pos = q + 1
+      end
+      if ok then
+        local cur = redis.call('MGET', unpack(tk))
+        for i = 1, n do
+          local q = string.find(e, '\\n', pos, true)
+          if not q or cur[i] ~= string.sub(e, pos, q - 1) then ok = false break end
+          pos = q + 1
+        end
+      end
     end
   end
   if ok then return {1, string.sub(e, pos)} end
