@@ -7,8 +7,12 @@ values (rendered HTTP bodies) skip JSON entirely.
 
 Wire format: one flag byte, then the body.
 
-* ``J`` plain JSON (decoded without an object hook: the fast path)
-* ``X`` JSON with marker objects (decoded with the hook)
+* ``J`` plain JSON that any correct decoder reads identically: no marker objects, no
+  ``NaN``/``Infinity``, no integer of 19+ digits. Decoded with ``orjson`` when it is
+  importable (``pip install flask-dataroom-cache[fast]``: 2-3x faster than the stdlib on
+  a typical listing, the main cost of a hit), else with the stdlib without an object hook.
+* ``X`` JSON the stdlib must decode: marker objects (decoded with the hook), or numbers
+  ``orjson`` would read differently (big integers become floats there, NaN is refused)
 * ``B`` raw bytes
 * lower-case ``j``/``x``/``b``: the same, zlib-compressed (values above the threshold)
 * ``z`` + one of ``J``/``X``/``B``: the same, zstd-compressed; written instead of zlib when
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Callable
@@ -30,7 +35,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["HAVE_ZSTD", "CodecError", "decode", "encode"]
+__all__ = ["HAVE_ORJSON", "HAVE_ZSTD", "CodecError", "decode", "encode"]
 
 try:  # optional: faster and smaller than zlib at its fastest level
     import zstandard as _zstd
@@ -42,7 +47,19 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     _zstd = None  # type: ignore[assignment]
     HAVE_ZSTD = False
 
+try:  # optional: the fast JSON decoder of the hit path
+    import orjson as _orjson
+
+    HAVE_ORJSON = True
+except ImportError:  # pragma: no cover - depends on the installed extras
+    _orjson = None  # type: ignore[assignment]
+    HAVE_ORJSON = False
+
 _MARK = "__drc__"
+#: JSON text orjson would decode differently from the stdlib: 19+ digit integers (orjson
+#: turns integers beyond 64 bits into floats) and NaN/Infinity (orjson refuses them).
+#: Matches inside strings too; a false positive only takes the (correct) stdlib path.
+_STDLIB_ONLY = re.compile(r"\d{19}|NaN|Infinity")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _loads = json.loads
 _decode_json = json.JSONDecoder().decode
@@ -123,7 +140,11 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
         flag, body = b"B", bytes(value)
     else:
         try:
-            flag, body = b"J", _dumps_checked(value).encode("utf-8")
+            text = _dumps_checked(value)
+            if _STDLIB_ONLY.search(text):
+                flag, body = b"X", text.encode("utf-8")
+            else:
+                flag, body = b"J", text.encode("utf-8")
         except _NeedsMarkers:
             flag, body = b"X", _dumps(_mark(value)).encode("utf-8")
     if compress_min_bytes and len(body) >= compress_min_bytes:
@@ -166,6 +187,8 @@ def decode(data: bytes) -> Any:
         if flag == b"B":
             return body
         if flag == b"J":
+            if _orjson is not None:
+                return _orjson.loads(body)
             # str, not bytes: json.loads would sniff the encoding of bytes on every call.
             return _decode_json(body.decode("utf-8"))
         if flag == b"X":

@@ -196,3 +196,50 @@ def test_crafted_payload_is_a_miss_and_runs_nothing(
         assert get_or_set(key, lambda: "fresh", tags=tags) == "fresh"
         assert cache_get(key, tags) == "fresh", (i, raw[:40])
     assert not target.exists()
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _canon(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True) + repr(_types(value))
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_fast_decoder_reads_exactly_what_the_stdlib_would(
+    value: Any,
+) -> None:
+    """With or without orjson, every JSON value round-trips to the same value and types
+    (big integers stay integers, NaN and infinities survive)."""
+    import json
+
+    data = encode(value)
+    assert _canon(decode(data)) == _canon(json.loads(json.dumps(value)))
+    if codec.HAVE_ORJSON:
+        saved = codec._orjson
+        codec._orjson = None  # type: ignore[assignment]
+        try:
+            assert _canon(decode(data)) == _canon(json.loads(json.dumps(value)))
+        finally:
+            codec._orjson = saved
