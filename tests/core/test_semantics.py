@@ -285,17 +285,45 @@ def test_a_hit_is_exactly_one_round_trip(app: Flask, counter: CommandCounter) ->
     assert cache_get(key, tags) is not None  # warm: scripts loaded
     counter.reset()
     assert cache_get(key, tags) == {"items": list(range(20))}
-    assert (counter.round_trips, counter.commands) == (1, ["EVALSHA"])
+    assert (counter.round_trips, counter.commands) == (1, ["MGET"])  # entry + tokens
     counter.reset()
     assert get_or_set(key, lambda: None, tags=tags) == {"items": list(range(20))}
-    assert (counter.round_trips, counter.commands) == (1, ["EVALSHA"])
+    assert (counter.round_trips, counter.commands) == (1, ["MGET"])
     # A miss is one round trip too (it brings back the tokens), and the fill one more.
     counter.reset()
     assert cache_get(get_cache_key("file", "other"), tags) is None
-    assert (counter.round_trips, counter.commands) == (1, ["EVALSHA"])
+    assert (counter.round_trips, counter.commands) == (1, ["MGET"])
     counter.reset()
     assert get_or_set(get_cache_key("file", "third"), lambda: 3, tags=tags) == 3
-    assert (counter.round_trips, counter.commands) == (2, ["EVALSHA", "EVALSHA"])
+    assert (counter.round_trips, counter.commands) == (2, ["MGET", "EVALSHA"])
+    # A stale entry (tag invalidated) is a one-round-trip miss as well.
+    invalidate_tags("file:list")
+    counter.reset()
+    assert cache_get(key, tags) is None
+    assert (counter.round_trips, counter.commands) == (1, ["MGET"])
+
+
+def test_reader_naming_other_tags_than_the_entry_is_still_checked(
+    app: Flask, counter: CommandCounter
+) -> None:
+    """The fast path only decides when the entry carries exactly the requested tags;
+    otherwise the script checks the entry's own tags (a second round trip, still exact)."""
+    key = get_cache_key("file", 5)
+    assert cache_set(key, "v", tags=["file:5", "folder:1/contents"])
+    counter.reset()
+    assert cache_get(key, ["file:5"]) == "v"
+    assert counter.commands[0] == "MGET" and counter.commands[-1] == "EVALSHA"
+    invalidate_tags("folder:1/contents")
+    assert cache_get(key, ["file:5"]) is None
+    assert cache_get(key) is None
+
+
+def test_a_missing_token_on_the_fast_path_is_created_fresh(app: Flask, cache_kind: str) -> None:
+    key = get_cache_key("file", 6)
+    tags = ["brand:new"]
+    assert cache_get(key, tags) is None  # tokens created (second round trip on Redis)
+    assert cache_set(key, "v", tags=tags)
+    assert cache_get(key, tags) == "v"
 
 
 def test_user_tag_isolates_users(app: Flask) -> None:
