@@ -175,15 +175,20 @@ def decode(data: bytes) -> Any:
     if not data:
         raise CodecError("empty payload")
     flag = data[0:1]
-    body = data[1:]
     try:
+        if flag == b"J":  # the common hit: plain JSON, uncompressed
+            if _orjson is not None:
+                return _orjson.loads(data[1:])
+            return _decode_json(data[1:].decode("utf-8"))
         if flag == b"z":
             if not HAVE_ZSTD:
                 raise CodecError("zstd-compressed entry, but zstandard is not installed")
             flag, body = data[1:2], _ZSTD_D.decompress(data[2:])
         elif flag in (b"j", b"x", b"b"):
-            body = zlib.decompress(body)
+            body = zlib.decompress(data[1:])
             flag = flag.upper()
+        else:
+            body = data[1:]
         if flag == b"B":
             return body
         if flag == b"J":

@@ -324,7 +324,8 @@ class RedisBackend:
     def get(self, key: str, tags: Sequence[str]) -> Lookup:
         header, token_keys = self._plan(tags)
         try:
-            res = self.client.mget([key, *token_keys])
+            # execute_command, not mget(): skips redis-py's argument juggling on the hot path.
+            res = self.client.execute_command("MGET", key, *token_keys)
         except RedisError as exc:
             raise BackendError(f"redis GET failed: {exc}") from exc
         entry, current = res[0], res[1:]
