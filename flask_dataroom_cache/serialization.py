@@ -61,6 +61,7 @@ _MARK = "__drc__"
 #: Matches inside strings too; a false positive only takes the (correct) stdlib path.
 _STDLIB_ONLY = re.compile(r"\d{19}|NaN|Infinity")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
 _loads = json.loads
 _decode_json = json.JSONDecoder().decode
 
@@ -140,13 +141,11 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
         flag, body = b"B", bytes(value)
     else:
         try:
-            text = _dumps_checked(value)
-            if _STDLIB_ONLY.search(text):
-                flag, body = b"X", text.encode("utf-8")
-            else:
-                flag, body = b"J", text.encode("utf-8")
-        except _NeedsMarkers:
-            flag, body = b"X", _dumps(_mark(value)).encode("utf-8")
+            flag, body = _encode_json(value)
+        except UnicodeEncodeError:
+            # A str with a lone surrogate has no UTF-8 form: write it \u-escaped (ASCII),
+            # which the stdlib decoder (the 'X' path) turns back into the same str.
+            flag, body = b"X", _dumps_ascii(_mark(value)).encode("ascii")
     if compress_min_bytes and len(body) >= compress_min_bytes:
         if HAVE_ZSTD if zstd is None else zstd:
             if not HAVE_ZSTD:
@@ -159,6 +158,16 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
         if len(packed) < len(body):
             return flag.lower() + packed
     return flag + body
+
+
+def _encode_json(value: Any) -> tuple[bytes, bytes]:
+    try:
+        text = _dumps_checked(value)
+    except _NeedsMarkers:
+        return b"X", _dumps(_mark(value)).encode("utf-8")
+    if _STDLIB_ONLY.search(text):
+        return b"X", text.encode("utf-8")
+    return b"J", text.encode("utf-8")
 
 
 def _dumps_checked(value: Any) -> str:

@@ -113,9 +113,12 @@ def test_long_keys_keep_a_readable_head_and_end_in_a_hash() -> None:
     assert len(short) == MAX_KEY_BYTES and "#" not in short
 
 
+_any_str = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
+
 _values = st.one_of(
     st.none(),
     st.text(max_size=40),
+    _any_str,  # lone surrogates included
     st.text(alphabet=":=*?[] \n%~#é", max_size=12),
     st.text(min_size=150, max_size=300),  # forces the hashed form
 )

@@ -49,6 +49,8 @@ ROUND_TRIPS: list[Any] = [
     [{"__drc__": "uuid", "v": "x"}],
     {"text": "x" * 5000, "n": list(range(500))},  # compressed
     b"y" * 5000,
+    "lone \ud800 surrogate",
+    {"k\udfff": ["\ud83d"]},
 ]
 
 
