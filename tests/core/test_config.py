@@ -246,3 +246,24 @@ def test_two_apps_do_not_share_state(make_app: Any, prefix: str, cache_kind: str
     finally:
         if cache_kind == "redis":
             scan_delete(store_of(app2).backend.primary.client, prefix + "-two")  # type: ignore[attr-defined]
+
+
+def test_redis_client_one_pool_per_app_with_the_configured_timeouts(
+    make_app: Any, cache_kind: str
+) -> None:
+    if cache_kind != "redis":
+        pytest.skip("inspects a real redis-py client")
+    app1, _ = make_app(CACHE_REDIS_SOCKET_TIMEOUT=0.5)
+    app2, _ = make_app()
+    c1 = store_of(app1).backend.primary.client  # type: ignore[attr-defined]
+    c2 = store_of(app2).backend.primary.client  # type: ignore[attr-defined]
+    assert c1.connection_pool is not c2.connection_pool
+    kwargs = c1.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 0.5 and kwargs["socket_connect_timeout"] == 0.5
+    assert c2.connection_pool.connection_kwargs["socket_timeout"] == 0.25
+    pool = c1.connection_pool
+    with app1.app_context():
+        for i in range(20):
+            cache_set(f"k{i}", i)
+            assert cache_get(f"k{i}") == i
+    assert store_of(app1).backend.primary.client.connection_pool is pool  # type: ignore[attr-defined]
