@@ -54,7 +54,7 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
         primary = _near(primary, settings)
     reachable = True
     try:
-        primary.ping()
+        _ping_at_start(primary)
     except BackendError as exc:
         reachable = False
         log.warning(
@@ -98,6 +98,24 @@ def _quiet_start(active: bool) -> Iterator[None]:
         yield
     finally:
         log.removeFilter(drop)
+
+
+#: Start-up PINGs before Redis is declared unreachable. One PING with the 0.25 s request
+#: timeout is too strict here: a busy host (workers starting together) can miss it, and a
+#: process that wrongly starts on its local memory cache misses the other processes'
+#: invalidations until the breaker probes again. A refused connection fails at once, so a
+#: really absent Redis still costs only milliseconds.
+_START_PINGS = 3
+
+
+def _ping_at_start(primary: Backend) -> None:
+    for attempt in range(_START_PINGS):
+        try:
+            primary.ping()
+            return
+        except BackendError:
+            if attempt == _START_PINGS - 1:
+                raise
 
 
 def _near(primary: Backend, settings: Settings) -> Backend:
