@@ -104,3 +104,12 @@ def scan_delete(client: Any, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     for i in range(0, len(keys), 1000):
         client.unlink(*keys[i : i + 1000])
+
+
+@pytest.fixture
+def cache_config(cache_config: dict[str, Any]) -> dict[str, Any]:
+    """The shared fixture, plus a generous Redis socket timeout: on a loaded CI host a slow
+    reply must not turn into a miss (handled correctly, but it would fail a test that
+    expects a hit). Timeouts themselves are tested with explicit values."""
+    cache_config["CACHE_REDIS_SOCKET_TIMEOUT"] = 2.0
+    return cache_config
