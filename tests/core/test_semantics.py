@@ -335,3 +335,13 @@ def test_user_tag_isolates_users(app: Flask) -> None:
     invalidate_tags(user_tag("u1"))
     assert cache_get(k1, [user_tag("u1")]) is None
     assert cache_get(k2, [user_tag("u2")]) == ["room-b"]
+
+
+def test_functions_need_an_initialised_app() -> None:
+    with pytest.raises(RuntimeError):
+        cache_get("k")  # no app context
+    bare = Flask("bare")
+    with bare.app_context(), pytest.raises(RuntimeError, match="init_app"):
+        cache_get("k")
+    with bare.app_context():
+        assert get_cache_key("file", 1) == "dataroom:file:1"  # naming works anywhere
