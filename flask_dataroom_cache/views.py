@@ -639,7 +639,7 @@ class _CachedCall:
         captured = None
         if self.ctx.request.method == "GET":
             if self.versions is not None:  # seen by the read that missed, before the view ran
-                captured = (tags, self.versions)
+                captured = (tuple(tags), self.versions)
             else:
                 try:
                     captured = self.store.capture(tags)
