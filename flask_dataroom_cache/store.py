@@ -64,6 +64,9 @@ class CacheStore:
         self.bypass_checks: list[Callable[[], bool]] = []
         #: Callables that may take tags to invalidate later (at commit); True if taken.
         self.deferrers: list[Callable[[tuple[str, ...]], bool]] = []
+        #: Callables given the version tokens a fill would be stamped with; True drops the
+        #: fill (the tracker's snapshot rule: the value may predate one of those tokens).
+        self.fill_checks: list[Callable[[Sequence[str]], bool]] = []
         self._local = threading.local()
         self._last_error_log = 0.0
 
@@ -84,6 +87,12 @@ class CacheStore:
 
     def must_bypass(self) -> bool:
         return any(check() for check in self.bypass_checks)
+
+    def _refuse_fill(self, versions: Sequence[str], endpoint: str | None) -> bool:
+        if any(check(versions) for check in self.fill_checks):
+            self.metrics.incr("bypasses", endpoint=endpoint)
+            return True
+        return False
 
     def _error(self, what: str, exc: BaseException) -> None:
         self.metrics.incr("errors")
@@ -188,6 +197,8 @@ class CacheStore:
         try:
             if versions is None:
                 versions = self.backend.versions(norm)
+            if self.fill_checks and self._refuse_fill(versions, endpoint):
+                return False
             stored = self.backend.set(key, payload, expiry, norm, versions)
         except BackendError as exc:
             self._error("write", exc)
@@ -223,6 +234,8 @@ class CacheStore:
             return value  # type: ignore[no-any-return]
         value = compute()
         if versions is None or (self.bypass_checks and self.must_bypass()):
+            return value
+        if self.fill_checks and self._refuse_fill(versions, endpoint):
             return value
         data = encode(value, self.settings.compress_min_bytes)
         try:

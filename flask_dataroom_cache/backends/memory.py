@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import Lookup
+from .base import Lookup, token_prefix
 
 __all__ = ["MemoryBackend"]
 
@@ -48,7 +48,7 @@ class MemoryBackend:
 
     # -- tokens -----------------------------------------------------------------
     def _new_token(self) -> str:
-        return f"{self._nonce}.{next(self._counter)}"
+        return f"{token_prefix()}{self._nonce}.{next(self._counter)}"
 
     def _token(self, tag: str) -> str:
         token = self._tags.get(tag)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .base import BackendError, Lookup
+from .base import BackendError, Lookup, token_prefix
 
 __all__ = ["HAVE_REDIS", "ClusterRedisBackend", "RedisBackend", "connect"]
 
@@ -307,9 +307,9 @@ class RedisBackend:
         )
 
     def _candidate(self) -> str:
-        # Unique per call without a syscall on the hit path: a random per-backend nonce
-        # plus a counter (the script only uses it when a token is missing).
-        return f"{self._nonce}{next(self._counter):x}"
+        # Creation time (see base.token_time) + a random per-backend nonce + a counter:
+        # unique per call without a syscall.
+        return f"{token_prefix()}{self._nonce}{next(self._counter):x}"
 
     def _plan(self, tags: Sequence[str]) -> tuple[bytes, list[str]]:
         key = tuple(tags)
