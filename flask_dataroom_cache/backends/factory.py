@@ -37,7 +37,8 @@ def create_backend(
     ``"fallback_serves"`` events (the metrics hook); ``on_error()`` is the older,
     errors-only hook.
     """
-    if not settings.redis_url:
+    if not settings.redis_url or not settings.enabled:
+        # Disabled: every call is a no-op miss in the store; build no client, send no PING.
         return MemoryBackend(settings.max_entries)
     try:
         from .redis import HAVE_REDIS, RedisBackend
@@ -61,7 +62,7 @@ def create_backend(
         primary = _near(primary, settings)
     reachable = True
     try:
-        primary.ping()
+        _ping_at_start(primary)
     except BackendError as exc:
         reachable = False
         log.warning(
@@ -74,6 +75,8 @@ def create_backend(
     fallback: Backend | None = None
     if not reachable or settings.fallback == "memory":
         fallback = MemoryBackend(settings.fallback_max_entries)
+    # Unreachable at start: the warning above says so (with the URL and the local cache);
+    # the breaker opens silently and logs only when Redis is back.
     return ResilientBackend(
         primary,
         fallback=fallback,
@@ -85,6 +88,24 @@ def create_backend(
         on_event=on_event,
         start_open=not reachable,
     )
+
+
+#: Start-up PINGs before Redis is declared unreachable. One PING with the 0.25 s request
+#: timeout is too strict here: a busy host (workers starting together) can miss it, and a
+#: process that wrongly starts on its local memory cache misses the other processes'
+#: invalidations until the breaker probes again. A refused connection fails at once, so a
+#: really absent Redis still costs only milliseconds.
+_START_PINGS = 3
+
+
+def _ping_at_start(primary: Backend) -> None:
+    for attempt in range(_START_PINGS):
+        try:
+            primary.ping()
+            return
+        except BackendError:
+            if attempt == _START_PINGS - 1:
+                raise
 
 
 def _near(primary: Backend, settings: Settings) -> Backend:

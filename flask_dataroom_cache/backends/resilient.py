@@ -53,6 +53,22 @@ _MIN_PROBE_GAP = 0.02
 _DELIVERY_RETRY = 0.25
 
 
+def _probe_main(ref: weakref.ReferenceType[ResilientBackend]) -> None:
+    """Prober thread body: holds the backend only during a step, so a backend nobody
+    uses any more (an app dropped by a test) is collected and its prober ends."""
+    while True:
+        backend = ref()
+        if backend is None:
+            return
+        delay = backend._probe_step()
+        wake = backend._wake
+        del backend
+        if delay is None:
+            return
+        if delay > 0 and wake.wait(delay):
+            wake.clear()
+
+
 class ResilientBackend:
     """A :class:`Backend` that turns the primary's failures into misses, queues and probes.
 
@@ -113,13 +129,12 @@ class ResilientBackend:
         self._errors_down = 0
         self._skipped_down = 0
         self._delivered_down = 0
-        if start_open:  # the factory has logged it: open silently, probe from now on
+        self._next_early = 0.0
+        if start_open:  # the factory has logged it: open silently
             self._is_open = True
             self._open_until = clock() + cooldown
             self._down_since = time.monotonic()
             self.times_opened = 1
-            if background_probe:
-                self._start_prober()
         ref = weakref.ref(self)
 
         def _after_fork() -> None:  # locks may be held by threads that the child lacks
@@ -195,8 +210,6 @@ class ResilientBackend:
             "" if count == 1 else "s",
             " and the local fallback cache" if self.fallback is not None else "",
         )
-        if self.background_probe:
-            self._start_prober()
 
     def _failed(self, exc: BaseException, *, force_open: bool = False) -> None:
         if self._on_error is not None:
@@ -232,48 +245,46 @@ class ResilientBackend:
 
     # -- probing and recovery ---------------------------------------------------------
     def _start_prober(self) -> None:
+        """Start the background prober unless it runs. It is started only when there is
+        work: a request found the cooldown over, or an invalidation was queued; it exits
+        when the breaker closes, or when a probe fails with nothing queued (the next
+        request after the cooldown starts it again). An idle process costs nothing."""
         with self._lock:
             if self._closed.is_set() or (self._prober is not None and self._prober.is_alive()):
                 return
             thread = threading.Thread(
-                target=self._probe_loop, name=f"dataroom-cache-probe-{self.name}", daemon=True
+                target=_probe_main,
+                args=(weakref.ref(self),),
+                name=f"dataroom-cache-probe-{self.name}",
+                daemon=True,
             )
             self._prober = thread
         thread.start()
 
-    def _probe_loop(self) -> None:
-        """Background prober: probe when the cooldown ends, until recovered or closed.
+    def _probe_step(self) -> float | None:
+        """One step of the background prober: seconds to sleep, or None to exit.
 
-        While the breaker is open *with queued invalidations*, it also tries to deliver
-        them every ``_DELIVERY_RETRY`` seconds, without closing the breaker: other
-        processes read Redis again as soon as it is back, so the shorter the time between
-        Redis answering and this queue reaching it, the shorter their stale window.
+        While the breaker is open *with queued invalidations*, it tries to deliver them
+        every ``_DELIVERY_RETRY`` seconds without closing the breaker: other processes read
+        Redis again as soon as it is back, so the shorter the time between Redis answering
+        and this queue reaching it, the shorter their stale window.
         """
-        next_early = 0.0
-        while not self._closed.is_set():
-            wait = self._open_until - self._clock() if self._is_open else 0.0
-            if wait > 0:
-                if self._has_pending():
-                    if time.monotonic() >= next_early and not self._deliver_early():
-                        next_early = time.monotonic() + _DELIVERY_RETRY  # at most 4/s
-                    if self._has_pending():
-                        gap = max(next_early - time.monotonic(), _MIN_PROBE_GAP)
-                        self._sleep(min(wait, gap))
-                        continue
-                self._sleep(wait)
-                continue
-            if self._recover():
-                if not self._has_pending():
-                    return
-                continue  # something was queued while we closed: deliver it too
-            if not self._is_open and not self._has_pending():
-                return
-            self._sleep(_MIN_PROBE_GAP)
-
-    def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, or less if something is queued or the backend is closed."""
-        if self._wake.wait(seconds):
-            self._wake.clear()
+        if self._closed.is_set():
+            return None
+        wait = self._open_until - self._clock() if self._is_open else 0.0
+        if wait > 0:
+            if not self._has_pending():
+                return wait
+            if time.monotonic() >= self._next_early and not self._deliver_early():
+                self._next_early = time.monotonic() + _DELIVERY_RETRY  # at most 4/s
+            if not self._has_pending():
+                return wait
+            return min(wait, max(self._next_early - time.monotonic(), _MIN_PROBE_GAP))
+        if self._recover():
+            return 0.0 if self._has_pending() else None
+        if not self._has_pending():
+            return None  # still down and nothing to deliver: the next request restarts it
+        return _MIN_PROBE_GAP
 
     def _recover(self) -> bool:
         """One probe; on success deliver the queue, then close. True if closed now."""

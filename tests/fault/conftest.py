@@ -138,7 +138,17 @@ class Site:
         return self.cache.state(self.app).stats()
 
     def wait_state(self, state: str, timeout: float = 10.0) -> None:
-        wait_until(lambda: self.backend.state == state, timeout, f"breaker {state}")
+        """Wait for the breaker state, with a trickle of traffic: an idle process probes
+        only when a request finds the cooldown over (or invalidations are queued)."""
+        client = self.app.test_client()
+
+        def reached() -> bool:
+            if self.backend.state == state:
+                return True
+            client.get("/rooms/0")
+            return bool(self.backend.state == state)
+
+        wait_until(reached, timeout, f"breaker {state}")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -241,7 +241,7 @@ def _dead_url() -> str:
 
 
 @pytest.fixture
-def dead_app() -> tuple[Flask, DataRoomCache]:
+def dead_app() -> Iterator[tuple[Flask, DataRoomCache]]:
     app = Flask(f"dead_{uuid.uuid4().hex[:6]}")
     app.config.update(
         TESTING=True,
@@ -250,7 +250,8 @@ def dead_app() -> tuple[Flask, DataRoomCache]:
         CACHE_REDIS_SOCKET_TIMEOUT=0.2,
     )
     ext = DataRoomCache(app)
-    return app, ext
+    yield app, ext
+    ext.state(app).store.backend.close()
 
 
 @pytest.mark.parametrize(
