@@ -6,8 +6,9 @@ outage rules:
 * **Breaker.** After ``threshold`` consecutive errors the primary is skipped (state
   ``open``) for ``cooldown`` seconds; then *one* probe (``PING``) decides: success closes
   the breaker, failure opens it for another cooldown. By default the probe runs in a
-  short-lived background thread, so once the breaker is open no request ever waits for
-  a Redis timeout: an outage costs ``threshold`` timeouts in total, not one per request.
+  short-lived background thread (started by the first request after the cooldown, or by
+  a queued invalidation), so once the breaker is open no request ever waits for a Redis
+  timeout: an outage costs ``threshold`` timeouts in total, not one per request.
 * **No lost invalidations.** An invalidation (or ``delete``) that cannot be delivered is
   queued and the breaker opens at once: this process must not read entries that the
   lost invalidation should have killed. The background prober tries to deliver it every
