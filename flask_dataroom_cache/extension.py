@@ -82,6 +82,10 @@ class DataRoomCache:
         for hook in self._init_hooks:
             hook(app, state)
 
+        from . import tracking  # late import: tracking imports this module for types
+
+        tracking.install(app, state)
+
     # -- access -------------------------------------------------------------------------
     @staticmethod
     def state(app: Flask | None = None) -> CacheState:
@@ -172,3 +176,30 @@ class DataRoomCache:
         from . import views
 
         views.skip()
+
+    # -- tracking (flask_dataroom_cache.rules / .tracking) ------------------------------
+    def track(self, model: type | None = None, /, **options: Any) -> Any:
+        """Declare what changes of ``model`` invalidate (see :mod:`.rules`).
+
+        ``@cache.track(entity=..., parents={...}, members=..., list_tag=True, id_attr="id")``
+        as a class decorator, or ``cache.track(Model, entity=...)`` as a plain call.
+        """
+        from .tracking import registry_of
+
+        registry = registry_of(self)
+        if model is None:
+
+            def decorator(cls: type) -> type:
+                registry.add(cls, **options)
+                return cls
+
+            return decorator
+        registry.add(model, **options)
+        return model
+
+    def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
+        """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``
+        (and the Core statements run on ``engines`` and on the factory's bound engine)."""
+        from .tracking import tracker_for
+
+        tracker_for(self, app).attach(target, engines)

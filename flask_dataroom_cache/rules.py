@@ -1,0 +1,182 @@
+"""Model -> tags declarations: what a change to a tracked model invalidates.
+
+A model opts in once, with ``cache.track``::
+
+    @cache.track(entity="folder", parents={"data_room_id": "dataroom", "parent_id": "folder"})
+    class Folder(db.Model): ...
+
+From the declaration the library derives, for every insert, update and delete:
+
+* ``{entity}:{id}`` (the entity itself),
+* ``{entity}:list`` (unless ``list_tag=False``),
+* one tag per parent attribute, for the OLD and the NEW value (a move invalidates both):
+  parent type ``folder`` -> ``folder:{id}/contents``, ``dataroom`` -> ``dataroom:{id}``,
+  ``user`` -> ``user:{id}``, anything else -> ``{type}:{id}``,
+* ``user:{id}`` for every id returned by ``members(obj)`` (evaluated at flush, also on
+  delete, before the row is gone),
+* whatever the model's ``cache_tags(self, change)`` method returns.
+
+``type:{entity}`` is not bumped by ordinary changes: only by bulk statements whose rows
+cannot be known (see :mod:`flask_dataroom_cache.tracking`).
+
+Unregistered models cost one dict lookup per flushed object and trigger nothing.
+The same tag functions (:mod:`flask_dataroom_cache.tags`) build the tags that views put on
+their entries, so both sides always agree on names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
+
+__all__ = ["Change", "Registry", "Rule", "parent_tag"]
+
+CHANGE_KINDS = ("insert", "update", "delete")
+
+
+def parent_tag(parent_type: str, parent_id: Any) -> str:
+    """The tag a change bumps on one parent: ``folder`` -> its contents, ``dataroom``,
+    ``user``, else ``{type}:{id}``."""
+    if parent_type == "folder":
+        return contents_tag(parent_id)
+    if parent_type == "dataroom":
+        return dataroom_tag(parent_id)
+    if parent_type == "user":
+        return user_tag(parent_id)
+    return entity_tag(parent_type, parent_id)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One tracked object's change, handed to ``cache_tags(self, change)``.
+
+    ``kind`` is ``insert``, ``update`` or ``delete``; ``old`` maps each parent attribute
+    to the value it had before this flush (equal to the current one if unchanged).
+    """
+
+    kind: str
+    entity: str
+    id: Any
+    obj: Any
+    old: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The declaration of one tracked model."""
+
+    model: type
+    entity: str
+    id_attr: str = "id"
+    parents: Mapping[str, str] = field(default_factory=dict)
+    list_tag: bool = True
+    members: Callable[[Any], Iterable[Any]] | None = None
+    has_hook: bool = False
+
+    def tags(
+        self,
+        obj: Any,
+        kind: str,
+        old: Mapping[str, Any] | None = None,
+        members: Iterable[Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> set[str]:
+        """Tags for one change of ``obj``.
+
+        ``values`` (default: the object's ``__dict__``) gives the current attribute
+        values; ``old`` the values before the change (both are tagged); ``members`` the
+        member ids already evaluated (else ``members(obj)`` is called now, if declared).
+        """
+        current = obj.__dict__ if values is None else values
+        out: set[str] = set()
+        ident = current.get(self.id_attr)
+        if ident is not None:
+            out.add(entity_tag(self.entity, ident))
+        if self.list_tag:
+            out.add(list_tag(self.entity))
+        for attr, ptype in self.parents.items():
+            value = current.get(attr)
+            if value is not None:
+                out.add(parent_tag(ptype, value))
+            if old:
+                prev = old.get(attr)
+                if prev is not None and prev != value:
+                    out.add(parent_tag(ptype, prev))
+        if members is None and self.members is not None and obj is not None:
+            members = self.members(obj)
+        if members:
+            out.update(user_tag(uid) for uid in members if uid is not None)
+        if self.has_hook and obj is not None:
+            extra = obj.cache_tags(Change(kind, self.entity, ident, obj, dict(old or {})))
+            if extra:
+                if isinstance(extra, str):
+                    raise TypeError(f"{self.model.__name__}.cache_tags must return a list")
+                out.update(extra)
+        return out
+
+
+class Registry:
+    """Tracked models of one :class:`~flask_dataroom_cache.DataRoomCache` (shared by its apps)."""
+
+    def __init__(self) -> None:
+        self._rules: dict[type, Rule | None] = {}
+        self._declared: dict[type, Rule] = {}
+        self.version = 0
+
+    def add(
+        self,
+        model: type,
+        *,
+        entity: str | None = None,
+        id_attr: str = "id",
+        parents: Mapping[str, str] | None = None,
+        list_tag: bool = True,
+        members: Callable[[Any], Iterable[Any]] | None = None,
+    ) -> Rule:
+        if not isinstance(model, type):
+            raise TypeError(f"track() needs a model class, got {model!r}")
+        name = entity or getattr(model, "__tablename__", None) or model.__name__.lower()
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"invalid entity name {name!r}")
+        parents = dict(parents or {})
+        for attr, ptype in parents.items():
+            if not isinstance(attr, str) or not isinstance(ptype, str) or not ptype:
+                raise ValueError(f"parents must map attribute names to entity types: {parents!r}")
+        if members is not None and not callable(members):
+            raise TypeError("members must be a callable(obj) -> iterable of user ids")
+        rule = Rule(
+            model=model,
+            entity=name,
+            id_attr=id_attr,
+            parents=parents,
+            list_tag=list_tag,
+            members=members,
+            has_hook=callable(getattr(model, "cache_tags", None)),
+        )
+        self._declared[model] = rule
+        self._rules.clear()  # subclasses resolve again
+        self.version += 1
+        return rule
+
+    def rule_for(self, cls: type) -> Rule | None:
+        """The rule of ``cls`` or of its nearest tracked base class; None if untracked."""
+        try:
+            return self._rules[cls]
+        except KeyError:
+            pass
+        found = None
+        for base in cls.__mro__:
+            found = self._declared.get(base)
+            if found is not None:
+                break
+        self._rules[cls] = found
+        return found
+
+    def rules(self) -> list[Rule]:
+        return list(self._declared.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._declared)

@@ -1,0 +1,757 @@
+"""Transaction-aware invalidation from SQLAlchemy session and engine events.
+
+Flow (see ``docs/transactions.md``)::
+
+    before_flush   remember, per tracked dirty/deleted object, the parent values it had
+                   before this flush (history is reset by every flush) and, for deleted
+                   objects, its members (before the rows are gone)
+    after_flush    rules turn every flushed object (flush_context: cascades and orphans
+                   included) into tags -> the pending set of the innermost open
+                   savepoint, or of the root transaction
+    do_orm_execute ORM update()/delete()/insert() statements -> tags from the rows the
+                   WHERE matches (one SELECT) or from the parameters; type:{entity} too
+    engine events  Core insert/update/delete on a tracked table: the same, into the
+                   owning session's pending set, or the connection's own
+    after_commit   savepoint released -> its set merges into the enclosing one;
+                   outermost commit -> the whole set is sent, once, before commit() returns
+    after_transaction_end  a set still attached to the ending transaction was rolled back
+                   (savepoint or root): dropped
+
+Listeners are attached to one session *factory* (Flask-SQLAlchemy's, or the one passed to
+``track_session``), never to the global ``Session`` class, so other apps and engines in
+the process are unaffected. All per-session state lives in ``session.info``; all
+per-app state in the :class:`Tracker` kept in ``state.extras["tracker"]``.
+
+Store hooks:
+
+* ``store.deferrers``: ``invalidate_tags`` / ``invalidate_cache`` while this thread's
+  tracked session has an open transaction with changes are added to that transaction's
+  pending set (they follow its savepoints, commit and rollback).
+* ``store.bypass_checks``: while this thread's session holds flushed, uncommitted
+  tracked changes, reads bypass the cache and fills are dropped; and (snapshot rule)
+  while its database transaction began before the latest commit-invalidation this
+  process sent, fills and reads bypass too, because what it reads may predate that
+  commit yet would be stamped with the new tag versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
+from sqlalchemy.sql import dml
+
+from .rules import Registry, Rule, parent_tag
+from .tags import entity_tag, list_tag, type_tag
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .extension import CacheState, DataRoomCache
+
+__all__ = ["BULK_ROW_CAP", "Tracker", "install", "registry_of", "tracker_for"]
+
+log = logging.getLogger("flask_dataroom_cache")
+
+#: A bulk UPDATE/DELETE matching more rows than this bumps ``type:{entity}`` instead of
+#: one ``{entity}:{id}`` per row (parent tags stay exact: read with SELECT DISTINCT).
+BULK_ROW_CAP = 1000
+_NO_VALUE = object()
+
+
+def registry_of(ext: DataRoomCache) -> Registry:
+    """The model rules of one extension object (shared by all its apps)."""
+    reg: Registry | None = ext.__dict__.get("_dataroom_rules")
+    if reg is None:
+        reg = ext.__dict__["_dataroom_rules"] = Registry()
+    return reg
+
+
+def tracker_for(ext: DataRoomCache, app: Flask | None = None) -> Tracker:
+    """The tracker of ``app``, else of the current app, else of the last app initialised."""
+    from flask import current_app, has_app_context
+
+    if app is None and has_app_context():
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app is not None:
+        state = app.extensions.get("dataroom_cache")
+        if state is None or "tracker" not in state.extras:
+            raise RuntimeError("DataRoomCache is not initialised on this app")
+        tracker: Tracker = state.extras["tracker"]
+        return tracker
+    ref = ext.__dict__.get("_dataroom_last_tracker")
+    found = ref() if ref is not None else None
+    if found is None:
+        raise RuntimeError("call cache.init_app(app) before track_session(), or pass app=")
+    return found  # type: ignore[no-any-return]
+
+
+def install(app: Flask, state: CacheState) -> Tracker:
+    """Called by ``init_app``: build the app's tracker, attach to Flask-SQLAlchemy.
+
+    If Flask-SQLAlchemy is initialised on the app later (``cache.init_app`` first), the
+    tracker attaches on the next app context push, before any session of it is used.
+    """
+    from flask import appcontext_pushed
+
+    tracker = Tracker(app, state, registry_of(state.extension))
+    state.extras["tracker"] = tracker
+    state.extension.__dict__["_dataroom_last_tracker"] = weakref.ref(tracker)
+    if not tracker.attach_flask_sqlalchemy():
+
+        def _late(sender: Any, **_kw: Any) -> None:
+            if tracker.attach_flask_sqlalchemy():
+                appcontext_pushed.disconnect(_late, sender=app)
+
+        tracker._late_hook = _late  # keep a reference
+        appcontext_pushed.connect(_late, sender=app, weak=False)
+    return tracker
+
+
+@dataclass
+class _TableInfo:
+    rule: Rule
+    table: sa.Table
+    id_col: sa.Column[Any] | None
+    parent_cols: dict[str, sa.Column[Any]]  # attr -> column
+    mapper_cache: Any = None  # the mapper's compiled cache: marks flush statements
+
+
+class _SessionState:
+    """One session's tracking state, for one tracker (in ``session.info``)."""
+
+    __slots__ = (
+        "__weakref__",
+        "begin_seq",
+        "buckets",
+        "conns",
+        "flushed",
+        "flushing",
+        "owned",
+        "pre",
+        "registered_in",
+        "session_ref",
+        "wrote",
+    )
+
+    def __init__(self, session: Session, owned: bool) -> None:
+        self.session_ref = weakref.ref(session)
+        self.owned = owned
+        self.buckets: dict[SessionTransaction, set[str]] = {}
+        self.pre: dict[Any, tuple[dict[str, Any] | None, list[Any] | None]] = {}
+        self.flushed = False
+        self.wrote = False
+        self.flushing = False
+        self.begin_seq: int | None = None
+        self.conns: list[Connection] = []
+        self.registered_in: weakref.WeakSet[_SessionState] | None = None
+
+    def reset(self) -> None:
+        self.buckets.clear()
+        self.pre.clear()
+        self.flushed = self.wrote = self.flushing = False
+        self.begin_seq = None
+
+
+def _current_tx(session: Session) -> SessionTransaction | None:
+    """The innermost savepoint, else the root transaction."""
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _enclosing(tx: SessionTransaction) -> SessionTransaction | None:
+    parent = tx.parent
+    while parent is not None and not parent.nested and parent.parent is not None:
+        parent = parent.parent
+    return parent
+
+
+class Tracker:
+    """Per-app tracking: listeners, pending tags, the store hooks."""
+
+    def __init__(self, app: Flask, state: CacheState, registry: Registry) -> None:
+        self.app_ref = weakref.ref(app)
+        self.store = state.store
+        self.registry = registry
+        self.key = f"dataroom_cache.tracker.{id(self)}"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._targets: set[int] = set()
+        self._keep: list[Any] = []
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._conn_owner: weakref.WeakKeyDictionary[Connection, _SessionState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tables: dict[sa.Table, _TableInfo | None] = {}
+        self._tables_version = -1
+        self._late_hook: Any = None
+        self.store.bypass_checks.append(self.must_bypass)
+        self.store.deferrers.append(self.defer)
+
+    # -- attaching ------------------------------------------------------------------------
+    def attach_flask_sqlalchemy(self) -> bool:
+        app = self.app_ref()
+        if app is None:
+            return False
+        db = app.extensions.get("sqlalchemy")
+        if db is None:
+            return False
+        engines = list(getattr(db, "_app_engines", {}).get(app, {}).values())
+        if not engines:
+            with app.app_context():
+                engines = list(db.engines.values())
+        self.attach(db.session, engines)
+        return True
+
+    def attach(self, target: Any, engines: Iterable[Engine] = ()) -> None:
+        """Listen on a sessionmaker / scoped_session / Session (not the Session class)."""
+        if isinstance(target, scoped_session):
+            target = target.session_factory
+        if isinstance(target, type):
+            raise TypeError(
+                "track_session() takes a sessionmaker, scoped_session or Session instance, "
+                "not a class: listening on a class would track every app in the process"
+            )
+        if not isinstance(target, sessionmaker | Session):
+            raise TypeError(f"cannot track {target!r}")
+        engines = list(engines)
+        bind = target.kw.get("bind") if isinstance(target, sessionmaker) else target.bind
+        if isinstance(bind, Engine):
+            engines.append(bind)
+        for engine in engines:
+            self.attach_engine(engine)
+        if id(target) in self._targets:
+            return
+        self._targets.add(id(target))
+        self._keep.append(target)
+        listen = event.listen
+        listen(target, "after_transaction_create", self._on_tx_create)
+        listen(target, "after_begin", self._on_begin)
+        listen(target, "before_flush", self._on_before_flush)
+        listen(target, "after_flush", self._on_after_flush)
+        listen(target, "after_flush_postexec", self._on_flush_done)
+        listen(target, "after_soft_rollback", self._on_soft_rollback)
+        listen(target, "after_commit", self._on_commit)
+        listen(target, "after_transaction_end", self._on_tx_end)
+        listen(target, "do_orm_execute", self._on_orm_execute)
+
+    def attach_engine(self, engine: Engine) -> None:
+        if engine in self._engines:
+            return
+        self._engines.add(engine)
+        event.listen(engine, "before_execute", self._on_core_execute)
+        event.listen(engine, "commit", self._on_conn_commit)
+        event.listen(engine, "rollback", self._on_conn_rollback)
+        event.listen(engine, "checkin", self._on_checkin)
+
+    # -- per-session state --------------------------------------------------------------------
+    def _state(self, session: Session) -> _SessionState:
+        st: _SessionState | None = session.info.get(self.key)
+        if st is None:
+            st = _SessionState(session, self._owns(session))
+            session.info[self.key] = st
+        return st
+
+    def _owns(self, session: Session) -> bool:
+        """False for a session of another app sharing the same Flask-SQLAlchemy object."""
+        from flask import current_app, has_app_context
+
+        if not has_app_context():
+            return True
+        return current_app._get_current_object() is self.app_ref()  # type: ignore[attr-defined]
+
+    def _thread_states(self) -> weakref.WeakSet[_SessionState]:
+        states: weakref.WeakSet[_SessionState] | None = getattr(self._local, "states", None)
+        if states is None:
+            states = self._local.states = weakref.WeakSet()
+        return states
+
+    def _bucket(self, session: Session, st: _SessionState) -> set[str] | None:
+        tx = _current_tx(session)
+        if tx is None:
+            return None
+        bucket = st.buckets.get(tx)
+        if bucket is None:
+            bucket = st.buckets[tx] = set()
+        return bucket
+
+    # -- session events -------------------------------------------------------------------
+    def _on_tx_create(self, session: Session, tx: SessionTransaction) -> None:
+        if tx.parent is not None:
+            return
+        st = session.info.get(self.key)
+        if st is None:
+            st = self._state(session)
+        else:
+            st.owned = self._owns(session)
+            st.reset()
+        if st.owned:
+            reg = self._thread_states()
+            reg.add(st)
+            st.registered_in = reg
+
+    def _on_begin(self, session: Session, tx: SessionTransaction, conn: Connection) -> None:
+        st = self._state(session)
+        if not st.owned:
+            return
+        if st.begin_seq is None:
+            st.begin_seq = self._seq
+        self._conn_owner[conn] = st
+        st.conns.append(conn)
+
+    def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        st = self._state(session)
+        if not st.owned or not self.registry:
+            return
+        st.flushing = True
+        rule_for = self.registry.rule_for
+        with session.no_autoflush:
+            for obj in session.dirty:
+                rule = rule_for(type(obj))
+                if rule is not None and rule.parents:
+                    st.pre[sa.inspect(obj)] = (self._old_parents(obj, rule), None)
+            for obj in session.deleted:
+                rule = rule_for(type(obj))
+                if rule is not None:
+                    old = self._old_parents(obj, rule) if rule.parents else None
+                    members = list(rule.members(obj)) if rule.members is not None else None
+                    st.pre[sa.inspect(obj)] = (old, members)
+
+    @staticmethod
+    def _old_parents(obj: Any, rule: Rule) -> dict[str, Any]:
+        state = sa.inspect(obj)
+        committed = state.committed_state
+        data = state.dict
+        old: dict[str, Any] = {}
+        for attr in rule.parents:
+            value = committed.get(attr, _NO_VALUE)
+            if value is _NO_VALUE or value is sa.orm.base.NO_VALUE:
+                value = data.get(attr, _NO_VALUE)
+                if value is _NO_VALUE and state.key is not None:
+                    value = getattr(obj, attr, None)  # expired: load (rare)
+            if value is not _NO_VALUE and value is not sa.orm.base.NO_VALUE:
+                old[attr] = value
+        return old
+
+    def _on_after_flush(self, session: Session, flush_context: Any) -> None:
+        st = self._state(session)
+        if not st.owned:
+            return
+        st.wrote = True
+        if not self.registry:
+            return
+        rule_for = self.registry.rule_for
+        tags: set[str] = set()
+        states = getattr(flush_context, "states", None)
+        pre = st.pre
+        if states is not None:
+            items: Iterable[tuple[Any, bool]] = (
+                (state, flags[0]) for state, flags in states.items() if flags[0] or not flags[1]
+            )
+        else:  # pragma: no cover - older/newer SQLAlchemy without UOWTransaction.states
+            items = [(sa.inspect(o), False) for o in (*session.new, *session.dirty)] + [
+                (sa.inspect(o), True) for o in session.deleted
+            ]
+        for state, isdelete in items:
+            obj = state.obj()
+            if obj is None:
+                continue
+            rule = rule_for(type(obj))
+            if rule is None:
+                continue
+            if isdelete:
+                kind = "delete"
+            elif state.key is None:
+                kind = "insert"
+            else:
+                kind = "update"
+            old, members = pre.get(state, (None, None))
+            tags |= rule.tags(obj, kind, old, members)
+        pre.clear()
+        if tags:
+            bucket = self._bucket(session, st)
+            if bucket is not None:
+                bucket |= tags
+                st.flushed = True
+
+    def _on_flush_done(self, session: Session, flush_context: Any) -> None:
+        st = session.info.get(self.key)
+        if st is not None:
+            st.flushing = False
+
+    def _on_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
+        st = session.info.get(self.key)
+        if st is not None:
+            st.flushing = False
+            st.pre.clear()
+
+    def _on_commit(self, session: Session) -> None:
+        st: _SessionState | None = session.info.get(self.key)
+        if st is None or not st.owned or not st.buckets:
+            return
+        nested = session.get_nested_transaction()
+        if nested is not None:  # a savepoint was released: keep its tags
+            tags = st.buckets.pop(nested, None)
+            target = _enclosing(nested)
+            if tags and target is not None:
+                st.buckets.setdefault(target, set()).update(tags)
+            return
+        root = session.get_transaction()
+        tags = st.buckets.pop(root, None) if root is not None else None
+        if tags:
+            self.send(tags)
+
+    def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
+        st: _SessionState | None = session.info.get(self.key)
+        if st is None:
+            return
+        if st.buckets:
+            st.buckets.pop(tx, None)  # still here: rolled back
+        if tx.parent is None:
+            st.reset()
+            for conn in st.conns:
+                self._conn_owner.pop(conn, None)
+            st.conns.clear()
+            if st.registered_in is not None:
+                st.registered_in.discard(st)
+                st.registered_in = None
+
+    # -- delivery ---------------------------------------------------------------------------
+    def send(self, tags: Iterable[str]) -> None:
+        """Deliver committed tags now (bumps the commit sequence first: snapshot rule)."""
+        with self._lock:
+            self._seq += 1
+        self.store.invalidate(sorted(tags), defer=False)
+
+    # -- store hooks ---------------------------------------------------------------------------
+    def must_bypass(self) -> bool:
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        seq = self._seq
+        for st in states:
+            if st.flushed:
+                return True
+            if st.begin_seq is not None and st.begin_seq < seq:
+                return True
+        return False
+
+    def defer(self, tags: tuple[str, ...]) -> bool:
+        states = getattr(self._local, "states", None)
+        if states:
+            for st in states:
+                session = st.session_ref()
+                if session is None or not session.in_transaction():
+                    continue
+                has_changes = (
+                    st.wrote
+                    or any(st.buckets.values())
+                    or bool(session.new or session.deleted or session.dirty)
+                )
+                if not has_changes:
+                    continue
+                bucket = self._bucket(session, st)
+                if bucket is not None:
+                    bucket.update(tags)
+                    return True
+        with self._lock:  # delivered now: readers with older snapshots must not fill
+            self._seq += 1
+        return False
+
+    # -- bulk statements ------------------------------------------------------------------------
+    def _table_info(self, table: Any) -> _TableInfo | None:
+        if self._tables_version != self.registry.version:
+            self._tables.clear()
+            self._tables_version = self.registry.version
+            for rule in self.registry.rules():
+                try:
+                    mapper: Any = sa.inspect(rule.model)
+                except sa.exc.NoInspectionAvailable:
+                    continue
+                for tbl in mapper.tables:
+                    self._tables.setdefault(tbl, self._info(rule, mapper, tbl))
+        return self._tables.get(table)
+
+    @staticmethod
+    def _info(rule: Rule, mapper: Any, table: sa.Table) -> _TableInfo:
+        def col(attr: str) -> sa.Column[Any] | None:
+            prop = mapper.attrs.get(attr)
+            columns = getattr(prop, "columns", None)
+            if columns and columns[0].table is table:
+                return columns[0]  # type: ignore[no-any-return]
+            return None
+
+        parents = {a: c for a in rule.parents if (c := col(a)) is not None}
+        cache = getattr(mapper.base_mapper, "_compiled_cache", None)
+        return _TableInfo(rule, table, col(rule.id_attr), parents, cache)
+
+    def _statement_tags(
+        self,
+        info: _TableInfo,
+        stmt: Any,
+        rows_params: Sequence[Mapping[str, Any]] | None,
+        run: Callable[[Any], Any],
+    ) -> tuple[set[str], list[Any]]:
+        """Tags for a DML statement on a tracked table, and the matched ids (update)."""
+        rule = info.rule
+        tags = {type_tag(rule.entity)}
+        if rule.list_tag:
+            tags.add(list_tag(rule.entity))
+        ids: list[Any] = []
+        if isinstance(stmt, dml.Insert):
+            values = _literal_values(stmt)
+            for params in rows_params or [{}]:
+                merged = {**values, **params}
+                self._row_tags(info, merged, tags)
+            return tags, ids
+        cols = [c for c in (info.id_col, *info.parent_cols.values()) if c is not None]
+        if not cols:
+            return tags, ids
+        query = sa.select(*cols)
+        where = stmt.whereclause
+        if where is not None:
+            query = query.where(where)
+        rows = run(query.limit(BULK_ROW_CAP + 1)).all()
+        if len(rows) <= BULK_ROW_CAP:
+            for row in rows:
+                self._row_tags(info, row._mapping, tags)
+                if info.id_col is not None:
+                    ids.append(row._mapping[info.id_col])
+        else:
+            for attr, column in info.parent_cols.items():
+                ptype = rule.parents[attr]
+                q = sa.select(column).distinct()
+                if where is not None:
+                    q = q.where(where)
+                tags.update(parent_tag(ptype, v) for (v,) in run(q) if v is not None)
+        if isinstance(stmt, dml.Update):
+            literal = _literal_values(stmt)
+            for attr, pcol in info.parent_cols.items():
+                value = literal.get(attr, literal.get(pcol.key))
+                if value is not None:
+                    tags.add(parent_tag(rule.parents[attr], value))
+        return tags, ids
+
+    @staticmethod
+    def _row_tags(info: _TableInfo, row: Mapping[Any, Any], tags: set[str]) -> None:
+        rule = info.rule
+
+        def get(attr: str, column: sa.Column[Any] | None) -> Any:
+            for k in (column, getattr(column, "key", None), attr):
+                if k is not None and k in row:
+                    return row[k]
+            return None
+
+        ident = get(rule.id_attr, info.id_col)
+        if ident is not None:
+            tags.add(entity_tag(rule.entity, ident))
+        for attr, column in info.parent_cols.items():
+            value = get(attr, column)
+            if value is not None:
+                tags.add(parent_tag(rule.parents[attr], value))
+
+    def _update_needs_reselect(self, info: _TableInfo, stmt: Any) -> bool:
+        """An UPDATE that sets a parent column to a non-literal value."""
+        if not isinstance(stmt, dml.Update):
+            return False
+        set_keys = _set_keys(stmt)
+        if set_keys is None:
+            return bool(info.parent_cols)
+        literal = _literal_values(stmt)
+        return any(
+            (attr in set_keys or col.key in set_keys)
+            and attr not in literal
+            and col.key not in literal
+            for attr, col in info.parent_cols.items()
+        )
+
+    def _reselect(self, info: _TableInfo, ids: list[Any], run: Callable[[Any], Any]) -> set[str]:
+        tags: set[str] = set()
+        if info.id_col is None or not info.parent_cols or not ids:
+            return tags
+        cols = list(info.parent_cols.values())
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in run(sa.select(*cols).where(info.id_col.in_(chunk))):
+                self._row_tags(info, row._mapping, tags)
+        return tags
+
+    def _on_orm_execute(self, orm_state: Any) -> Any:
+        if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
+            return None
+        if not orm_state.is_orm_statement:
+            return None  # a Core statement: the engine listener sees it
+        session = orm_state.session
+        st = self._state(session)
+        if not st.owned:
+            return None
+        st.wrote = True
+        stmt = orm_state.statement
+        table = getattr(stmt, "table", None)
+        info = self._table_info(table) if table is not None else None
+        if info is None:
+            return None
+        if session.get_transaction() is None:
+            session.begin()  # what execute() would autobegin: the tags need a home
+        params = orm_state.parameters
+        rows_params: list[Mapping[str, Any]] | None
+        if isinstance(params, Mapping):
+            rows_params = [params]
+        elif isinstance(params, list | tuple):
+            rows_params = list(params)
+        else:
+            rows_params = None
+
+        def run(q: Any) -> Any:
+            return session.execute(q, execution_options={"_dataroom_internal": True})
+
+        tags, ids = self._statement_tags(info, stmt, rows_params, run)
+        result = None
+        if ids and self._update_needs_reselect(info, stmt):
+            result = orm_state.invoke_statement()
+            tags |= self._reselect(info, ids, run)
+        bucket = self._bucket(session, st)
+        if bucket is not None:
+            bucket |= tags
+            st.flushed = True
+        return result
+
+    # -- Core (engine) events ----------------------------------------------------------------------
+    def _on_core_execute(
+        self,
+        conn: Connection,
+        clauseelement: Any,
+        multiparams: Any,
+        params: Any,
+        execution_options: Any,
+    ) -> None:
+        if not isinstance(clauseelement, dml.UpdateBase) or not self.registry:
+            return
+        if getattr(clauseelement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
+            return  # ORM-enabled statement: handled by do_orm_execute
+        table = getattr(clauseelement, "table", None)
+        info = self._table_info(table) if table is not None else None
+        if info is not None and execution_options:
+            cache = execution_options.get("compiled_cache")
+            if cache is not None and cache is info.mapper_cache:
+                return  # a unit-of-work (flush) statement: after_flush handles tracked ones
+        owner = self._conn_owner.get(conn)
+        if owner is not None and owner.flushing:
+            return  # the unit of work's own statements: handled by after_flush
+        if info is None:
+            if owner is not None:
+                owner.wrote = True
+            return
+        rows_params: list[Mapping[str, Any]] = []
+        for p in (multiparams, params):
+            if isinstance(p, Mapping):
+                if p:
+                    rows_params.append(p)
+            elif isinstance(p, list | tuple):
+                rows_params.extend(x for x in p if isinstance(x, Mapping))
+
+        def run(q: Any) -> Any:
+            return conn.execute(q)
+
+        tags, ids = self._statement_tags(info, clauseelement, rows_params or None, run)
+        if ids and self._update_needs_reselect(info, clauseelement):
+            # the new parents are only known afterwards: bump the table-wide tag
+            # (over-invalidation) rather than re-running the statement here
+            tags.add(type_tag(info.rule.entity))
+            self._pending_reselect(conn, info, ids)
+        session = owner.session_ref() if owner is not None else None
+        if owner is not None and session is not None and session.in_transaction():
+            owner.wrote = True
+            bucket = self._bucket(session, owner)
+            if bucket is not None:
+                bucket |= tags
+                owner.flushed = True
+                return
+        pending = conn.info.setdefault(self.key, set())
+        pending |= tags
+
+    def _pending_reselect(self, conn: Connection, info: _TableInfo, ids: list[Any]) -> None:
+        conn.info.setdefault(self.key + ".reselect", []).append((info, ids))
+
+    def _resolve_reselects(self, conn: Connection) -> set[str]:
+        tags: set[str] = set()
+        for info, ids in conn.info.pop(self.key + ".reselect", []):
+            tags |= self._reselect(info, ids, conn.execute)
+        return tags
+
+    def _on_conn_commit(self, conn: Connection) -> None:
+        owner = self._conn_owner.get(conn)
+        extra = self._resolve_reselects(conn) if (self.key + ".reselect") in conn.info else None
+        if owner is not None:
+            if extra:
+                session = owner.session_ref()
+                if session is not None:
+                    root = session.get_transaction()
+                    if root is not None:
+                        owner.buckets.setdefault(root, set()).update(extra)
+            return
+        tags = conn.info.pop(self.key, None)
+        if extra:
+            tags = (tags or set()) | extra
+        if tags:
+            # sent before the database COMMIT and again when the connection returns to
+            # the pool (after it): readers in between cannot keep the old data
+            conn.info[self.key + ".resend"] = tags
+            self.send(tags)
+
+    def _on_conn_rollback(self, conn: Connection) -> None:
+        conn.info.pop(self.key, None)
+        conn.info.pop(self.key + ".reselect", None)
+
+    def _on_checkin(self, dbapi_conn: Any, record: Any) -> None:
+        info = getattr(record, "info", None)
+        if not info:
+            return
+        info.pop(self.key, None)
+        info.pop(self.key + ".reselect", None)
+        tags = info.pop(self.key + ".resend", None)
+        if tags:
+            self.send(tags)
+
+
+def _set_keys(stmt: Any) -> set[str] | None:
+    values = getattr(stmt, "_values", None)
+    ordered = getattr(stmt, "_ordered_values", None)
+    items: list[Any] = []
+    if values:
+        items.extend(values.keys())
+    if ordered:
+        items.extend(k for k, _ in ordered)
+    if values is None and ordered is None:
+        return None
+    out = set()
+    for k in items:
+        key = k if isinstance(k, str) else getattr(k, "key", None)
+        if key is None:
+            return None
+        out.add(key)
+    return out
+
+
+def _literal_values(stmt: Any) -> dict[str, Any]:
+    """``{column key: value}`` of the statement's SET / VALUES that are plain literals."""
+    out: dict[str, Any] = {}
+    values = getattr(stmt, "_values", None) or {}
+    ordered = getattr(stmt, "_ordered_values", None) or []
+    for k, v in [*values.items(), *ordered]:
+        key = k if isinstance(k, str) else getattr(k, "key", None)
+        if key is None:
+            continue
+        if isinstance(v, sa.sql.elements.BindParameter) and v.callable is None:
+            out[key] = v.value
+        elif isinstance(v, str | int):
+            out[key] = v
+    return out

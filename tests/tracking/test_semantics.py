@@ -1,0 +1,487 @@
+"""One test per transaction-semantics bullet of issue 3, plus hierarchy and wiring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flask_dataroom_cache import (
+    contents_tag,
+    dataroom_tag,
+    entity_tag,
+    invalidate_cache,
+    invalidate_tags,
+    list_tag,
+    user_tag,
+)
+
+from .conftest import Env
+from .models import DataRoom, File, Folder, Membership, Note
+
+
+def seed(env: Env) -> dict[str, Any]:
+    s = env.session
+    room = DataRoom(id=1, name="Room")
+    s.add(room)
+    a = Folder(id=10, data_room_id=1, name="A")
+    b = Folder(id=20, data_room_id=1, name="B")
+    s.add_all([a, b])
+    s.flush()
+    sub = Folder(id=11, data_room_id=1, parent_id=10, name="A1")
+    f1 = File(id=100, data_room_id=1, folder_id=10, name="f1")
+    f2 = File(id=101, data_room_id=1, folder_id=11, name="f2")
+    s.add_all([sub, f1, f2, Membership(id=1000, data_room_id=1, user_id="u1")])
+    s.commit()
+    env.backend.reset()
+    return {"room": 1}
+
+
+def fill(env: Env, *scopes: int | None) -> None:
+    for scope in scopes:
+        env.contents(1, scope)
+
+
+def is_cached(env: Env, scope: int | None) -> bool:
+    calls = []
+    key_scope = scope
+    original = env.contents_fresh
+
+    def spy(room: int, folder: int | None) -> Any:
+        calls.append(1)
+        return original(room, folder)
+
+    env.contents_fresh = spy  # type: ignore[method-assign]
+    try:
+        env.contents(1, key_scope)
+    finally:
+        env.contents_fresh = original  # type: ignore[method-assign]
+    return not calls
+
+
+# -- transaction semantics ---------------------------------------------------------------
+
+
+def test_tags_sent_once_after_outermost_commit(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.get(Folder, 10).name = "A-renamed"
+    s.flush()
+    s.get(Folder, 10).name = "A-again"
+    s.flush()
+    s.add(File(id=102, data_room_id=1, folder_id=10, name="f3"))
+    s.flush()
+    assert env.backend.calls["invalidate"] == 0, "nothing is sent before commit"
+    s.commit()
+    assert env.backend.calls["invalidate"] == 1
+    batch = env.backend.invalidated[0]
+    assert len(batch) == len(set(batch)), "each tag once"
+    assert {
+        entity_tag("folder", 10),
+        list_tag("folder"),
+        dataroom_tag(1),
+        contents_tag(10),
+        entity_tag("file", 102),
+        list_tag("file"),
+        "filename:f3",
+    } <= set(batch)
+    assert "type:folder" not in batch
+
+
+def test_sent_before_commit_returns(env: Env) -> None:
+    seed(env)
+    fill(env, None)
+    assert is_cached(env, None)
+    env.session.get(Folder, 10).name = "Z"
+    env.session.commit()
+    # no wait, no sleep: the very next read after commit() misses and sees the new name
+    assert not is_cached(env, None)
+    assert env.contents(1, None)["folders"] == ["B", "Z"]
+
+
+def test_rollback_discards_everything(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.get(Folder, 10).name = "gone"
+    s.flush()
+    s.add(Folder(id=30, data_room_id=1, name="C"))
+    s.flush()
+    s.rollback()
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert env.backend.calls["invalidate"] == 0
+
+
+def test_failed_commit_sends_nothing(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.get(Folder, 20).name = "B2"
+    s.add(File(id=31, data_room_id=1, folder_id=9999, name="x"))  # no such folder
+    with pytest.raises(sa.exc.IntegrityError):
+        s.commit()
+    s.rollback()
+    assert env.backend.calls["invalidate"] == 0
+
+
+def test_savepoint_rollback_discarded_release_kept(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.get(Folder, 10).name = "kept"
+    with s.begin_nested():
+        s.get(Folder, 20).name = "kept-too"
+    sp = s.begin_nested()
+    s.add(File(id=200, data_room_id=1, folder_id=11, name="dropped"))
+    s.flush()
+    sp.rollback()
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert env.backend.calls["invalidate"] == 1
+    assert {entity_tag("folder", 10), entity_tag("folder", 20)} <= sent
+    assert entity_tag("file", 200) not in sent
+    assert contents_tag(11) not in sent
+
+
+def test_savepoints_nested_three_deep(env: Env) -> None:
+    seed(env)
+    s = env.session
+    with s.begin_nested():  # level 1, released
+        s.get(Folder, 10).name = "L1"
+        s.flush()
+        with s.begin_nested():  # level 2, released
+            s.get(Folder, 20).name = "L2"
+            s.flush()
+            sp3 = s.begin_nested()  # level 3, rolled back
+            s.get(File, 101).name = "L3"
+            s.flush()
+            sp3.rollback()
+            sp3b = s.begin_nested()  # level 3 again, released
+            s.get(File, 100).name = "L3b"
+            s.flush()
+            sp3b.commit()
+        sp2 = s.begin_nested()  # level 2, rolled back, with a level 3 released inside
+        with s.begin_nested():
+            s.add(Folder(id=40, data_room_id=1, parent_id=20, name="deep"))
+        sp2.rollback()
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("folder", 10), entity_tag("folder", 20), entity_tag("file", 100)} <= sent
+    assert entity_tag("file", 101) not in sent
+    assert contents_tag(11) not in sent
+    assert entity_tag("folder", 40) not in sent
+    assert contents_tag(20) not in sent
+
+
+def test_invalidate_deferred_inside_transaction_immediate_outside(env: Env) -> None:
+    seed(env)
+    s = env.session
+    invalidate_tags("manual:1")  # no transaction with changes: now
+    assert env.backend.invalidated == [("manual:1",)]
+    env.backend.reset()
+    s.add(Note(id=1, text="x"))  # an untracked change still counts as "changes"
+    invalidate_tags("manual:2")
+    invalidate_cache("file", 5, data_room_id=1)
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert env.backend.calls["invalidate"] == 1
+    assert {"manual:2", entity_tag("file", 5), dataroom_tag(1)} <= env.backend.all_invalidated()
+    # deferred into a savepoint that rolls back: dropped
+    env.backend.reset()
+    s.add(Note(id=2, text="y"))
+    sp = s.begin_nested()
+    invalidate_tags("manual:3")
+    sp.rollback()
+    s.commit()
+    assert "manual:3" not in env.backend.all_invalidated()
+    # read-only transaction: immediate
+    env.backend.reset()
+    s.get(Folder, 10)
+    invalidate_tags("manual:4")
+    assert env.backend.invalidated == [("manual:4",)]
+    s.rollback()
+
+
+def test_no_uncommitted_data_enters_the_cache(env: Env) -> None:
+    seed(env)
+    fill(env, 10)
+    s = env.session
+    s.add(File(id=300, data_room_id=1, folder_id=10, name="uncommitted"))
+    s.flush()
+    env.backend.reset()
+    # the transaction sees its own write (bypass), nothing is read from or written to cache
+    assert "uncommitted" in env.contents(1, 10)["files"]
+    assert env.contents(1, 20) == env.contents_fresh(1, 20)
+    assert env.backend.calls["set"] == 0 and env.backend.calls["get"] == 0
+    assert env.store.metrics.snapshot()["counters"].get("bypasses", 0) >= 2 if isinstance(
+        env.store.metrics.snapshot().get("counters"), dict
+    ) else True
+    s.rollback()
+    # no phantom for anyone
+    assert "uncommitted" not in env.contents(1, 10)["files"]
+
+
+def test_commit_with_nothing_tracked_makes_zero_backend_calls(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.add(Note(id=5, text="untracked"))
+    s.commit()
+    s.get(Note, 5).text = "still untracked"
+    s.commit()
+    s.execute(sa.update(Note).values(text="bulk"))
+    s.commit()
+    s.commit()  # empty
+    assert env.backend.total() == 0
+
+
+# -- hierarchy ---------------------------------------------------------------------------
+
+
+def test_move_invalidates_old_and_new_parent(env: Env) -> None:
+    seed(env)
+    fill(env, 10, 11, 20)
+    s = env.session
+    s.get(File, 100).folder_id = 20  # by foreign key
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {contents_tag(10), contents_tag(20), entity_tag("file", 100)} <= sent
+    assert not is_cached(env, 10) and not is_cached(env, 20)
+    assert env.contents(1, 20)["files"] == ["f1"]
+    env.backend.reset()
+    # by relationship, with an autoflush in between resetting history
+    sub = s.get(Folder, 11)
+    sub.parent = s.get(Folder, 20)
+    s.execute(sa.select(Folder.id)).all()  # autoflush
+    sub.name = "A1-moved"
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {contents_tag(10), contents_tag(20), entity_tag("folder", 11)} <= sent
+    assert env.contents(1, 20)["folders"] == ["A1-moved"]
+    assert env.contents(1, 10)["folders"] == []
+
+
+def test_orm_cascade_delete_invalidates_descendants(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.delete(s.get(DataRoom, 1))
+    s.commit()
+    sent = env.backend.all_invalidated()
+    for tag in (
+        dataroom_tag(1),
+        entity_tag("folder", 10),
+        entity_tag("folder", 11),
+        entity_tag("file", 100),
+        entity_tag("file", 101),
+        contents_tag(10),
+        contents_tag(11),
+        user_tag("u1"),  # a member lost the room
+        entity_tag("membership", 1000),
+    ):
+        assert tag in sent, tag
+
+
+def test_database_cascade_delete_is_covered_by_the_room_tag(env: Env) -> None:
+    """Deleting folder 10 makes the DATABASE delete 11, 100, 101 (ON DELETE CASCADE): the
+    ORM never sees them, but every folder/file view carries dataroom:{room}, which the
+    deletion of 10 bumps."""
+    seed(env)
+    fill(env, 10, 11)
+    s = env.session
+    s.execute(sa.delete(Folder).where(Folder.id == 10))  # no ORM cascade at all
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert dataroom_tag(1) in sent
+    assert s.get(File, 101) is None  # the database cascaded
+    assert not is_cached(env, 11)
+    assert env.contents(1, 11) == {"folders": [], "files": []}
+    env.backend.reset()
+    s.delete(s.get(Folder, 20))  # the ORM delete path with passive_deletes
+    s.commit()
+    assert dataroom_tag(1) in env.backend.all_invalidated()
+
+
+def test_membership_changes_invalidate_the_user(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.add(Membership(id=1001, data_room_id=1, user_id="u2"))
+    s.commit()
+    assert user_tag("u2") in env.backend.all_invalidated()
+    env.backend.reset()
+    s.get(DataRoom, 1).name = "Renamed"  # members' room lists show the name
+    s.commit()
+    assert {user_tag("u1"), user_tag("u2"), dataroom_tag(1)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    s.delete(s.get(Membership, 1000))
+    s.commit()
+    assert user_tag("u1") in env.backend.all_invalidated()
+    env.backend.reset()
+    m = s.get(Membership, 1001)
+    m.user_id = "u3"  # reassigned: old and new user
+    s.commit()
+    assert {user_tag("u2"), user_tag("u3")} <= env.backend.all_invalidated()
+
+
+# -- bulk paths ---------------------------------------------------------------------------
+
+
+def test_bulk_orm_update_and_delete(env: Env) -> None:
+    seed(env)
+    fill(env, 10, 11, 20)
+    s = env.session
+    s.execute(sa.update(File).where(File.folder_id == 11).values(name="bulk"))
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {"type:file", entity_tag("file", 101), contents_tag(11), dataroom_tag(1)} <= sent
+    assert env.contents(1, 11)["files"] == ["bulk"]
+    env.backend.reset()
+    # a bulk move: old parent from the SELECT, new parent from the literal SET value
+    s.execute(sa.update(File).where(File.id == 101).values(folder_id=20))
+    s.commit()
+    assert {contents_tag(11), contents_tag(20)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    # a bulk move to a computed parent: re-read after the statement
+    s.execute(sa.update(File).where(File.id == 101).values(folder_id=File.folder_id - 10))
+    s.commit()
+    assert {contents_tag(20), contents_tag(10)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    s.execute(sa.delete(File).where(File.name == "f1"))
+    s.commit()
+    assert {"type:file", entity_tag("file", 100), contents_tag(10)} <= env.backend.all_invalidated()
+    assert env.contents(1, 10)["files"] == ["f2"] or env.contents(1, 10) == env.contents_fresh(
+        1, 10
+    )
+
+
+def test_legacy_query_update_and_delete(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.query(Folder).filter(Folder.id == 20).update({"name": "B-q"})
+    s.commit()
+    assert {"type:folder", entity_tag("folder", 20), dataroom_tag(1)} <= (
+        env.backend.all_invalidated()
+    )
+    env.backend.reset()
+    s.query(File).filter(File.folder_id == 11).delete()
+    s.commit()
+    assert {entity_tag("file", 101), contents_tag(11)} <= env.backend.all_invalidated()
+
+
+def test_bulk_orm_insert(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.execute(sa.insert(File), [{"id": 500, "data_room_id": 1, "folder_id": 20, "name": "i1"}])
+    s.commit()
+    assert {"type:file", entity_tag("file", 500), contents_tag(20), dataroom_tag(1)} <= (
+        env.backend.all_invalidated()
+    )
+
+
+def test_core_statements_on_tracked_tables(env: Env) -> None:
+    seed(env)
+    fill(env, 10, 20)
+    files = File.__table__
+    s = env.session
+    # Core through the session's connection: part of the session's transaction
+    s.connection().execute(sa.insert(files).values(id=600, data_room_id=1, folder_id=20, name="c"))
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert {"type:file", contents_tag(20), dataroom_tag(1)} <= env.backend.all_invalidated()
+    assert env.contents(1, 20)["files"] == ["c"]
+    env.backend.reset()
+    s.execute(sa.update(files).where(files.c.id == 600).values(name="c2"))
+    s.rollback()
+    assert env.backend.calls["invalidate"] == 0
+    # Core on a standalone connection: sent with its commit
+    with env.db.engine.begin() as conn:
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+        conn.execute(sa.delete(files).where(files.c.id == 600))
+    sent = env.backend.all_invalidated()
+    assert {"type:file", entity_tag("file", 100), contents_tag(10), contents_tag(20)} <= sent
+    assert env.contents(1, 10)["files"] == ["core"]
+    assert env.contents(1, 20)["files"] == []
+    env.backend.reset()
+    with env.db.engine.connect() as conn:
+        conn.execute(sa.delete(files).where(files.c.id == 100))
+        conn.rollback()
+    assert env.backend.calls["invalidate"] == 0
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+
+def test_cache_init_before_db_init(make_env: Any) -> None:
+    env = make_env(order="cache-first")
+    with env.app.app_context():
+        seed(env)
+        env.session.get(Folder, 10).name = "late"
+        env.session.commit()
+        assert entity_tag("folder", 10) in env.backend.all_invalidated()
+
+
+def test_two_apps_in_one_process_do_not_interfere(make_env: Any) -> None:
+    one = make_env()
+    two = make_env()
+    with one.app.app_context():
+        seed(one)
+    with two.app.app_context():
+        two.session.get(Folder, 10).name = "two"
+        two.session.commit()
+        assert entity_tag("folder", 10) in two.backend.all_invalidated()
+    assert one.backend.total() == 0
+    with one.app.app_context():
+        one.session.get(Folder, 20).name = "one"
+        one.session.commit()
+    assert entity_tag("folder", 20) in one.backend.all_invalidated()
+    assert entity_tag("folder", 20) not in two.backend.all_invalidated()
+
+
+def test_track_session_plain_sqlalchemy(make_env: Any, database_url: str) -> None:
+    env = make_env()
+    with env.app.app_context():
+        seed(env)
+    engine = sa.create_engine(database_url)
+    from .conftest import sqlite_fk
+
+    sqlite_fk(engine)
+    factory = sa.orm.sessionmaker(engine)
+    env.cache.track_session(factory, app=env.app)
+    with factory() as s:
+        s.get(Folder, 10).name = "plain"
+        s.commit()
+    assert entity_tag("folder", 10) in env.backend.all_invalidated()
+    env.backend.reset()
+    with factory() as s:  # another sessionmaker on the same engine is not tracked
+        pass
+    other = sa.orm.sessionmaker(engine)
+    with other() as s:
+        s.get(Folder, 20).name = "untracked factory"
+        s.commit()
+    assert env.backend.calls["invalidate"] == 0
+    engine.dispose()
+
+
+def test_track_decorator_and_subclass() -> None:
+    from flask_dataroom_cache import DataRoomCache
+
+    cache = DataRoomCache()
+
+    @cache.track(entity="thing", parents={"owner_id": "user"})
+    class Thing:
+        pass
+
+    class SubThing(Thing):
+        pass
+
+    from flask_dataroom_cache.tracking import registry_of
+
+    rule = registry_of(cache).rule_for(SubThing)
+    assert rule is not None and rule.entity == "thing"
+    obj = SubThing()
+    obj.__dict__.update(id=3, owner_id="u9")
+    assert rule.tags(obj, "update", {"owner_id": "u8"}) == {
+        "thing:3",
+        "thing:list",
+        "user:u9",
+        "user:u8",
+    }
+    assert registry_of(cache).rule_for(int) is None
