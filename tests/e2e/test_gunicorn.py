@@ -232,16 +232,9 @@ def server(pg_schema_url: str, tmp_path: Path) -> Iterator[int]:
         STORAGE_DIR=str(tmp_path / "storage"),
         PYTHONUNBUFFERED="1",
     )
-    # tables first, from one process
+    # tables first, from one process (what `make serve` does)
     init = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, 'tests');"
-            "from example.contract_stub import install; install();"
-            "from example_app import create_app; from example_app.extensions import db;"
-            "app = create_app();\nwith app.app_context(): db.create_all()",
-        ],
+        [sys.executable, "-m", "flask", "--app", "example_app", "init-db"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -260,11 +253,9 @@ def server(pg_schema_url: str, tmp_path: Path) -> Iterator[int]:
             "3",
             "--bind",
             f"127.0.0.1:{port}",
-            "--pythonpath",
-            str(ROOT / "tests" / "e2e"),
             "--graceful-timeout",
             "5",
-            "wsgi:app",
+            "example_app:create_app()",
         ],
         cwd=ROOT,
         env=env,

@@ -13,12 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .contract_stub import install
-
-STUBBED = install()  # no-op once the tracking and views helpers are merged
-
-from example_app import create_app  # noqa: E402
-from example_app.extensions import db  # noqa: E402
+from example_app import create_app
+from example_app.extensions import db
 
 UPLOAD_LIMIT = 64 * 1024
 
