@@ -16,7 +16,12 @@ __all__ = ["create_backend"]
 log = logging.getLogger("flask_dataroom_cache")
 
 
-def create_backend(settings: Settings, on_error: Callable[[], None] | None = None) -> Backend:
+def create_backend(
+    settings: Settings,
+    on_error: Callable[[], None] | None = None,
+    *,
+    on_event: Callable[[str], None] | None = None,
+) -> Backend:
     """Redis when ``REDIS_URL`` is set and reachable, else the bounded memory backend.
 
     * no ``REDIS_URL``: :class:`MemoryBackend` bounded by ``CACHE_MAX_ENTRIES``;
@@ -26,7 +31,11 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
       over (the local cache is dropped) as soon as it answers. The short TTL bounds how
       long several workers, each with its own memory cache, can disagree;
     * reachable: Redis behind :class:`ResilientBackend` (breaker, queued invalidations,
-      optional ``CACHE_FALLBACK=memory``).
+      optional ``CACHE_FALLBACK=memory``), probing in the background while open.
+
+    ``on_event(name)`` receives the resilient backend's ``"errors"`` and
+    ``"fallback_serves"`` events (the metrics hook); ``on_error()`` is the older,
+    errors-only hook.
     """
     if not settings.redis_url:
         return MemoryBackend(settings.max_entries)
@@ -73,6 +82,7 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
         cooldown=settings.breaker_cooldown,
         pending_max=settings.pending_max,
         on_error=on_error,
+        on_event=on_event,
         start_open=not reachable,
     )
 
