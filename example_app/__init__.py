@@ -77,7 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     cache.init_app(app)
 
-    from . import api, cli, errors
+    from . import api, cli, errors, warm  # noqa: F401  (warm registers @cache.warmer)
 
     errors.register(app)
     app.register_blueprint(api.bp)

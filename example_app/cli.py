@@ -111,7 +111,13 @@ def register(app: Flask) -> None:
         click.echo(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
 
     @app.cli.command("seed")
-    def seed() -> None:
+    @click.option(
+        "--base-url",
+        default="http://127.0.0.1:5000",
+        show_default=True,
+        help="Where the app will listen (only used in the printed curl line).",
+    )
+    def seed(base_url: str) -> None:
         """Add the demo users, rooms, folders and files (idempotent)."""
         db.create_all()
         users = _seed()
@@ -120,5 +126,5 @@ def register(app: Flask) -> None:
             click.echo(f"  {USERS[key]:<14} X-User-Id: {uid}")
         click.echo("try:")
         click.echo(
-            f"  curl -s -H 'X-User-Id: {users['alice']}' http://127.0.0.1:5000/api/datarooms"
+            f"  curl -s -H 'X-User-Id: {users['alice']}' {base_url.rstrip('/')}/api/datarooms"
         )
