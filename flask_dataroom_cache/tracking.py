@@ -248,6 +248,7 @@ class Tracker:
             return
         self._engines.add(engine)
         event.listen(engine, "before_execute", self._on_core_execute)
+        event.listen(engine, "after_execute", self._on_core_executed)
         event.listen(engine, "commit", self._on_conn_commit)
         event.listen(engine, "rollback", self._on_conn_rollback)
         event.listen(engine, "checkin", self._on_checkin)
@@ -663,10 +664,11 @@ class Tracker:
 
         tags, ids = self._statement_tags(info, clauseelement, rows_params or None, run)
         if ids and self._update_needs_reselect(info, clauseelement):
-            # the new parents are only known afterwards: bump the table-wide tag
-            # (over-invalidation) rather than re-running the statement here
-            tags.add(type_tag(info.rule.entity))
-            self._pending_reselect(conn, info, ids)
+            # the new parents are only known once the statement ran: after_execute
+            conn.info[self.key + ".reselect"] = (info, ids, owner)
+        self._deliver_core(conn, owner, tags)
+
+    def _deliver_core(self, conn: Connection, owner: _SessionState | None, tags: set[str]) -> None:
         session = owner.session_ref() if owner is not None else None
         if owner is not None and session is not None and session.in_transaction():
             owner.wrote = True
@@ -678,33 +680,28 @@ class Tracker:
         pending = conn.info.setdefault(self.key, set())
         pending |= tags
 
-    def _pending_reselect(self, conn: Connection, info: _TableInfo, ids: list[Any]) -> None:
-        conn.info.setdefault(self.key + ".reselect", []).append((info, ids))
-
-    def _resolve_reselects(self, conn: Connection) -> set[str]:
-        tags: set[str] = set()
-        for info, ids in conn.info.pop(self.key + ".reselect", []):
-            tags |= self._reselect(info, ids, conn.execute)
-        return tags
+    def _on_core_executed(
+        self,
+        conn: Connection,
+        clauseelement: Any,
+        multiparams: Any,
+        params: Any,
+        execution_options: Any,
+        result: Any,
+    ) -> None:
+        pending = conn.info.pop(self.key + ".reselect", None)
+        if pending is not None:
+            info, ids, owner = pending
+            self._deliver_core(conn, owner, self._reselect(info, ids, conn.execute))
 
     def _on_conn_commit(self, conn: Connection) -> None:
-        owner = self._conn_owner.get(conn)
-        extra = self._resolve_reselects(conn) if (self.key + ".reselect") in conn.info else None
-        if owner is not None:
-            if extra:
-                session = owner.session_ref()
-                if session is not None:
-                    root = session.get_transaction()
-                    if root is not None:
-                        owner.buckets.setdefault(root, set()).update(extra)
-            return
+        if conn in self._conn_owner:
+            return  # a session's connection: the session's after_commit sends
         tags = conn.info.pop(self.key, None)
-        if extra:
-            tags = (tags or set()) | extra
         if tags:
             # sent before the database COMMIT and again when the connection returns to
             # the pool (after it): readers in between cannot keep the old data
-            conn.info[self.key + ".resend"] = tags
+            conn.info[self.key + ".resend"] = conn.info.get(self.key + ".resend", set()) | tags
             self.send(tags)
 
     def _on_conn_rollback(self, conn: Connection) -> None:

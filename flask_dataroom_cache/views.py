@@ -19,7 +19,7 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
    a complete 200 that is safe to share with whoever the key belongs to.
 
 Stored value: raw bytes (the codec's ``B`` flag, compressed above the threshold), never
-pickle: ``DRV1`` + a small JSON header (status, headers, ETag, soft expiry) + ``\\n`` + the
+pickle: ``DRV2`` + a few text lines (soft expiry, ETag, headers) + a blank line + the
 body. Stale-while-revalidate keeps the entry for ``timeout + stale_while_revalidate`` in
 the backend and records the *soft* expiry (``timeout``) in the header; an invalidated tag
 makes the backend refuse the entry outright (its version tokens no longer match), so a
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -62,7 +61,10 @@ LOCK_TTL = 5
 #: How long a request that lost the cross-process lock polls the cache before computing.
 LOCK_WAIT = 5.0
 
-_MAGIC = b"DRV1"
+_MAGIC = "DRV2"
+_MAGIC_B = b"DRV2\n"
+#: Bound of the per-app memo of built keys (cleared when full).
+KEY_MEMO_MAX = 4096
 _ENTITY = "~view"
 _SKIP_ATTR = "_dataroom_cache_skip"
 #: Never stored: recomputed, per connection, or per response.
@@ -88,8 +90,15 @@ _DROP_HEADERS = frozenset(
 _304_HEADERS = frozenset(
     {"etag", "cache-control", "vary", "content-location", "expires", "x-cache", "x-cache-stale"}
 )
+_HIT = ("X-Cache", "HIT")
+_STALE = ("X-Cache-Stale", "1")
 _IDENTITY_EXTRA = "identity"
 _FLIGHTS_EXTRA = "view_flights"
+_KEYS_EXTRA = "view_keys"
+
+
+#: A decoded entry: ``(soft_expiry, etag, headers, body)``.
+_Entry = tuple[float, str, list[tuple[str, str]], bytes]
 
 
 class MissingIdentityError(RuntimeError):
@@ -150,6 +159,7 @@ class _Flights:
 def install(app: Flask, state: CacheState) -> None:
     """Called once by ``DataRoomCache.init_app``: per-app view state."""
     state.extras[_FLIGHTS_EXTRA] = _Flights()
+    state.extras[_KEYS_EXTRA] = {}
 
 
 def skip() -> None:
@@ -158,24 +168,37 @@ def skip() -> None:
 
 
 # -- stored entries ---------------------------------------------------------------------------
-def _pack(headers: list[list[str]], etag: str, soft_expiry: float, body: bytes) -> bytes:
-    meta = json.dumps({"h": headers, "e": etag, "x": soft_expiry}, separators=(",", ":"))
-    return _MAGIC + meta.encode("utf-8") + b"\n" + body
+def _pack(headers: list[tuple[str, str]], etag: str, soft_expiry: float, body: bytes) -> bytes:
+    """``DRV2\\n{soft expiry}\\n{etag}\\n{Name:value\\n}...\\n{body}``: parsed by splitting
+    lines, cheaper than JSON on every hit. Header lines never contain a newline (werkzeug
+    refuses them, and :meth:`_CachedCall.fill` checks again)."""
+    lines = [_MAGIC, repr(soft_expiry), etag]
+    lines.extend(f"{k}:{v}" for k, v in headers)
+    return "\n".join(lines).encode("utf-8") + b"\n\n" + body
 
 
-def _unpack(value: Any) -> tuple[dict[str, Any], bytes] | None:
-    if not isinstance(value, bytes) or not value.startswith(_MAGIC):
+def _unpack(value: Any) -> tuple[float, str, list[tuple[str, str]], bytes] | None:
+    """``(soft_expiry, etag, headers, body)`` or ``None`` for anything we did not write."""
+    if not isinstance(value, bytes) or not value.startswith(_MAGIC_B):
         return None
-    end = value.find(b"\n")
-    if end < 0:
+    head, sep, body = value.partition(b"\n\n")
+    if not sep:
         return None
     try:
-        meta = json.loads(value[4:end])
-    except ValueError:
+        lines = head.decode("utf-8").split("\n")
+        soft = float(lines[1])
+        etag = lines[2]
+        headers = []
+        for line in lines[3:]:
+            name, colon, val = line.partition(":")
+            if not colon or not name:
+                return None
+            headers.append((name, val))
+    except (IndexError, ValueError):
         return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("h"), list):
+    if not etag:
         return None
-    return meta, value[end + 1 :]
+    return soft, etag, headers, body
 
 
 def _etag_of(body: bytes) -> str:
@@ -369,19 +392,41 @@ class _CachedCall:
         if state.settings.honor_no_cache and self.client_no_cache(environ):
             return self.bypass(fill=True)
 
-        value = self.lookup()
-        if value is not None:
-            meta, body = value
-            soft = meta.get("x")
-            if opts.swr and isinstance(soft, int | float) and time.time() >= soft:
+        entry = self.lookup()
+        if entry is not None:
+            if opts.swr and time.time() >= entry[0]:
                 fresh = self.refresh_stale()
                 if fresh is not None:
                     return fresh
-                return self.hit(meta, body, environ, stale=True)
-            return self.hit(meta, body, environ)
+                return self.hit(entry, environ, stale=True)
+            return self.hit(entry, environ)
         return self.miss(environ)
 
     def build_key(self, view_args: dict[str, Any], environ: dict[str, Any]) -> str:
+        """The entry's key; memoised per app (``build_key`` is deterministic, the memo is
+        keyed by everything that goes into it)."""
+        opts = self.opts
+        memo: dict[Any, str] = self.state.extras[_KEYS_EXTRA]
+        try:
+            memo_key = (
+                self.endpoint,
+                tuple(view_args.items()),
+                environ.get("QUERY_STRING") if opts.query else None,
+                tuple(map(environ.get, opts.vary_environ)) if opts.vary_environ else None,
+                self.identity,
+                opts.query if opts.query is not True else None,
+            )
+            key = memo.get(memo_key)
+        except TypeError:  # an unhashable view argument
+            return self._build_key(view_args, environ)
+        if key is None:
+            key = self._build_key(view_args, environ)
+            if len(memo) >= KEY_MEMO_MAX:
+                memo.clear()
+            memo[memo_key] = key
+        return key
+
+    def _build_key(self, view_args: dict[str, Any], environ: dict[str, Any]) -> str:
         params: dict[str, Any] = {}
         for name, val in view_args.items():
             params[name] = val if isinstance(val, str | int) else str(val)
@@ -407,7 +452,7 @@ class _CachedCall:
         pragma = environ.get("HTTP_PRAGMA")
         return bool(pragma and "no-cache" in pragma.lower())
 
-    def lookup(self) -> tuple[dict[str, Any], bytes] | None:
+    def lookup(self) -> _Entry | None:
         try:
             value = self.store.lookup(self.key, None, endpoint=self.endpoint)
         except Exception as exc:  # never fail a request for the cache
@@ -427,15 +472,13 @@ class _CachedCall:
             self.store._error("view delete", exc)
 
     # -- answers ---------------------------------------------------------------------------
-    def hit(
-        self, meta: dict[str, Any], body: bytes, environ: dict[str, Any], stale: bool = False
-    ) -> Response:
-        headers = [(h[0], h[1]) for h in meta["h"]]
-        headers.append(("X-Cache", "HIT"))
+    def hit(self, entry: _Entry, environ: dict[str, Any], stale: bool = False) -> Response:
+        _soft, etag, headers, body = entry
+        headers.append(_HIT)
         if stale:
-            headers.append(("X-Cache-Stale", "1"))
+            headers.append(_STALE)
         inm = environ.get("HTTP_IF_NONE_MATCH")
-        if inm and _etag_matches(inm, meta.get("e") or ""):
+        if inm and _etag_matches(inm, etag):
             return self.not_modified(headers)
         return self.app.response_class(body, status=200, headers=headers)
 
@@ -460,7 +503,7 @@ class _CachedCall:
             waiting.wait(FLIGHT_WAIT)
             value = self.lookup()
             if value is not None:
-                return self.hit(value[0], value[1], environ)
+                return self.hit(value, environ)
             return self.compute(environ, "MISS")
         try:
             if not self.opts.lock:
@@ -494,7 +537,7 @@ class _CachedCall:
             delay = min(delay * 2, 0.2)
             value = self.lookup()
             if value is not None:
-                return self.hit(value[0], value[1], environ)
+                return self.hit(value, environ)
         return self.compute(environ, "MISS")
 
     def refresh_stale(self) -> Any:
@@ -580,7 +623,9 @@ class _CachedCall:
         return not (self.opts.shared and "private" in tokens)
 
     def fill(self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any) -> None:
-        headers = [[k, v] for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
+        headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
+        if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
+            return
         timeout = self.opts.timeout or self.state.settings.ttl
         value = _pack(headers, etag, time.time() + timeout, body)
         try:

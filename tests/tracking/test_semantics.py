@@ -404,6 +404,28 @@ def test_core_statements_on_tracked_tables(env: Env) -> None:
         conn.execute(sa.delete(files).where(files.c.id == 100))
         conn.rollback()
     assert env.backend.calls["invalidate"] == 0
+    fill(env, 10, 11)
+    with env.db.engine.connect() as conn:  # a computed new parent: re-read afterwards
+        conn.execute(
+            sa.update(files).where(files.c.id == 101).values(folder_id=files.c.folder_id - 1)
+        )
+        conn.commit()
+        sent = env.backend.all_invalidated()
+        assert {contents_tag(11), contents_tag(10)} <= sent, "sent before commit() returns"
+    assert env.contents(1, 10)["files"] == ["core", "f2"]
+    assert env.contents(1, 11)["files"] == []
+
+
+def test_commit_with_open_savepoints_keeps_their_tags(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.begin_nested()
+    s.get(Folder, 10).name = "open-1"
+    s.begin_nested()
+    s.get(Folder, 20).name = "open-2"
+    s.commit()  # commits the savepoints and the root
+    assert env.backend.calls["invalidate"] == 1
+    assert {entity_tag("folder", 10), entity_tag("folder", 20)} <= env.backend.all_invalidated()
 
 
 # -- wiring ------------------------------------------------------------------------------

@@ -644,7 +644,7 @@ def test_corrupt_entry_is_a_miss(views_app: Any) -> None:
 
         key = build_key(store.settings.key_prefix, "~view", "public", {"page": 1})
         assert store.get(key) is not None
-        store.set(key, b"DRV1{not json\nbody")
+        store.set(key, b"DRV2\nnot-a-number\n\"e\"\n\nbody")
     resp = va.get("/public/1")
     assert resp.headers["X-Cache"] == "MISS"
     assert va.get("/public/1").headers["X-Cache"] == "HIT"

@@ -1,0 +1,93 @@
+"""The snapshot rule: a transaction that began before a commit-invalidation must not fill.
+
+The reader's database snapshot is real on both databases: SQLite in WAL mode with an
+explicit BEGIN at transaction start (pysqlite's default would only BEGIN before a write),
+PostgreSQL at REPEATABLE READ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from .conftest import Env
+from .models import DataRoom, Folder
+
+
+def snapshot_engine(engine: sa.Engine) -> None:
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+    else:
+        engine.update_execution_options(isolation_level="REPEATABLE READ")
+
+
+def test_reader_with_older_snapshot_does_not_fill(make_env: Any) -> None:
+    env: Env = make_env()
+    with env.app.app_context():
+        snapshot_engine(env.db.engine)
+        env.db.engine.dispose()
+        s = env.session
+        s.add(DataRoom(id=1, name="R"))
+        s.add(Folder(id=10, data_room_id=1, name="old"))
+        s.commit()
+    env.backend.reset()
+
+    reader = env.app.app_context()
+    reader.push()
+    try:
+        # the reader's transaction takes its snapshot
+        assert env.session.scalars(sa.select(Folder.name)).all() == ["old"]
+        with env.app.app_context():  # another request commits a rename
+            env.session.get(Folder, 10).name = "new"
+            env.session.commit()
+        assert env.backend.calls["invalidate"] == 1
+        env.backend.reset()
+        # the reader still sees its snapshot: correct for it, but must not be stored
+        # under the new versions (the next reader would get "old" for good)
+        assert env.contents(1, None)["folders"] == ["old"]
+        assert env.backend.calls["set"] == 0
+    finally:
+        reader.pop()
+    with env.app.app_context():  # a transaction that begins after the commit
+        assert env.contents(1, None)["folders"] == ["new"]
+        assert env.backend.calls["set"] == 1
+        assert env.contents(1, None)["folders"] == ["new"]  # and a hit
+
+
+def test_reader_capture_before_commit_is_rejected(make_env: Any) -> None:
+    """The other interleaving: versions captured, commit + invalidation, then the fill."""
+    env: Env = make_env()
+    with env.app.app_context():
+        snapshot_engine(env.db.engine)
+        env.db.engine.dispose()
+        env.session.add(DataRoom(id=1, name="R"))
+        env.session.add(Folder(id=10, data_room_id=1, name="old"))
+        env.session.commit()
+
+        def compute() -> Any:
+            value = env.contents_fresh(1, None)
+            with env.app.app_context():
+                env.session.get(Folder, 10).name = "new"
+                env.session.commit()
+            return value
+
+        from flask_dataroom_cache import contents_tag, dataroom_tag
+
+        tags = [dataroom_tag(1), contents_tag("root:1")]
+        assert env.store.get_or_set("k", compute, tags=tags)["folders"] == ["old"]
+        env.session.rollback()
+        assert env.store.get_or_set("k", lambda: env.contents_fresh(1, None), tags=tags)[
+            "folders"
+        ] == ["new"]
