@@ -423,10 +423,11 @@ def update_folder(folder_id: str) -> Response:
     parent_id = folder.parent_id
     if "parentId" in data:
         new_parent = target_folder(folder.data_room_id, optional_id(data, "parentId"), "parentId")
-        node = new_parent
-        while node is not None:  # the new parent, then its ancestors up to the root
+        node, seen = new_parent, set()
+        while node is not None and node.id not in seen:  # the new parent and its ancestors
             if node.id == folder.id:
                 raise ApiError(409, "a folder cannot be moved into itself or a descendant")
+            seen.add(node.id)
             node = node.parent
         parent_id = new_parent.id if new_parent else None
     if _name_taken(Folder, folder.data_room_id, parent_id, name, exclude=folder.id):
