@@ -8,7 +8,8 @@ One run, same machine, same data, same Redis:
 * ``Flask-Caching``: the same view function cached with Flask-Caching on the same Redis;
 * ``floor``: a view returning the same body pre-built (Flask + gunicorn alone).
 
-Each figure is requests per second (median, min, max over repeated timed windows) from
+Each figure is requests per second (median, min, max over timed windows, the five
+configurations measured in interleaved rounds) from
 ``CLIENTS`` client processes, each sending one request at a time on a fresh connection
 (gunicorn's sync workers close the connection after each response), as the caller user.
 The client shares the machine's cores with the server, so absolute numbers are a lower
@@ -148,35 +149,51 @@ def _client(port: int, request: bytes, seconds: float, start: float, out: Any) -
     out.put((done, bad))
 
 
-def _rps(port: int, path: str, user: str, seconds: float, repeats: int) -> dict[str, Any]:
+def _window(port: int, path: str, user: str, seconds: float) -> float:
+    """Requests per second of one timed window (``CLIENTS`` processes in parallel)."""
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-User-Id: {user}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
     ctx = mp.get_context("fork")
-    samples = []
-    for i in range(repeats + 1):  # the first window warms up (fills caches, imports)
-        queue = ctx.Queue()
-        start = time.time() + 0.2
-        procs = [
-            ctx.Process(target=_client, args=(port, request, seconds, start, queue))
-            for _ in range(CLIENTS)
-        ]
-        for proc in procs:
-            proc.start()
-        results = [queue.get(timeout=seconds + 60) for _ in procs]
-        for proc in procs:
-            proc.join()
-        done = sum(r[0] for r in results)
-        bad = sum(r[1] for r in results)
-        if bad:
-            raise RuntimeError(f"{bad} non-200 answers from {path}")
-        if i:
-            samples.append(done / seconds)
+    queue = ctx.Queue()
+    start = time.time() + 0.2
+    procs = [
+        ctx.Process(target=_client, args=(port, request, seconds, start, queue))
+        for _ in range(CLIENTS)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [queue.get(timeout=seconds + 60) for _ in procs]
+    for proc in procs:
+        proc.join()
+    bad = sum(r[1] for r in results)
+    if bad:
+        raise RuntimeError(f"{bad} non-200 answers from {path}")
+    return sum(r[0] for r in results) / seconds
+
+
+def _interleaved(
+    targets: dict[str, tuple[int, str]], user: str, seconds: float, repeats: int
+) -> dict[str, dict[str, Any]]:
+    """One warm-up window per target, then ``repeats`` rounds of one window per target.
+
+    Interleaving the rounds means a change in machine load (other processes) hits every
+    figure alike instead of biasing whichever ran during it.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    for _name, (port, path) in targets.items():
+        _window(port, path, user, min(seconds, 1.0))
+    for _ in range(repeats):
+        for name, (port, path) in targets.items():
+            samples[name].append(_window(port, path, user, seconds))
     return {
-        "rps": round(statistics.median(samples), 1),
-        "min_rps": round(min(samples), 1),
-        "max_rps": round(max(samples), 1),
+        name: {
+            "rps": round(statistics.median(vals), 1),
+            "min_rps": round(min(vals), 1),
+            "max_rps": round(max(vals), 1),
+        }
+        for name, vals in samples.items()
     }
 
 
@@ -232,23 +249,28 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
                 )  # fmt: skip
                 if init.returncode:
                     raise RuntimeError(init.stderr)
-                figures: dict[str, dict[str, Any]] = {}
-                with _gunicorn(base_env, log) as port:
+                # three servers at once (same database and Redis): the app as is, with the
+                # cache disabled, and with L1 on; measured in interleaved rounds
+                with (
+                    _gunicorn(base_env, log) as port,
+                    _gunicorn(dict(base_env, CACHE_ENABLED="0"), log) as port_off,
+                    _gunicorn(dict(base_env, CACHE_L1_MAX_ENTRIES="1000"), log) as port_l1,
+                ):
                     user, room, folder = _seed(port)
                     listing = f"/datarooms/{room}/files?folderId={folder}"
-                    assert len(_call(port, "GET", "/api" + listing, user)["items"]) == FILES
-                    figures["cached (Redis)"] = _rps(port, "/api" + listing, user, seconds, repeats)
-                    figures["Flask-Caching (Redis)"] = _rps(
-                        port, "/bench/fc" + listing, user, seconds, repeats
-                    )
-                    figures["floor (pre-built body)"] = _rps(
-                        port, "/bench/floor" + listing, user, seconds, repeats
-                    )
-                with _gunicorn(dict(base_env, CACHE_ENABLED="0"), log) as port:
-                    figures["uncached"] = _rps(port, "/api" + listing, user, seconds, repeats)
-                with _gunicorn(dict(base_env, CACHE_L1_MAX_ENTRIES="1000"), log) as port:
-                    figures["cached (Redis + L1)"] = _rps(
-                        port, "/api" + listing, user, seconds, repeats
+                    for p in (port, port_off, port_l1):
+                        assert len(_call(p, "GET", "/api" + listing, user)["items"]) == FILES
+                    figures = _interleaved(
+                        {
+                            "uncached": (port_off, "/api" + listing),
+                            "cached (Redis)": (port, "/api" + listing),
+                            "cached (Redis + L1)": (port_l1, "/api" + listing),
+                            "Flask-Caching (Redis)": (port, "/bench/fc" + listing),
+                            "floor (pre-built body)": (port, "/bench/floor" + listing),
+                        },
+                        user,
+                        seconds,
+                        repeats,
                     )
         finally:
             for pattern in (f"{prefix}:*", f"{prefix}-fc:*"):
