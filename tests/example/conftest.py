@@ -44,11 +44,12 @@ class Api:
         self.client = client
         self.user_id = user_id
 
-    def _headers(self) -> dict[str, str]:
-        return {"X-User-Id": self.user_id} if self.user_id is not None else {}
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"X-User-Id": self.user_id} if self.user_id is not None else {}
+        return {**headers, **(extra or {})}
 
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.client.get(path, headers=self._headers(), **kw)
+    def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+        return self.client.get(path, headers=self._headers(headers), **kw)
 
     def post(self, path: str, json: Any = None, **kw: Any) -> Any:
         return self.client.post(path, json=json, headers=self._headers(), **kw)

@@ -63,6 +63,18 @@ def test_users_and_rooms(client: FlaskClient, alice: Api, bob: Api) -> None:
     alice.ok(alice.post("/api/datarooms", json={"name": "Another"}), 201)
     assert alice.names("/api/datarooms") == ["Another", "Deal 2"]  # sorted by name
 
+    # bad input on rooms
+    for body in ({}, {"name": ""}, {"name": "x" * 256}, {"name": ["x"]}):
+        assert error_code(alice.post("/api/datarooms", json=body), 400) == "invalid_field"
+        assert error_code(alice.patch(f"/api/datarooms/{room}", json=body), 400)
+    assert error_code(alice.post("/api/datarooms", data="{", content_type="application/json"), 400)
+    assert alice.names("/api/datarooms") == ["Another", "Deal 2"]
+
+    # conditional GET: the cached entry's ETag gives a 304
+    etag = alice.get(f"/api/datarooms/{room}").headers["ETag"]
+    again = alice.get(f"/api/datarooms/{room}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+
     assert alice.delete(f"/api/datarooms/{room}").status_code == 204
     assert error_code(alice.get(f"/api/datarooms/{room}"), 404) == "not_found"
     assert alice.names("/api/datarooms") == ["Another"]
