@@ -112,10 +112,10 @@ class Membership(TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
     data_room: Mapped[DataRoom] = relationship(back_populates="memberships")
     user: Mapped[User] = relationship(back_populates="memberships")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, user_name: str | None = None) -> dict[str, Any]:
         return {
             "userId": self.user_id,
-            "name": self.user.name,
+            "name": self.user.name if user_name is None else user_name,
             "role": self.role,
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
