@@ -37,17 +37,20 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app
 from flask.globals import _cv_request
+from werkzeug.datastructures import Headers
 
 from .keys import build_key
 from .store import MISSING
-from .tags import user_tag
+from .tags import normalize_tags, user_tag
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
 
     from .extension import CacheState, DataRoomCache
+
+EXTENSION_KEY = "dataroom_cache"  # extension.EXTENSION_KEY (not imported: import cycle)
 
 __all__ = ["MissingIdentityError", "cached", "install", "skip"]
 
@@ -66,7 +69,7 @@ _MAGIC_B = b"DRV2\n"
 #: Bound of the per-app memo of built keys (cleared when full).
 KEY_MEMO_MAX = 4096
 _ENTITY = "~view"
-_SKIP_ATTR = "_dataroom_cache_skip"
+_SKIP_KEY = "dataroom_cache.skip"
 #: Never stored: recomputed, per connection, or per response.
 _DROP_HEADERS = frozenset(
     {
@@ -163,8 +166,13 @@ def install(app: Flask, state: CacheState) -> None:
 
 
 def skip() -> None:
-    """Inside a cached view: do not store the response of this request."""
-    setattr(g, _SKIP_ATTR, True)
+    """Inside a cached view: do not store the response of this request.
+
+    The mark lives in the request's WSGI environ (``g`` may outlive one request when an
+    app context is already pushed, e.g. in tests)."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        ctx.request.environ[_SKIP_KEY] = True
 
 
 # -- stored entries ---------------------------------------------------------------------------
@@ -177,15 +185,12 @@ def _pack(headers: list[tuple[str, str]], etag: str, soft_expiry: float, body: b
     return "\n".join(lines).encode("utf-8") + b"\n\n" + body
 
 
-def _unpack(value: Any) -> tuple[float, str, list[tuple[str, str]], bytes] | None:
-    """``(soft_expiry, etag, headers, body)`` or ``None`` for anything we did not write."""
-    if not isinstance(value, bytes) or not value.startswith(_MAGIC_B):
-        return None
-    head, sep, body = value.partition(b"\n\n")
-    if not sep:
-        return None
+def _parse_head(head: bytes) -> tuple[float, str, tuple[tuple[str, str], ...]] | None:
     try:
-        lines = head.decode("utf-8").split("\n")
+        text = head.decode("utf-8")
+        if "\r" in text:
+            return None
+        lines = text.split("\n")
         soft = float(lines[1])
         etag = lines[2]
         headers = []
@@ -198,7 +203,47 @@ def _unpack(value: Any) -> tuple[float, str, list[tuple[str, str]], bytes] | Non
         return None
     if not etag:
         return None
-    return soft, etag, headers, body
+    return soft, etag, tuple(headers)
+
+
+#: Parsed entry heads by their bytes: a pure function's memo (the same bytes always parse
+#: to the same value, whichever app read them), bounded, cleared when full.
+_HEADS: dict[bytes, tuple[float, str, tuple[tuple[str, str], ...]]] = {}
+_HEADS_MAX = 2048
+
+
+def _unpack(value: Any) -> _Entry | None:
+    """``(soft_expiry, etag, headers, body)`` or ``None`` for anything we did not write."""
+    if not isinstance(value, bytes) or not value.startswith(_MAGIC_B):
+        return None
+    end = value.find(b"\n\n")
+    if end < 0:
+        return None
+    head = value[:end]
+    parsed = _HEADS.get(head)
+    if parsed is None:
+        parsed = _parse_head(head)
+        if parsed is None:
+            return None
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[head] = parsed
+    return parsed[0], parsed[1], list(parsed[2]), value[end + 2 :]
+
+
+def _headers(items: list[tuple[str, str]]) -> Headers:
+    """A ``Headers`` holding ``items``. The values were checked when the entry was filled
+    and again when its head was parsed (no CR or LF), so the per-item validation of
+    ``Headers.extend`` is skipped when werkzeug's layout allows it."""
+    headers = Headers()
+    if _FAST_HEADERS:
+        headers._list = items
+    else:  # pragma: no cover - another werkzeug layout
+        headers.extend(items)
+    return headers
+
+
+_FAST_HEADERS = isinstance(getattr(Headers(), "_list", None), list)
 
 
 def _etag_of(body: bytes) -> str:
@@ -356,8 +401,11 @@ class _CachedCall:
         req = ctx.request
         if req.method != "GET" and req.method != "HEAD":
             return self.view(*self.args, **self.kwargs)
-        self.app = ctx.app
-        state = self.state = self.ext.state(self.app)
+        app = self.app = ctx.app
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            state = self.ext.state(app)  # raises the "not initialised" error
+        self.state = state
         self.store = state.store
         self.endpoint = req.endpoint
         opts = self.opts
@@ -398,6 +446,7 @@ class _CachedCall:
                 fresh = self.refresh_stale()
                 if fresh is not None:
                     return fresh
+                self.store.metrics.incr("stale_hits", endpoint=self.endpoint)
                 return self.hit(entry, environ, stale=True)
             return self.hit(entry, environ)
         return self.miss(environ)
@@ -411,6 +460,7 @@ class _CachedCall:
             memo_key = (
                 self.endpoint,
                 tuple(view_args.items()),
+                tuple(map(type, view_args.values())),  # 1, 1.0 and True are equal keys
                 environ.get("QUERY_STRING") if opts.query else None,
                 tuple(map(environ.get, opts.vary_environ)) if opts.vary_environ else None,
                 self.identity,
@@ -480,7 +530,7 @@ class _CachedCall:
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and _etag_matches(inm, etag):
             return self.not_modified(headers)
-        return self.app.response_class(body, status=200, headers=headers)
+        return self.app.response_class(body, status=200, headers=_headers(headers))
 
     def not_modified(self, headers: Iterable[tuple[str, str]]) -> Response:
         keep = [(k, v) for k, v in headers if k.lower() in _304_HEADERS]
@@ -577,6 +627,7 @@ class _CachedCall:
     def compute(self, environ: dict[str, Any], outcome: str) -> Any:
         """Capture versions, run the view, store the response if it may be stored."""
         tags = self.tags()
+        normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
         captured = None
         if self.ctx.request.method == "GET":
             try:
@@ -610,7 +661,7 @@ class _CachedCall:
         return resp
 
     def storable(self, resp: Response) -> bool:
-        if getattr(g, _SKIP_ATTR, False):
+        if self.ctx.request.environ.get(_SKIP_KEY):
             return False
         if resp.is_streamed or resp.direct_passthrough or "Set-Cookie" in resp.headers:
             return False

@@ -655,3 +655,96 @@ def test_called_outside_a_request_just_runs(views_app: Any) -> None:
     view = va.app.view_functions["public"]
     with va.app.app_context():
         assert view(page=3).get_json()["page"] == 3
+
+
+def test_skip_does_not_leak_into_the_next_request_of_one_app_context(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/once/<int:n>")
+    @va.cache.cached()
+    def once(n: int) -> Any:
+        if n == 0:
+            va.cache.skip()
+        return jsonify(n=n)
+
+    with va.app.app_context():  # requests reuse this app context (and its ``g``)
+        assert va.get("/once/0").headers["X-Cache"] == "MISS"
+        assert va.get("/once/1").headers["X-Cache"] == "MISS"
+        assert va.get("/once/1").headers["X-Cache"] == "HIT"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"DRV2",
+        b"DRV2\n1e12\n\"e\"\nno-blank-line",
+        b"DRV2\nnan-ish\n\"e\"\n\nbody",
+        b"DRV2\n1e12\n\n\nbody",  # empty etag
+        b"DRV2\n1e12\n\"e\"\nNoColon\n\nbody",
+        b"DRV2\n1e12\n\"e\"\n:novalue\n\nbody",
+        b"DRV2\n1e12\n\"e\"\nX-Bad:a\rb\n\nbody",
+        b"DRV2\n1e12\n\"e\"\nX:\xff\xfe\n\nbody",
+        b"DRV1{}\nbody",
+        "not bytes",
+        {"h": []},
+    ],
+)
+def test_foreign_or_broken_entries_never_parse(payload: Any) -> None:
+    from flask_dataroom_cache.views import _unpack
+
+    assert _unpack(payload) is None
+
+
+def test_entry_round_trip() -> None:
+    from flask_dataroom_cache.views import _pack, _unpack
+
+    headers = [("Content-Type", "application/json"), ("X-Empty", ""), ("X-Colon", "a:b")]
+    entry = _unpack(_pack(headers, '"tag"', 123.5, b"\n\nbody\n\n"))
+    assert entry == (123.5, '"tag"', headers, b"\n\nbody\n\n")
+
+
+def test_unhashable_or_exotic_view_args_still_get_a_key(views_app: Any) -> None:
+    import uuid as uuid_module
+
+    va: ViewsApp = views_app()
+
+    @va.app.get("/u/<uuid:uid>/<path:rest>")
+    @va.cache.cached(shared=True)
+    def by_uuid(uid: uuid_module.UUID, rest: str) -> Any:
+        va.calls["uuid"] += 1
+        return jsonify(uid=str(uid), rest=rest)
+
+    u = uuid_module.uuid4()
+    assert va.get(f"/u/{u}/a/b:c").headers["X-Cache"] == "MISS"
+    assert va.get(f"/u/{u}/a/b:c").headers["X-Cache"] == "HIT"
+    assert va.get(f"/u/{u}/a/b%3Ac").headers["X-Cache"] == "HIT"  # same decoded path
+    assert va.get(f"/u/{u}/a:b/c").headers["X-Cache"] == "MISS"
+
+
+def test_bad_tag_is_a_programming_error_not_a_miss(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/badtag")
+    @va.cache.cached(shared=True, tags=["ok", ""])
+    def badtag() -> Any:
+        return "x"
+
+    with pytest.raises(ValueError, match="invalid tag"):
+        va.get("/badtag")
+
+
+def test_view_on_an_app_without_init_app_says_so() -> None:
+    from flask import Flask
+
+    cache = DataRoomCache()
+    app = Flask("bare")
+    app.config["TESTING"] = True
+
+    @app.get("/x")
+    @cache.cached(shared=True)
+    def x() -> Any:
+        return "x"
+
+    with pytest.raises(RuntimeError, match="init_app"):
+        app.test_client().get("/x")

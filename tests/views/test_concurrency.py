@@ -339,3 +339,14 @@ def test_swr_entry_lives_timeout_plus_window_in_the_backend(
     monkeypatch.setattr(va.store, "set", spy)
     va.get("/swr")
     assert ttls == [310]
+
+
+def test_stale_serves_are_counted(views_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    va, clock, key = _swr_app(views_app, monkeypatch)
+    va.get("/swr")
+    clock.now += 60
+    prefix = va.store.settings.key_prefix
+    assert va.store.add(f"{prefix}:~swr:{key[len(prefix) + 1 :]}", 1, 5)
+    va.get("/swr")
+    with va.app.app_context():
+        assert va.cache.stats()["endpoints"]["swr"]["stale_hits"] == 1
