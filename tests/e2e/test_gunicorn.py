@@ -1,8 +1,8 @@
 """End to end: the example app under gunicorn (3 workers) on PostgreSQL + Redis, driven by
 several client threads; no read issued after a write's response may show older data.
 
-How staleness is judged. Every object the test changes (a file's name+folder, a folder's
-name, a membership) is *owned* by one client thread, so its writes are sequential and
+How staleness is judged. Every object the test changes (a file's name+folder or its
+absence once deleted, a folder's name, a membership) is *owned* by one client thread, so its writes are sequential and
 numbered. Each write is logged with the time its request was sent and the time its response
 arrived. A read sent at ``t0`` and answered at ``t1`` may show version ``m`` of an object
 only if ``m`` is at least the last version whose response arrived before ``t0`` and, when it
@@ -304,7 +304,8 @@ def test_no_stale_reads_under_gunicorn(server: int) -> None:
         for n in ("A", "B", "C")
     ]
 
-    files: dict[str, Tracked] = {}  # file id -> (name, folder)
+    files: dict[str, Tracked] = {}  # file id -> (name, folder), or None once deleted
+    files_lock = threading.Lock()  # files gains entries while readers iterate it
     folders: dict[str, Tracked] = {}  # folder id -> name
     owned_files: list[list[str]] = []
     owned_folders: list[str] = []
@@ -335,6 +336,10 @@ def test_no_stale_reads_under_gunicorn(server: int) -> None:
     ) -> None:
         stats.read(any(pred(v) for v in tracked.allowed(sent, answered)), what, hit)
 
+    def all_files() -> list[tuple[str, Tracked]]:
+        with files_lock:
+            return list(files.items())
+
     def worker(t: int) -> None:
         rng = random.Random(t)
         client = Client(server)
@@ -344,9 +349,27 @@ def test_no_stale_reads_under_gunicorn(server: int) -> None:
                 if rng.random() < WRITE_SHARE:
                     counter += 1
                     kind = rng.choice(
-                        ["move", "rename_file", "rename_folder"] + (["member"] if t == 0 else [])
+                        ["move", "rename_file", "rename_folder", "upload", "delete"]
+                        + (["member", "member"] if t == 0 else [])
                     )
-                    if kind in ("move", "rename_file"):
+                    if kind == "upload" or (kind == "delete" and len(owned_files[t]) < 2):
+                        name = f"t{t}n{counter}-v{counter:05d}"
+                        folder = rng.choice(shared)
+                        sent = time.monotonic()
+                        created = client.upload(room, owner, name, folder)
+                        answered = time.monotonic()
+                        tracked = Tracked(
+                            [Version(0, None, 0.0, 0.0), Version(1, (name, folder), sent, answered)]
+                        )
+                        with files_lock:
+                            files[created["id"]] = tracked
+                        owned_files[t].append(created["id"])
+                    elif kind == "delete":
+                        fid = owned_files[t].pop(rng.randrange(len(owned_files[t])))
+                        version = files[fid].begin(None)
+                        client.ok("DELETE", f"/api/files/{fid}", owner, status=204)
+                        files[fid].end(version)
+                    elif kind in ("move", "rename_file"):
                         fid = rng.choice(owned_files[t])
                         name, folder = files[fid].versions[-1].value
                         base = name.rsplit("-v", 1)[0]
@@ -392,13 +415,13 @@ def test_no_stale_reads_under_gunicorn(server: int) -> None:
                 )
                 sent = time.monotonic()
                 if kind == "file":
-                    fid = rng.choice(list(files))
+                    fid, tracked = rng.choice(all_files())
                     code, data, headers = client.request("GET", f"/api/files/{fid}", owner)
                     answered = time.monotonic()
-                    assert code == 200, data
-                    seen = (data["name"], data["folderId"])
+                    assert code in (200, 404), data
+                    seen = (data["name"], data["folderId"]) if code == 200 else None
                     observe(
-                        files[fid],
+                        tracked,
                         sent,
                         answered,
                         lambda v, s=seen: v == s,
@@ -413,11 +436,11 @@ def test_no_stale_reads_under_gunicorn(server: int) -> None:
                     answered = time.monotonic()
                     assert code == 200, data
                     shown = {item["id"]: item["name"] for item in data["items"]}
-                    for fid, tracked in files.items():
+                    for fid, tracked in all_files():
                         if fid in shown:
                             pred = lambda v, n=shown[fid], f=folder: v == (n, f)  # noqa: E731
                         else:
-                            pred = lambda v, f=folder: v[1] != f  # noqa: E731
+                            pred = lambda v, f=folder: v is None or v[1] != f  # noqa: E731
                         observe(
                             tracked,
                             sent,
