@@ -4,9 +4,10 @@ several client threads; no read issued after a write's response may show older d
 How staleness is judged. Every object the test changes (a file's name+folder or its
 absence once deleted, a folder's name, a membership) is *owned* by one client thread, so
 its writes are sequential and numbered. Each write is logged with the time its request
-was sent and the time its response arrived. A read sent at ``t0`` and answered at ``t1`` may show version ``m`` of an object
-only if ``m`` is at least the last version whose response arrived before ``t0`` and, when it
-is newer, its request was sent before ``t1``. Anything else is a stale read.
+was sent and the time its response arrived. A read sent at ``t0`` and answered at ``t1``
+may show version ``m`` of an object only if ``m`` is at least the last version whose
+response arrived before ``t0`` and, when it is newer, its request was sent before ``t1``.
+Anything else is a stale read.
 
 Needs ``REDIS_URL`` and ``DATABASE_URL`` (a shared cache and database between the workers);
 skipped without them, failed with ``REQUIRE_SERVICES=1``.
