@@ -108,17 +108,22 @@ class CacheStore:
             return MISSING
 
     # -- reads ----------------------------------------------------------------------------
-    def lookup(
+    def fetch(
         self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
-    ) -> Any:
-        """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
+    ) -> tuple[Any, tuple[str, ...] | None]:
+        """One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss.
+
+        ``versions`` are the tag tokens current *before* the caller computes the value
+        (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
+        follow (disabled, bypassed, backend error).
+        """
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
-            return MISSING
+            return MISSING, None
         norm = normalize_tags(tags)
         if self.bypass_checks and self.must_bypass():
             self.metrics.incr("bypasses", endpoint=endpoint)
-            return MISSING
+            return MISSING, None
         try:
             payload, versions = self.backend.get(key, norm)
         except BackendError as exc:
@@ -128,15 +133,22 @@ class CacheStore:
             value = self._decode(key, payload)
             if value is not MISSING:
                 self.metrics.incr("hits", endpoint=endpoint)
-                return value
+                return value, None
         self.metrics.incr("misses", endpoint=endpoint)
+        return MISSING, versions
+
+    def lookup(
+        self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
+    ) -> Any:
+        """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
+        value, versions = self.fetch(key, tags, endpoint)
         if versions is not None:
             caps = self._captures()
-            caps[key] = (norm, versions)
+            caps[key] = (normalize_tags(tags), versions)
             caps.move_to_end(key)
             if len(caps) > _CAPTURES_MAX:
                 caps.popitem(last=False)
-        return MISSING
+        return value
 
     def get(self, key: str, tags: Iterable[str] | None = None, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss."""
@@ -206,23 +218,9 @@ class CacheStore:
         """Return the cached value, or compute, store (race-free) and return it."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
-        if not self.enabled:
-            self.metrics.incr("misses", endpoint=endpoint)
-            return compute()
-        if self.bypass_checks and self.must_bypass():
-            self.metrics.incr("bypasses", endpoint=endpoint)
-            return compute()
-        try:
-            payload, versions = self.backend.get(key, norm)
-        except BackendError as exc:
-            self._error("read", exc)
-            payload, versions = None, None
-        if payload is not None:
-            value = self._decode(key, payload)
-            if value is not MISSING:
-                self.metrics.incr("hits", endpoint=endpoint)
-                return value  # type: ignore[no-any-return]
-        self.metrics.incr("misses", endpoint=endpoint)
+        value, versions = self.fetch(key, norm, endpoint)
+        if value is not MISSING:
+            return value  # type: ignore[no-any-return]
         value = compute()
         if versions is None or (self.bypass_checks and self.must_bypass()):
             return value

@@ -373,6 +373,8 @@ class _CachedCall:
         "opts",
         "state",
         "store",
+        "tag_list",
+        "versions",
         "view",
     )
 
@@ -391,6 +393,10 @@ class _CachedCall:
         self.kwargs = kwargs
         self.identity: str | None = None
         self.key = ""
+        #: The entry's tags, built once per request (the read checks them, the fill uses them).
+        self.tag_list: list[str] = []
+        #: Tag versions seen by the last missing read: stamped on what the view computes.
+        self.versions: tuple[str, ...] | None = None
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -437,6 +443,8 @@ class _CachedCall:
         except TypeError:
             log.warning("cannot build a cache key for %r; not caching", self.endpoint)
             return self.bypass(fill=False)
+        self.tag_list = tags = self.tags()
+        normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
         if state.settings.honor_no_cache and self.client_no_cache(environ):
             return self.bypass(fill=True)
 
@@ -504,9 +512,10 @@ class _CachedCall:
 
     def lookup(self) -> _Entry | None:
         try:
-            value = self.store.lookup(self.key, None, endpoint=self.endpoint)
+            value, self.versions = self.store.fetch(self.key, self.tag_list, self.endpoint)
         except Exception as exc:  # never fail a request for the cache
             self.store._error("view read", exc)
+            self.versions = None
             return None
         if value is MISSING:
             return None
@@ -626,14 +635,16 @@ class _CachedCall:
 
     def compute(self, environ: dict[str, Any], outcome: str) -> Any:
         """Capture versions, run the view, store the response if it may be stored."""
-        tags = self.tags()
-        normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
+        tags = self.tag_list
         captured = None
         if self.ctx.request.method == "GET":
-            try:
-                captured = self.store.capture(tags)
-            except Exception as exc:
-                self.store._error("view version read", exc)
+            if self.versions is not None:  # seen by the read that missed, before the view ran
+                captured = (tuple(tags), self.versions)
+            else:
+                try:
+                    captured = self.store.capture(tags)
+                except Exception as exc:
+                    self.store._error("view version read", exc)
         resp = self.app.make_response(self.view(*self.args, **self.kwargs))
         if resp.status_code != 200:
             resp.headers["X-Cache"] = outcome

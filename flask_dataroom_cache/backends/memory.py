@@ -100,6 +100,7 @@ class MemoryBackend:
             if entry is not None and entry[0] > self._clock():
                 return False
             self._entries[key] = (self._clock() + ttl, (), (), payload)
+            self._entries.move_to_end(key)  # replacing an expired entry keeps its old slot
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
             return True
