@@ -219,9 +219,13 @@ def pg_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture
-def server(pg_schema_url: str, tmp_path: Path) -> Iterator[int]:
-    """gunicorn, 3 workers, on a free loopback port; stopped and its Redis keys removed."""
+@pytest.fixture(params=["redis", "redis+l1"])
+def server(request: pytest.FixtureRequest, pg_schema_url: str, tmp_path: Path) -> Iterator[int]:
+    """gunicorn, 3 workers, on a free loopback port; stopped and its Redis keys removed.
+
+    Twice: on Redis alone, and with each worker's near cache (``CACHE_L1_MAX_ENTRIES``) in
+    front of it, where freshness depends on the pub/sub invalidation reaching every worker.
+    """
     import redis
 
     prefix = "e2e" + uuid.uuid4().hex[:10]
@@ -230,6 +234,7 @@ def server(pg_schema_url: str, tmp_path: Path) -> Iterator[int]:
         DATABASE_URL=pg_schema_url,
         REDIS_URL=REDIS_URL or "",
         CACHE_KEY_PREFIX=prefix,
+        CACHE_L1_MAX_ENTRIES="1000" if request.param == "redis+l1" else "0",
         STORAGE_DIR=str(tmp_path / "storage"),
         PYTHONUNBUFFERED="1",
     )
@@ -295,7 +300,8 @@ def server(pg_schema_url: str, tmp_path: Path) -> Iterator[int]:
 
 
 # -- the workload ---------------------------------------------------------------------------
-def test_no_stale_reads_under_gunicorn(server: int) -> None:
+def test_no_stale_reads_under_gunicorn(server: int, request: pytest.FixtureRequest) -> None:
+    mode = request.node.callspec.params.get("server", "redis")
     setup = Client(server)
     owner = setup.ok("POST", "/api/users", "", {"name": "Owner"}, 201)["id"]
     guest = setup.ok("POST", "/api/users", "", {"name": "Guest"}, 201)["id"]
@@ -515,7 +521,7 @@ def test_no_stale_reads_under_gunicorn(server: int) -> None:
         thread.join(timeout=120)
     elapsed = time.monotonic() - started
     print(
-        f"\ne2e: {stats.writes} writes, {stats.requests} read requests, "
+        f"\ne2e [{mode}]: {stats.writes} writes, {stats.requests} read requests, "
         f"{stats.reads} reads checked ({stats.hits} from cache), "
         f"{stats.stale} stale reads, {elapsed:.1f}s, {THREADS} client threads, 3 gunicorn workers"
     )
