@@ -65,6 +65,7 @@ log = logging.getLogger("flask_dataroom_cache")
 #: one ``{entity}:{id}`` per row (parent tags stay exact: read with SELECT DISTINCT).
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
+_MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
 
 def registry_of(ext: DataRoomCache) -> Registry:
@@ -309,38 +310,45 @@ class Tracker:
         st.conns.append(conn)
 
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        """Only what after_flush cannot know: members of deleted objects (before their
+        rows, and their memberships, are gone) and parent values that are not loaded
+        (an expired object moved through a relationship: the flush would overwrite the
+        old value without recording it). Loaded parent values are read in after_flush
+        from ``committed_state``, which the flush's foreign-key sync also fills."""
         st = self._state(session)
         if not st.owned or not self.registry:
             return
         st.flushing = True
         rule_for = self.registry.rule_for
-        with session.no_autoflush:
-            for obj in session.dirty:
-                rule = rule_for(type(obj))
-                if rule is not None and rule.parents:
-                    st.pre[sa.inspect(obj)] = (self._old_parents(obj, rule), None)
-            for obj in session.deleted:
-                rule = rule_for(type(obj))
-                if rule is not None:
-                    old = self._old_parents(obj, rule) if rule.parents else None
-                    members = list(rule.members(obj)) if rule.members is not None else None
-                    st.pre[sa.inspect(obj)] = (old, members)
-
-    @staticmethod
-    def _old_parents(obj: Any, rule: Rule) -> dict[str, Any]:
-        state = sa.inspect(obj)
-        committed = state.committed_state
-        data = state.dict
-        old: dict[str, Any] = {}
-        for attr in rule.parents:
-            value = committed.get(attr, _NO_VALUE)
-            if value is _NO_VALUE or value is sa.orm.base.NO_VALUE:
-                value = data.get(attr, _NO_VALUE)
-                if value is _NO_VALUE and state.key is not None:
+        pre = st.pre
+        if self.registry.has_members and session.deleted:
+            with session.no_autoflush:
+                for obj in session.deleted:
+                    rule = rule_for(type(obj))
+                    if rule is not None and rule.members is not None:
+                        pre[sa.inspect(obj)] = (None, list(rule.members(obj)))
+        modified = getattr(session.identity_map, "_modified", None)
+        if modified is None:  # pragma: no cover - private attribute gone
+            modified = [sa.inspect(o) for o in session.dirty]
+        for state in list(modified):
+            rule = rule_for(state.class_)
+            if rule is None or not rule.parents or state.key is None:
+                continue
+            data = state.dict
+            if data.keys() >= rule.parent_attrs:  # type: ignore[attr-defined]
+                continue  # all loaded: after_flush reads committed_state
+            missing = [a for a in rule.parents if a not in data]
+            obj = state.obj()
+            if obj is None:
+                continue
+            old = {}
+            with session.no_autoflush:
+                for attr in missing:
                     value = getattr(obj, attr, None)  # expired: load (rare)
-            if value is not _NO_VALUE and value is not sa.orm.base.NO_VALUE:
-                old[attr] = value
-        return old
+                    if value is not None:
+                        old[attr] = value
+            prev = pre.get(state)
+            pre[state] = (old, prev[1] if prev else None)
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         st = self._state(session)
@@ -353,20 +361,18 @@ class Tracker:
         tags: set[str] = set()
         states = getattr(flush_context, "states", None)
         pre = st.pre
-        if states is not None:
-            items: Iterable[tuple[Any, bool]] = (
-                (state, flags[0]) for state, flags in states.items() if flags[0] or not flags[1]
-            )
-        else:  # pragma: no cover - older/newer SQLAlchemy without UOWTransaction.states
-            items = [(sa.inspect(o), False) for o in (*session.new, *session.dirty)] + [
-                (sa.inspect(o), True) for o in session.deleted
-            ]
-        for state, isdelete in items:
+        if states is None:  # pragma: no cover - SQLAlchemy without UOWTransaction.states
+            states = {sa.inspect(o): (False, False) for o in (*session.new, *session.dirty)}
+            states.update({sa.inspect(o): (True, False) for o in session.deleted})
+        no_value = _MISSING_VALUES
+        for state, (isdelete, listonly) in states.items():
+            if listonly and not isdelete:
+                continue
+            rule = rule_for(state.class_)
+            if rule is None:
+                continue
             obj = state.obj()
             if obj is None:
-                continue
-            rule = rule_for(type(obj))
-            if rule is None:
                 continue
             if isdelete:
                 kind = "delete"
@@ -374,8 +380,22 @@ class Tracker:
                 kind = "insert"
             else:
                 kind = "update"
-            old, members = pre.get(state, (None, None))
-            tags |= rule.tags(obj, kind, old, members)
+            old: dict[str, Any] | None = None
+            members = None
+            if pre:
+                found = pre.get(state)
+                if found is not None:
+                    old, members = found
+            if kind == "update" and rule.parents:
+                committed = state.committed_state
+                if committed:
+                    for attr in rule.parents:
+                        prev = committed.get(attr, _NO_VALUE)
+                        if prev is not _NO_VALUE and prev not in no_value:
+                            if old is None:
+                                old = {}
+                            old[attr] = prev
+            rule.collect(tags, obj, kind, state.dict, old, members)
         pre.clear()
         if tags:
             bucket = self._bucket(session, st)
@@ -411,6 +431,8 @@ class Tracker:
             self.send(tags)
 
     def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
+        if tx.parent is not None and not tx.nested:
+            return  # a flush's subtransaction: never holds tags
         st: _SessionState | None = session.info.get(self.key)
         if st is None:
             return

@@ -256,6 +256,13 @@ def test_move_invalidates_old_and_new_parent(env: Env) -> None:
     assert {contents_tag(10), contents_tag(20), entity_tag("folder", 11)} <= sent
     assert env.contents(1, 20)["folders"] == ["A1-moved"]
     assert env.contents(1, 10)["folders"] == []
+    env.backend.reset()
+    # an expired object moved through its relationship: the old parent is not loaded
+    f2 = s.get(File, 101)
+    s.expire(f2)
+    f2.folder = s.get(Folder, 10)
+    s.commit()
+    assert {contents_tag(11), contents_tag(10)} <= env.backend.all_invalidated()
 
 
 def test_orm_cascade_delete_invalidates_descendants(env: Env) -> None:
