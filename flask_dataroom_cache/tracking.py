@@ -452,7 +452,7 @@ class Tracker:
         """Deliver committed tags now (bumps the commit sequence first: snapshot rule)."""
         with self._lock:
             self._seq += 1
-        self.store.invalidate(sorted(tags), defer=False)
+        self.store.invalidate(tuple(tags), defer=False)
 
     # -- store hooks ---------------------------------------------------------------------------
     def must_bypass(self) -> bool:
