@@ -538,23 +538,43 @@ class Tracker:
         cols = [c for c in (info.id_col, *info.parent_cols.values()) if c is not None]
         if not cols:
             return tags, ids
-        query = sa.select(*cols)
         where = stmt.whereclause
-        if where is not None:
-            query = query.where(where)
-        rows = run(query.limit(BULK_ROW_CAP + 1)).all()
-        if len(rows) <= BULK_ROW_CAP:
-            for row in rows:
-                self._row_tags(info, row._mapping, tags)
-                if info.id_col is not None:
-                    ids.append(row._mapping[info.id_col])
+        if where is None and rows_params and info.id_col is not None:
+            # executemany by primary key (ORM bulk update by pk): the rows are the ids
+            id_keys = (rule.id_attr, info.id_col.key)
+            wanted = [next((p[k] for k in id_keys if k in p), None) for p in rows_params]
+            if all(v is not None for v in wanted):
+                where = info.id_col.in_(wanted)
+                rows_params = None
+        overflow = False
+        if where is not None and rows_params and _unbound(where):
+            # executemany with bindparam() criteria: one SELECT per parameter row
+            rows: list[Any] = []
+            if len(rows_params) > BULK_ROW_CAP:
+                overflow, where = True, None  # the parents of the whole table
+            else:
+                for params in rows_params:
+                    query = sa.select(*cols).where(where).params(**params)
+                    rows.extend(run(query).all())
         else:
+            query = sa.select(*cols)
+            if where is not None:
+                query = query.where(where)
+            rows = run(query.limit(BULK_ROW_CAP + 1)).all()
+        if overflow or len(rows) > BULK_ROW_CAP:
             for attr, column in info.parent_cols.items():
                 ptype = rule.parents[attr]
                 q = sa.select(column).distinct()
                 if where is not None:
                     q = q.where(where)
                 tags.update(parent_tag(ptype, v) for (v,) in run(q) if v is not None)
+        else:
+            for found in rows:
+                self._row_tags(info, found._mapping, tags)
+                if info.id_col is not None:
+                    ids.append(found._mapping[info.id_col])
+        for params in rows_params or ():
+            self._row_tags(info, params, tags)  # new values given as parameters
         if isinstance(stmt, dml.Update):
             literal = _literal_values(stmt)
             for attr, pcol in info.parent_cols.items():
@@ -741,6 +761,17 @@ class Tracker:
             self.send(tags)
 
 
+def _unbound(where: Any) -> bool:
+    """True if the criteria hold ``bindparam()``s whose values come with each execution."""
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    return any(
+        isinstance(el, BindParameter) and el.value is None and el.callable is None
+        for el in visitors.iterate(where)
+    )
+
+
 def _set_keys(stmt: Any) -> set[str] | None:
     values = getattr(stmt, "_values", None)
     ordered = getattr(stmt, "_ordered_values", None)
@@ -769,8 +800,9 @@ def _literal_values(stmt: Any) -> dict[str, Any]:
         key = k if isinstance(k, str) else getattr(k, "key", None)
         if key is None:
             continue
-        if isinstance(v, sa.sql.elements.BindParameter) and v.callable is None:
-            out[key] = v.value
+        if isinstance(v, sa.sql.elements.BindParameter):
+            if v.callable is None and v.value is not None:
+                out[key] = v.value
         elif isinstance(v, str | int):
             out[key] = v
     return out

@@ -512,3 +512,33 @@ def test_track_decorator_and_subclass() -> None:
         "user:u8",
     }
     assert registry_of(cache).rule_for(int) is None
+
+
+def test_bulk_executemany_paths(env: Env) -> None:
+    seed(env)
+    s = env.session
+    # ORM bulk UPDATE by primary key (a list of dicts, no WHERE): rows are the ids
+    s.execute(sa.update(File), [{"id": 100, "folder_id": 11}, {"id": 101, "name": "x"}])
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), entity_tag("file", 101)} <= sent
+    assert {contents_tag(10), contents_tag(11)} <= sent  # old and new parent of 100
+    env.backend.reset()
+    # Core executemany with bindparam() criteria and a bound new parent
+    files = File.__table__
+    stmt = (
+        sa.update(files)
+        .where(files.c.id == sa.bindparam("b_id"))
+        .values(folder_id=sa.bindparam("b_folder"))
+    )
+    s.connection().execute(stmt, [{"b_id": 100, "b_folder": 20}, {"b_id": 101, "b_folder": 20}])
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), entity_tag("file", 101)} <= sent
+    assert {contents_tag(11), contents_tag(20)} <= sent
+    env.backend.reset()
+    s.connection().execute(
+        sa.delete(files).where(files.c.id == sa.bindparam("b_id")), [{"b_id": 100}]
+    )
+    s.commit()
+    assert {entity_tag("file", 100), contents_tag(20)} <= env.backend.all_invalidated()
