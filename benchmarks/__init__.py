@@ -12,7 +12,9 @@ import gc
 import os
 import statistics
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +75,77 @@ def row(group: str, name: str, stats: dict[str, Any] | None = None, **extra: Any
 def ratio_row(group: str, name: str, value: float, target: str, ok: bool) -> dict[str, Any]:
     """A ratio between two figures of the same run, with its target and verdict."""
     return {"group": group, "name": name, "ratio": round(value, 3), "target": target, "ok": ok}
+
+
+# -- shared by the Redis benchmarks (bench_core, bench_scale) ---------------------------
+
+#: A typical cached listing: 20 files of a folder (about 2 KB of JSON).
+PAYLOAD: dict[str, Any] = {
+    "items": [
+        {
+            "id": i,
+            "name": f"quarterly-report-{i:03d}.pdf",
+            "size": 1024 * i,
+            "folder_id": 7,
+            "data_room_id": 1,
+            "created_at": "2024-01-02T03:04:05",
+        }
+        for i in range(20)
+    ],
+    "total": 20,
+}
+
+
+def make_app(redis_url: str, prefix: str, **extra: Any) -> Any:
+    """A Flask app with the cache on ``redis_url`` under ``prefix``."""
+    from flask import Flask
+
+    from flask_dataroom_cache import DataRoomCache
+
+    app = Flask(f"bench_{prefix}")
+    app.config.update(REDIS_URL=redis_url, CACHE_KEY_PREFIX=prefix, **extra)
+    DataRoomCache().init_app(app)
+    return app
+
+
+@contextmanager
+def temp_prefix(client: Any) -> Iterator[str]:
+    """A random key prefix; every key under it is removed afterwards (SCAN + UNLINK)."""
+    prefix = "bench" + uuid.uuid4().hex[:8]
+    try:
+        yield prefix
+    finally:
+        batch = list(client.scan_iter(match=f"{prefix}*", count=5000))
+        for i in range(0, len(batch), 5000):
+            client.unlink(*batch[i : i + 5000])
+
+
+def time_once(
+    setup: Callable[[], None], op: Callable[[], None], repeats: int
+) -> dict[str, float]:
+    """``op`` timed once per repeat, after an untimed ``setup``; median/min/max µs."""
+    samples = []
+    for _ in range(repeats):
+        setup()
+        start = time.perf_counter()
+        op()
+        samples.append((time.perf_counter() - start) * 1e6)
+    return {
+        "median_us": round(statistics.median(samples), 3),
+        "min_us": round(min(samples), 3),
+        "max_us": round(max(samples), 3),
+    }
+
+
+def fill_raw(client: Any, store: Any, keys: list[str], tags: tuple[str, ...], body: bytes) -> None:
+    """Write ``keys`` as valid entries stamped with the current tokens of ``tags``, fast
+    (pipelined raw SETs of the backend's frame format, no per-key script call)."""
+    from flask_dataroom_cache.backends.redis import _frame
+
+    blob = _frame(tags, store.backend.versions(tags), body)
+    pipe = client.pipeline(transaction=False)
+    for i, k in enumerate(keys):
+        pipe.set(k, blob, ex=600)
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()

@@ -8,54 +8,17 @@ a throwaway key prefix that is removed afterwards. Ratios compare figures of thi
 from __future__ import annotations
 
 import json
-import statistics
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from . import BenchEnv, measure, ratio_row, row
+from . import PAYLOAD, BenchEnv, make_app, measure, ratio_row, row, temp_prefix, time_once
 
 GROUP = "scale"
 
-#: A typical cached listing: 20 files of a folder (about 2 KB of JSON).
-PAYLOAD: dict[str, Any] = {
-    "items": [
-        {
-            "id": i,
-            "name": f"quarterly-report-{i:03d}.pdf",
-            "size": 1024 * i,
-            "folder_id": 7,
-            "data_room_id": 1,
-            "created_at": "2024-01-02T03:04:05",
-        }
-        for i in range(20)
-    ],
-    "total": 20,
-}
-
-
-def _app(redis_url: str, prefix: str, **extra: Any) -> Any:
-    from flask import Flask
-
-    from flask_dataroom_cache import DataRoomCache
-
-    app = Flask(f"bench_{prefix}")
-    app.config.update(REDIS_URL=redis_url, CACHE_KEY_PREFIX=prefix, **extra)
-    DataRoomCache().init_app(app)
-    return app
-
-
-@contextmanager
-def _prefix(client: Any) -> Iterator[str]:
-    prefix = "bench" + uuid.uuid4().hex[:8]
-    try:
-        yield prefix
-    finally:
-        batch = list(client.scan_iter(match=f"{prefix}*", count=5000))
-        for i in range(0, len(batch), 5000):
-            client.unlink(*batch[i : i + 5000])
+# Shared helpers (moved to benchmarks/__init__.py; bench_core uses them too).
+_app = make_app
+_prefix = temp_prefix
+_time_once = time_once
 
 
 def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
@@ -95,7 +58,7 @@ def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
         with redis_app.app_context():
             assert cache_get(key, tags) == PAYLOAD
             ours = measure(lambda: cache_get(key, tags), number=number, repeats=env.repeats)
-        rows.append(row(GROUP, "hit: ours cache_get on Redis (1 EVALSHA + decode)", ours))
+        rows.append(row(GROUP, "hit: ours cache_get on Redis (1 MGET + decode)", ours))
 
         with l1_app.app_context():
             near = DataRoomCache.state().store.backend.primary  # type: ignore[attr-defined]
@@ -145,20 +108,6 @@ def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
         for app in (redis_app, l1_app):
             DataRoomCache.state(app).store.backend.close()
     return rows
-
-
-def _time_once(setup: Callable[[], None], op: Callable[[], None], repeats: int) -> dict[str, float]:
-    samples = []
-    for _ in range(repeats):
-        setup()
-        start = time.perf_counter()
-        op()
-        samples.append((time.perf_counter() - start) * 1e6)
-    return {
-        "median_us": round(statistics.median(samples), 3),
-        "min_us": round(min(samples), 3),
-        "max_us": round(max(samples), 3),
-    }
 
 
 def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from .config import ConfigError, Settings
 from .extension import CacheState, DataRoomCache
 from .store import MISSING, CacheStore
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, type_tag, user_tag
+from .views import MissingIdentityError
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "CacheStore",
     "ConfigError",
     "DataRoomCache",
+    "MissingIdentityError",
     "Settings",
     "cache_delete",
     "cache_get",

@@ -23,6 +23,7 @@ __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
 EXTENSION_KEY = "dataroom_cache"
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -56,6 +57,8 @@ class DataRoomCache:
         #: Called as ``hook(app, state)`` at the end of every ``init_app``; the tracking,
         #: view and CLI modules register themselves here.
         self._init_hooks: list[Callable[[Flask, CacheState], None]] = []
+        #: Registered with ``@cache.identity`` (views.py); per app: state.extras["identity"].
+        self._identity_fn: Callable[[], Any] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -71,6 +74,10 @@ class DataRoomCache:
         @app.teardown_request
         def _forget_captures(_exc: BaseException | None) -> None:
             store.forget_captures()
+
+        from . import views
+
+        views.install(app, state)
 
         for hook in self._init_hooks:
             hook(app, state)
@@ -122,6 +129,53 @@ class DataRoomCache:
 
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
+
+    # -- cached views (flask_dataroom_cache/views.py) -----------------------------------
+    def cached(
+        self,
+        timeout: int | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+        shared: bool = False,
+        vary: Iterable[str] = (),
+        unless: Callable[[], Any] | None = None,
+        lock: bool = False,
+        stale_while_revalidate: int = 0,
+        cache_control: str | None = None,
+        query: bool | Iterable[str] = True,
+    ) -> Callable[[F], F]:
+        """Cache a GET view's response, tagged, per user unless ``shared=True``.
+
+        See :mod:`flask_dataroom_cache.views` and ``docs/decorator.md``.
+        """
+        from . import views
+
+        return views.cached(
+            self,
+            timeout,
+            tags=tags,
+            shared=shared,
+            vary=vary,
+            unless=unless,
+            lock=lock,
+            stale_while_revalidate=stale_while_revalidate,
+            cache_control=cache_control,
+            query=query,
+        )
+
+    def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Decorator: register ``fn() -> user id | None`` used to key per-user views."""
+        if not callable(fn):
+            raise TypeError("@cache.identity decorates a function returning the user id")
+        self._identity_fn = fn
+        return fn
+
+    @staticmethod
+    def skip() -> None:
+        """Inside a cached view: do not store this request's response."""
+        from . import views
+
+        views.skip()
 
     # -- tracking (flask_dataroom_cache.rules / .tracking) ------------------------------
     def track(self, model: type | None = None, /, **options: Any) -> Any:

@@ -58,7 +58,9 @@ def escape(text: str) -> str:
         if ch in _SAFE:
             out.append(ch)
         else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+            # surrogatepass: a lone surrogate (possible in a Python str) still escapes, to
+            # bytes valid UTF-8 never contains, so the encoding stays injective.
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
     return "".join(out)
 
 

@@ -7,8 +7,12 @@ values (rendered HTTP bodies) skip JSON entirely.
 
 Wire format: one flag byte, then the body.
 
-* ``J`` plain JSON (decoded without an object hook: the fast path)
-* ``X`` JSON with marker objects (decoded with the hook)
+* ``J`` plain JSON that any correct decoder reads identically: no marker objects, no
+  ``NaN``/``Infinity``, no integer of 19+ digits. Decoded with ``orjson`` when it is
+  importable (``pip install flask-dataroom-cache[fast]``: 2-3x faster than the stdlib on
+  a typical listing, the main cost of a hit), else with the stdlib without an object hook.
+* ``X`` JSON the stdlib must decode: marker objects (decoded with the hook), or numbers
+  ``orjson`` would read differently (big integers become floats there, NaN is refused)
 * ``B`` raw bytes
 * lower-case ``j``/``x``/``b``: the same, zlib-compressed (values above the threshold)
 * ``z`` + one of ``J``/``X``/``B``: the same, zstd-compressed; written instead of zlib when
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Callable
@@ -30,7 +35,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["HAVE_ZSTD", "CodecError", "decode", "encode"]
+__all__ = ["HAVE_ORJSON", "HAVE_ZSTD", "CodecError", "decode", "encode"]
 
 try:  # optional: faster and smaller than zlib at its fastest level
     import zstandard as _zstd
@@ -42,8 +47,21 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     _zstd = None  # type: ignore[assignment]
     HAVE_ZSTD = False
 
+try:  # optional: the fast JSON decoder of the hit path
+    import orjson as _orjson
+
+    HAVE_ORJSON = True
+except ImportError:  # pragma: no cover - depends on the installed extras
+    _orjson = None  # type: ignore[assignment]
+    HAVE_ORJSON = False
+
 _MARK = "__drc__"
+#: JSON text orjson would decode differently from the stdlib: 19+ digit integers (orjson
+#: turns integers beyond 64 bits into floats) and NaN/Infinity (orjson refuses them).
+#: Matches inside strings too; a false positive only takes the (correct) stdlib path.
+_STDLIB_ONLY = re.compile(r"\d{19}|NaN|Infinity")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
 _loads = json.loads
 _decode_json = json.JSONDecoder().decode
 
@@ -98,7 +116,7 @@ _UNMARK: dict[str, Callable[[Any], Any]] = {
     "time": time.fromisoformat,
     "uuid": uuid.UUID,
     "decimal": Decimal,
-    "bytes": lambda v: base64.b64decode(v.encode("ascii")),
+    "bytes": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
     "dict": lambda v: {pair[0]: pair[1] for pair in v},
 }
 
@@ -109,7 +127,7 @@ def _hook(obj: dict[str, Any]) -> Any:
         return obj
     try:
         return _UNMARK[kind](obj["v"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (LookupError, TypeError, ValueError) as exc:
         raise CodecError(f"bad marker {kind!r}") from exc
 
 
@@ -123,9 +141,11 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
         flag, body = b"B", bytes(value)
     else:
         try:
-            flag, body = b"J", _dumps_checked(value).encode("utf-8")
-        except _NeedsMarkers:
-            flag, body = b"X", _dumps(_mark(value)).encode("utf-8")
+            flag, body = _encode_json(value)
+        except UnicodeEncodeError:
+            # A str with a lone surrogate has no UTF-8 form: write it \u-escaped (ASCII),
+            # which the stdlib decoder (the 'X' path) turns back into the same str.
+            flag, body = b"X", _dumps_ascii(_mark(value)).encode("ascii")
     if compress_min_bytes and len(body) >= compress_min_bytes:
         if HAVE_ZSTD if zstd is None else zstd:
             if not HAVE_ZSTD:
@@ -138,6 +158,16 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
         if len(packed) < len(body):
             return flag.lower() + packed
     return flag + body
+
+
+def _encode_json(value: Any) -> tuple[bytes, bytes]:
+    try:
+        text = _dumps_checked(value)
+    except _NeedsMarkers:
+        return b"X", _dumps(_mark(value)).encode("utf-8")
+    if _STDLIB_ONLY.search(text):
+        return b"X", text.encode("utf-8")
+    return b"J", text.encode("utf-8")
 
 
 def _dumps_checked(value: Any) -> str:
@@ -154,22 +184,36 @@ def decode(data: bytes) -> Any:
     if not data:
         raise CodecError("empty payload")
     flag = data[0:1]
-    body = data[1:]
     try:
+        if flag == b"J":  # the common hit: plain JSON, uncompressed
+            if _orjson is not None:
+                return _orjson.loads(data[1:])
+            return _decode_json(data[1:].decode("utf-8"))
         if flag == b"z":
             if not HAVE_ZSTD:
                 raise CodecError("zstd-compressed entry, but zstandard is not installed")
             flag, body = data[1:2], _ZSTD_D.decompress(data[2:])
         elif flag in (b"j", b"x", b"b"):
-            body = zlib.decompress(body)
+            body = zlib.decompress(data[1:])
             flag = flag.upper()
+        else:
+            body = data[1:]
         if flag == b"B":
             return body
         if flag == b"J":
+            if _orjson is not None:
+                return _orjson.loads(body)
             # str, not bytes: json.loads would sniff the encoding of bytes on every call.
             return _decode_json(body.decode("utf-8"))
         if flag == b"X":
             return _loads(body, object_hook=_hook)
-    except (ValueError, zlib.error, UnicodeDecodeError, _ZstdError) as exc:
-        raise CodecError(str(exc)) from exc
+    except (
+        ValueError,  # bad JSON, UnicodeDecodeError, bad marker values (CodecError too)
+        LookupError,  # IndexError/KeyError from a malformed marker
+        TypeError,  # unhashable or wrongly typed marker contents
+        RecursionError,  # absurdly deep JSON
+        zlib.error,
+        _ZstdError,
+    ) as exc:
+        raise CodecError(f"{type(exc).__name__}: {exc}") from exc
     raise CodecError(f"unknown payload flag {flag!r}")

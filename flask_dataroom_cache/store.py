@@ -64,6 +64,9 @@ class CacheStore:
         self.bypass_checks: list[Callable[[], bool]] = []
         #: Callables that may take tags to invalidate later (at commit); True if taken.
         self.deferrers: list[Callable[[tuple[str, ...]], bool]] = []
+        #: Callables given the version tokens a fill would be stamped with; True drops the
+        #: fill (the tracker's snapshot rule: the value may predate one of those tokens).
+        self.fill_checks: list[Callable[[Sequence[str]], bool]] = []
         self._local = threading.local()
         self._last_error_log = 0.0
 
@@ -84,6 +87,12 @@ class CacheStore:
 
     def must_bypass(self) -> bool:
         return any(check() for check in self.bypass_checks)
+
+    def _refuse_fill(self, versions: Sequence[str], endpoint: str | None) -> bool:
+        if any(check(versions) for check in self.fill_checks):
+            self.metrics.incr("bypasses", endpoint=endpoint)
+            return True
+        return False
 
     def _error(self, what: str, exc: BaseException) -> None:
         self.metrics.incr("errors")
@@ -108,17 +117,22 @@ class CacheStore:
             return MISSING
 
     # -- reads ----------------------------------------------------------------------------
-    def lookup(
+    def fetch(
         self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
-    ) -> Any:
-        """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
+    ) -> tuple[Any, tuple[str, ...] | None]:
+        """One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss.
+
+        ``versions`` are the tag tokens current *before* the caller computes the value
+        (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
+        follow (disabled, bypassed, backend error).
+        """
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
-            return MISSING
+            return MISSING, None
         norm = normalize_tags(tags)
         if self.bypass_checks and self.must_bypass():
             self.metrics.incr("bypasses", endpoint=endpoint)
-            return MISSING
+            return MISSING, None
         try:
             payload, versions = self.backend.get(key, norm)
         except BackendError as exc:
@@ -128,15 +142,22 @@ class CacheStore:
             value = self._decode(key, payload)
             if value is not MISSING:
                 self.metrics.incr("hits", endpoint=endpoint)
-                return value
+                return value, None
         self.metrics.incr("misses", endpoint=endpoint)
+        return MISSING, versions
+
+    def lookup(
+        self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
+    ) -> Any:
+        """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
+        value, versions = self.fetch(key, tags, endpoint)
         if versions is not None:
             caps = self._captures()
-            caps[key] = (norm, versions)
+            caps[key] = (normalize_tags(tags), versions)
             caps.move_to_end(key)
             if len(caps) > _CAPTURES_MAX:
                 caps.popitem(last=False)
-        return MISSING
+        return value
 
     def get(self, key: str, tags: Iterable[str] | None = None, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss."""
@@ -176,6 +197,8 @@ class CacheStore:
         try:
             if versions is None:
                 versions = self.backend.versions(norm)
+            if self.fill_checks and self._refuse_fill(versions, endpoint):
+                return False
             stored = self.backend.set(key, payload, expiry, norm, versions)
         except BackendError as exc:
             self._error("write", exc)
@@ -206,25 +229,13 @@ class CacheStore:
         """Return the cached value, or compute, store (race-free) and return it."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
-        if not self.enabled:
-            self.metrics.incr("misses", endpoint=endpoint)
-            return compute()
-        if self.bypass_checks and self.must_bypass():
-            self.metrics.incr("bypasses", endpoint=endpoint)
-            return compute()
-        try:
-            payload, versions = self.backend.get(key, norm)
-        except BackendError as exc:
-            self._error("read", exc)
-            payload, versions = None, None
-        if payload is not None:
-            value = self._decode(key, payload)
-            if value is not MISSING:
-                self.metrics.incr("hits", endpoint=endpoint)
-                return value  # type: ignore[no-any-return]
-        self.metrics.incr("misses", endpoint=endpoint)
+        value, versions = self.fetch(key, norm, endpoint)
+        if value is not MISSING:
+            return value  # type: ignore[no-any-return]
         value = compute()
         if versions is None or (self.bypass_checks and self.must_bypass()):
+            return value
+        if self.fill_checks and self._refuse_fill(versions, endpoint):
             return value
         data = encode(value, self.settings.compress_min_bytes)
         try:

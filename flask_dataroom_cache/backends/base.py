@@ -11,16 +11,38 @@ number of entries under it.
 A token that does not exist (never created, expired, evicted) is created as a new random
 value, never a counter restarting at zero, so losing a token can only cause a miss.
 
+Every token starts with the wall-clock time it was made (``{milliseconds:x}-{unique}``,
+see :func:`token_prefix`). The tracker uses it to refuse fills from a database snapshot
+older than the tag's last change, whichever process made that change
+(``docs/transactions.md``, "snapshots").
+
 Backends raise :class:`BackendError` on infrastructure failure; the store and the
 resilient wrapper turn those into misses and queued invalidations.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Backend", "BackendError", "Lookup"]
+__all__ = ["Backend", "BackendError", "Lookup", "token_prefix", "token_time"]
+
+
+def token_prefix() -> str:
+    """The start of a token made now: its creation time in milliseconds, hex, and ``-``."""
+    return f"{int(time.time() * 1000):x}-"
+
+
+def token_time(token: str) -> float | None:
+    """When ``token`` was made (seconds since the epoch), or None if it does not say."""
+    head, sep, _ = token.partition("-")
+    if not sep or not head:
+        return None
+    try:
+        return int(head, 16) / 1000.0
+    except ValueError:
+        return None
 
 #: ``(payload, None)`` on a valid hit; ``(None, tokens)`` on a miss, with the current
 #: tokens of the requested tags in order; ``(None, None)`` when nothing is known (the

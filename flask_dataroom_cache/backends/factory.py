@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..config import Settings
@@ -28,7 +29,8 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
     * reachable: Redis behind :class:`ResilientBackend` (breaker, queued invalidations,
       optional ``CACHE_FALLBACK=memory``).
     """
-    if not settings.redis_url:
+    if not settings.redis_url or not settings.enabled:
+        # Disabled: every call is a no-op miss in the store; build no client, send no PING.
         return MemoryBackend(settings.max_entries)
     try:
         from .redis import HAVE_REDIS, RedisBackend
@@ -52,7 +54,7 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
         primary = _near(primary, settings)
     reachable = True
     try:
-        primary.ping()
+        _ping_at_start(primary)
     except BackendError as exc:
         reachable = False
         log.warning(
@@ -65,16 +67,55 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
     fallback: Backend | None = None
     if not reachable or settings.fallback == "memory":
         fallback = MemoryBackend(settings.fallback_max_entries)
-    return ResilientBackend(
-        primary,
-        fallback=fallback,
-        fallback_ttl=settings.fallback_ttl,
-        threshold=settings.breaker_threshold,
-        cooldown=settings.breaker_cooldown,
-        pending_max=settings.pending_max,
-        on_error=on_error,
-        start_open=not reachable,
-    )
+    with _quiet_start(not reachable):
+        return ResilientBackend(
+            primary,
+            fallback=fallback,
+            fallback_ttl=settings.fallback_ttl,
+            threshold=settings.breaker_threshold,
+            cooldown=settings.breaker_cooldown,
+            pending_max=settings.pending_max,
+            on_error=on_error,
+            start_open=not reachable,
+        )
+
+
+class _DropBreakerOpen(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("cache backend %s is down")
+
+
+@contextmanager
+def _quiet_start(active: bool) -> Iterator[None]:
+    """Unreachable at start: the warning above already said so (with the URL and the memory
+    fallback); drop the breaker's own "is down" line so start-up logs exactly one warning."""
+    if not active:
+        yield
+        return
+    drop = _DropBreakerOpen()
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
+
+
+#: Start-up PINGs before Redis is declared unreachable. One PING with the 0.25 s request
+#: timeout is too strict here: a busy host (workers starting together) can miss it, and a
+#: process that wrongly starts on its local memory cache misses the other processes'
+#: invalidations until the breaker probes again. A refused connection fails at once, so a
+#: really absent Redis still costs only milliseconds.
+_START_PINGS = 3
+
+
+def _ping_at_start(primary: Backend) -> None:
+    for attempt in range(_START_PINGS):
+        try:
+            primary.ping()
+            return
+        except BackendError:
+            if attempt == _START_PINGS - 1:
+                raise
 
 
 def _near(primary: Backend, settings: Settings) -> Backend:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import Lookup
+from .base import Lookup, token_prefix
 
 __all__ = ["MemoryBackend"]
 
@@ -48,7 +48,7 @@ class MemoryBackend:
 
     # -- tokens -----------------------------------------------------------------
     def _new_token(self) -> str:
-        return f"{self._nonce}.{next(self._counter)}"
+        return f"{token_prefix()}{self._nonce}.{next(self._counter)}"
 
     def _token(self, tag: str) -> str:
         token = self._tags.get(tag)
@@ -100,6 +100,7 @@ class MemoryBackend:
             if entry is not None and entry[0] > self._clock():
                 return False
             self._entries[key] = (self._clock() + ttl, (), (), payload)
+            self._entries.move_to_end(key)  # replacing an expired entry keeps its old slot
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
             return True

@@ -8,10 +8,17 @@ Layout (``P`` is the key prefix):
   can never collide with a token key), with a TTL longer than any entry's;
 * locks: ``P:~lock:...`` via :meth:`add`.
 
-A hit is one ``EVALSHA``: the script reads the entry, reads its tags' current tokens and
-returns the payload only if they all match. A miss returns the current tokens of the
-requested tags (creating missing ones from a random candidate the client supplies), which
-the caller stamps on the value it then sets.
+A hit is one ``MGET`` of the entry and the current tokens of the requested tags (a single
+atomic command, no script: about 17 us cheaper per hit than an ``EVALSHA``, measured by
+``benchmarks/bench_core.py``). The client returns the payload only if the entry was stored
+with exactly the requested tags and every stored token equals the current one. A miss
+returns those current tokens, which the caller stamps on the value it then sets.
+
+The ``_GET`` script stays the authoritative slow path, used when the MGET cannot decide:
+a token is missing (the script creates it from a random candidate the client supplies),
+the entry carries other tags than the caller asked about, or it is not in our format
+(the script drops it). Standalone and Sentinel only; Cluster keeps the script on every
+read (its keys are routed by shard group).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .base import BackendError, Lookup
+from .base import BackendError, Lookup, token_prefix
 
 __all__ = ["HAVE_REDIS", "ClusterRedisBackend", "RedisBackend", "connect"]
 
@@ -43,6 +50,9 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test vi
     RedisError = (OSError,)
     HAVE_REDIS = False
 
+#: Bound of the per-backend cache of MGET plans (one per distinct tag list).
+_PLANS_MAX = 4096
+
 #: Cluster: how many hash-tagged shard groups entries are spread over (see ClusterRedisBackend).
 DEFAULT_SHARD_GROUPS = 16
 
@@ -52,22 +62,29 @@ _GET = """
 local e = redis.call('GET', KEYS[1])
 local pre = ARGV[1]
 if e then
+  -- A malformed entry (not written by us) is dropped and read as a miss, never an error.
+  local ok = false
   local p = string.find(e, '\\n', 1, true)
-  local n = tonumber(string.sub(e, 1, p - 1))
-  local pos = p + 1
-  local ok = true
-  if n > 0 then
-    local tk = {}
-    for i = 1, n do
-      local q = string.find(e, '\\n', pos, true)
-      tk[i] = pre .. string.sub(e, pos, q - 1)
-      pos = q + 1
-    end
-    local cur = redis.call('MGET', unpack(tk))
-    for i = 1, n do
-      local q = string.find(e, '\\n', pos, true)
-      if cur[i] ~= string.sub(e, pos, q - 1) then ok = false break end
-      pos = q + 1
+  local n = p and tonumber(string.sub(e, 1, p - 1))
+  local pos = p and p + 1
+  if n and n >= 0 and n <= 64 and n == math.floor(n) then
+    ok = true
+    if n > 0 then
+      local tk = {}
+      for i = 1, n do
+        local q = string.find(e, '\\n', pos, true)
+        if not q then ok = false break end
+        tk[i] = pre .. string.sub(e, pos, q - 1)
+        pos = q + 1
+      end
+      if ok then
+        local cur = redis.call('MGET', unpack(tk))
+        for i = 1, n do
+          local q = string.find(e, '\\n', pos, true)
+          if not q or cur[i] ~= string.sub(e, pos, q - 1) then ok = false break end
+          pos = q + 1
+        end
+      end
     end
   end
   if ok then return {1, string.sub(e, pos)} end
@@ -256,6 +273,8 @@ class RedisBackend:
         self._tagv = f"{prefix}:~tagv:"
         self._nonce = secrets.token_hex(8)
         self._counter = itertools.count()
+        #: tags tuple -> (expected entry header, token keys): the MGET hit path's inputs.
+        self._plans: dict[tuple[str, ...], tuple[bytes, list[str]]] = {}
         self._get = client.register_script(_GET)
         self._set = client.register_script(_SET)
         self._versions = client.register_script(_VERSIONS)
@@ -288,11 +307,40 @@ class RedisBackend:
         )
 
     def _candidate(self) -> str:
-        # Unique per call without a syscall on the hit path: a random per-backend nonce
-        # plus a counter (the script only uses it when a token is missing).
-        return f"{self._nonce}{next(self._counter):x}"
+        # Creation time (see base.token_time) + a random per-backend nonce + a counter:
+        # unique per call without a syscall.
+        return f"{token_prefix()}{self._nonce}{next(self._counter):x}"
+
+    def _plan(self, tags: Sequence[str]) -> tuple[bytes, list[str]]:
+        key = tuple(tags)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _PLANS_MAX:
+                self._plans.clear()
+            header = "\n".join([str(len(key)), *key, ""]).encode("utf-8")
+            plan = self._plans[key] = (header, [self._tagv + t for t in key])
+        return plan
 
     def get(self, key: str, tags: Sequence[str]) -> Lookup:
+        header, token_keys = self._plan(tags)
+        try:
+            # execute_command, not mget(): skips redis-py's argument juggling on the hot path.
+            res = self.client.execute_command("MGET", key, *token_keys)
+        except RedisError as exc:
+            raise BackendError(f"redis GET failed: {exc}") from exc
+        entry, current = res[0], res[1:]
+        if entry is None or entry.startswith(header):
+            if None not in current:
+                if entry is not None:
+                    parts = entry[len(header) :].split(b"\n", len(current))
+                    if parts[:-1] == current:
+                        return parts[-1], None
+                return None, tuple(t.decode() for t in current)
+            if entry is None:
+                return None, self.versions(tags)  # creates the missing tokens
+        return self._get_scripted(key, tags)
+
+    def _get_scripted(self, key: str, tags: Sequence[str]) -> Lookup:
         try:
             res = self._get(keys=[key], args=[self._tagv, self._candidate(), self.tag_ttl, *tags])
         except RedisError as exc:

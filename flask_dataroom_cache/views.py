@@ -1,0 +1,705 @@
+"""The cached-GET route decorator: ``@cache.cached(...)``, ``@cache.identity``, ``cache.skip()``.
+
+What a cached view does on each request (see ``docs/decorator.md`` for the user guide):
+
+1. Anything but GET/HEAD passes straight through. So does a request the cache must not
+   answer: ``unless()`` true, the store's bypass hooks (this thread holds uncommitted
+   tracked changes), an ``Authorization`` header on a *shared* view, no identity on a
+   per-user view, a client ``Cache-Control: no-cache`` when ``CACHE_HONOR_NO_CACHE`` is on
+   (that one still refills the entry). Those answers carry ``X-Cache: BYPASS``.
+2. The key is :func:`~flask_dataroom_cache.keys.build_key` (what ``get_cache_key`` uses,
+   injective) over the endpoint, the view args, the normalised query string, the ``vary``
+   headers and the identity (per-user views only).
+3. A hit rebuilds the response from the stored body, status and headers: no view call, no
+   JSON serialisation, one backend round trip. ``If-None-Match`` matching the stored strong
+   ``ETag`` gives a 304.
+4. A miss joins the in-process single flight for the key (one computes, the others wait and
+   read what it stored), optionally takes a cross-process lock (``lock=True``), captures the
+   tag versions *before* running the view, runs it, and stores the response only if it is
+   a complete 200 that is safe to share with whoever the key belongs to.
+
+Stored value: raw bytes (the codec's ``B`` flag, compressed above the threshold), never
+pickle: ``DRV2`` + a few text lines (soft expiry, ETag, headers) + a blank line + the
+body. Stale-while-revalidate keeps the entry for ``timeout + stale_while_revalidate`` in
+the backend and records the *soft* expiry (``timeout``) in the header; an invalidated tag
+makes the backend refuse the entry outright (its version tokens no longer match), so a
+stale entry is only ever one that *expired*, never one that was invalidated.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlencode
+
+from flask import Flask, Response, current_app
+from flask.globals import _cv_request
+from werkzeug.datastructures import Headers
+
+from .keys import build_key
+from .store import MISSING
+from .tags import normalize_tags, user_tag
+
+if TYPE_CHECKING:
+    from flask.ctx import RequestContext
+
+    from .extension import CacheState, DataRoomCache
+
+EXTENSION_KEY = "dataroom_cache"  # extension.EXTENSION_KEY (not imported: import cycle)
+
+__all__ = ["MissingIdentityError", "cached", "install", "skip"]
+
+log = logging.getLogger("flask_dataroom_cache")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How long a waiting request waits for the in-process leader computing the same key.
+FLIGHT_WAIT = 10.0
+#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock.
+LOCK_TTL = 5
+#: How long a request that lost the cross-process lock polls the cache before computing.
+LOCK_WAIT = 5.0
+
+_MAGIC = "DRV2"
+_MAGIC_B = b"DRV2\n"
+#: Bound of the per-app memo of built keys (cleared when full).
+KEY_MEMO_MAX = 4096
+_ENTITY = "~view"
+_SKIP_KEY = "dataroom_cache.skip"
+#: Never stored: recomputed, per connection, or per response.
+_DROP_HEADERS = frozenset(
+    {
+        "content-length",
+        "set-cookie",
+        "date",
+        "x-cache",
+        "x-cache-stale",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "age",
+    }
+)
+#: Kept on a 304 (RFC 9110 section 15.4.5).
+_304_HEADERS = frozenset(
+    {"etag", "cache-control", "vary", "content-location", "expires", "x-cache", "x-cache-stale"}
+)
+_HIT = ("X-Cache", "HIT")
+_STALE = ("X-Cache-Stale", "1")
+_IDENTITY_EXTRA = "identity"
+_FLIGHTS_EXTRA = "view_flights"
+_KEYS_EXTRA = "view_keys"
+
+
+#: A decoded entry: ``(soft_expiry, etag, headers, body)``.
+_Entry = tuple[float, str, list[tuple[str, str]], bytes]
+
+
+class MissingIdentityError(RuntimeError):
+    """A per-user cached view ran with no identity provider registered."""
+
+
+# -- identity ------------------------------------------------------------------------------
+def _flask_login_identity() -> Callable[[], Any] | None:
+    """Flask-Login's ``current_user`` as an identity function, if usable in this app."""
+    try:
+        from flask_login import current_user  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    if not hasattr(current_app, "login_manager"):
+        return None
+
+    def identity() -> Any:
+        user = current_user
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        return user.get_id()
+
+    return identity
+
+
+def _identity_fn(state: CacheState) -> Callable[[], Any] | None:
+    fn = state.extras.get(_IDENTITY_EXTRA)
+    if fn is None:
+        fn = getattr(state.extension, "_identity_fn", None)
+    if fn is None:
+        fn = _flask_login_identity()
+    return cast("Callable[[], Any] | None", fn)
+
+
+# -- single flight ---------------------------------------------------------------------------
+class _Flights:
+    """Per-app registry of keys being computed in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, threading.Event] = {}
+
+    def lead(self, key: str) -> threading.Event | None:
+        """``None`` if the caller now leads ``key``; else the leader's event to wait on."""
+        with self._lock:
+            event = self._running.get(key)
+            if event is None:
+                self._running[key] = threading.Event()
+            return event
+
+    def done(self, key: str) -> None:
+        with self._lock:
+            event = self._running.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+def install(app: Flask, state: CacheState) -> None:
+    """Called once by ``DataRoomCache.init_app``: per-app view state."""
+    state.extras[_FLIGHTS_EXTRA] = _Flights()
+    state.extras[_KEYS_EXTRA] = {}
+
+
+def skip() -> None:
+    """Inside a cached view: do not store the response of this request.
+
+    The mark lives in the request's WSGI environ (``g`` may outlive one request when an
+    app context is already pushed, e.g. in tests)."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        ctx.request.environ[_SKIP_KEY] = True
+
+
+# -- stored entries ---------------------------------------------------------------------------
+def _pack(headers: list[tuple[str, str]], etag: str, soft_expiry: float, body: bytes) -> bytes:
+    """``DRV2\\n{soft expiry}\\n{etag}\\n{Name:value\\n}...\\n{body}``: parsed by splitting
+    lines, cheaper than JSON on every hit. Header lines never contain a newline (werkzeug
+    refuses them, and :meth:`_CachedCall.fill` checks again)."""
+    lines = [_MAGIC, repr(soft_expiry), etag]
+    lines.extend(f"{k}:{v}" for k, v in headers)
+    return "\n".join(lines).encode("utf-8") + b"\n\n" + body
+
+
+def _parse_head(head: bytes) -> tuple[float, str, tuple[tuple[str, str], ...]] | None:
+    try:
+        text = head.decode("utf-8")
+        if "\r" in text:
+            return None
+        lines = text.split("\n")
+        soft = float(lines[1])
+        etag = lines[2]
+        headers = []
+        for line in lines[3:]:
+            name, colon, val = line.partition(":")
+            if not colon or not name:
+                return None
+            headers.append((name, val))
+    except (IndexError, ValueError):
+        return None
+    if not etag:
+        return None
+    return soft, etag, tuple(headers)
+
+
+#: Parsed entry heads by their bytes: a pure function's memo (the same bytes always parse
+#: to the same value, whichever app read them), bounded, cleared when full.
+_HEADS: dict[bytes, tuple[float, str, tuple[tuple[str, str], ...]]] = {}
+_HEADS_MAX = 2048
+
+
+def _unpack(value: Any) -> _Entry | None:
+    """``(soft_expiry, etag, headers, body)`` or ``None`` for anything we did not write."""
+    if not isinstance(value, bytes) or not value.startswith(_MAGIC_B):
+        return None
+    end = value.find(b"\n\n")
+    if end < 0:
+        return None
+    head = value[:end]
+    parsed = _HEADS.get(head)
+    if parsed is None:
+        parsed = _parse_head(head)
+        if parsed is None:
+            return None
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[head] = parsed
+    return parsed[0], parsed[1], list(parsed[2]), value[end + 2 :]
+
+
+def _headers(items: list[tuple[str, str]]) -> Headers:
+    """A ``Headers`` holding ``items``. The values were checked when the entry was filled
+    and again when its head was parsed (no CR or LF), so the per-item validation of
+    ``Headers.extend`` is skipped when werkzeug's layout allows it."""
+    headers = Headers()
+    if _FAST_HEADERS:
+        headers._list = items
+    else:  # pragma: no cover - another werkzeug layout
+        headers.extend(items)
+    return headers
+
+
+_FAST_HEADERS = isinstance(getattr(Headers(), "_list", None), list)
+
+
+def _etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """``If-None-Match`` (weak comparison, as RFC 9110 asks for this header)."""
+    if header.strip() == "*":
+        return True
+    bare = etag[2:] if etag.startswith("W/") else etag
+    for part in header.split(","):
+        tag = part.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == bare:
+            return True
+    return False
+
+
+def _cache_control_tokens(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+
+
+class _Options:
+    __slots__ = (
+        "cache_control",
+        "lock",
+        "query",
+        "shared",
+        "swr",
+        "tags",
+        "timeout",
+        "unless",
+        "vary",
+        "vary_environ",
+    )
+
+    def __init__(
+        self,
+        timeout: int | None,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None,
+        shared: bool,
+        vary: Iterable[str],
+        unless: Callable[[], Any] | None,
+        lock: bool,
+        stale_while_revalidate: int,
+        cache_control: str | None,
+        query: bool | Iterable[str],
+    ) -> None:
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
+        ):
+            raise ValueError(f"timeout must be an integer >= 1 (seconds) or None, got {timeout!r}")
+        swr = stale_while_revalidate
+        if isinstance(swr, bool) or not isinstance(swr, int) or swr < 0:
+            raise ValueError(f"stale_while_revalidate must be an integer >= 0, got {swr!r}")
+        if isinstance(tags, str):
+            raise TypeError("tags must be a list of strings or a callable, not a single string")
+        if isinstance(vary, str):
+            vary = (vary,)
+        self.timeout = timeout
+        self.tags = tags if tags is None or callable(tags) else tuple(tags)
+        self.shared = bool(shared)
+        self.vary = tuple(h.strip() for h in vary)
+        self.vary_environ = tuple(
+            "HTTP_" + h.upper().replace("-", "_")
+            if h.lower() not in ("content-type", "content-length")
+            else h.upper().replace("-", "_")
+            for h in self.vary
+        )
+        self.unless = unless
+        self.lock = bool(lock)
+        self.swr = swr
+        self.cache_control = cache_control
+        if isinstance(query, bool):
+            self.query: bool | frozenset[str] = query
+        elif isinstance(query, str):
+            self.query = frozenset((query,))
+        else:
+            self.query = frozenset(query)
+
+
+def cached(
+    ext: DataRoomCache,
+    timeout: int | None = None,
+    *,
+    tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+    shared: bool = False,
+    vary: Iterable[str] = (),
+    unless: Callable[[], Any] | None = None,
+    lock: bool = False,
+    stale_while_revalidate: int = 0,
+    cache_control: str | None = None,
+    query: bool | Iterable[str] = True,
+) -> Callable[[F], F]:
+    """Build the decorator; ``DataRoomCache.cached`` is the public entry point."""
+    opts = _Options(
+        timeout, tags, shared, vary, unless, lock, stale_while_revalidate, cache_control, query
+    )
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return _CachedCall(ext, opts, view, args, kwargs).run()
+
+        wrapper.__dataroom_cache__ = opts  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    return decorator
+
+
+class _CachedCall:
+    """One request through a cached view."""
+
+    __slots__ = (
+        "app",
+        "args",
+        "ctx",
+        "endpoint",
+        "ext",
+        "identity",
+        "key",
+        "kwargs",
+        "opts",
+        "state",
+        "store",
+        "tag_list",
+        "versions",
+        "view",
+    )
+
+    def __init__(
+        self,
+        ext: DataRoomCache,
+        opts: _Options,
+        view: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.ext = ext
+        self.opts = opts
+        self.view = view
+        self.args = args
+        self.kwargs = kwargs
+        self.identity: str | None = None
+        self.key = ""
+        #: The entry's tags, built once per request (the read checks them, the fill uses them).
+        self.tag_list: list[str] = []
+        #: Tag versions seen by the last missing read: stamped on what the view computes.
+        self.versions: tuple[str, ...] | None = None
+
+    # -- the request ------------------------------------------------------------------------
+    def run(self) -> Any:
+        ctx: RequestContext | None = _cv_request.get(None)
+        if ctx is None:  # called outside a request (a unit test calling the function)
+            return self.view(*self.args, **self.kwargs)
+        self.ctx = ctx
+        req = ctx.request
+        if req.method != "GET" and req.method != "HEAD":
+            return self.view(*self.args, **self.kwargs)
+        app = self.app = ctx.app
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            state = self.ext.state(app)  # raises the "not initialised" error
+        self.state = state
+        self.store = state.store
+        self.endpoint = req.endpoint
+        opts = self.opts
+        environ = req.environ
+
+        if not opts.shared:
+            fn = _identity_fn(state)
+            if fn is None:
+                raise MissingIdentityError(
+                    f"view {self.endpoint!r} is cached per user (the default) but no identity "
+                    "provider is registered: decorate a function returning the user id with "
+                    "@cache.identity, install Flask-Login, or declare the view "
+                    "@cache.cached(shared=True) if its response is the same for everyone"
+                )
+            ident = fn()
+            if ident is None or ident == "":
+                return self.bypass(fill=False)
+            self.identity = str(ident)
+        elif "HTTP_AUTHORIZATION" in environ:
+            return self.bypass(fill=False)
+
+        if opts.unless is not None and opts.unless():
+            return self.bypass(fill=False)
+        store = self.store
+        if not store.enabled or (store.bypass_checks and store.must_bypass()):
+            return self.bypass(fill=False)
+        try:
+            self.key = self.build_key(req.view_args or {}, environ)
+        except TypeError:
+            log.warning("cannot build a cache key for %r; not caching", self.endpoint)
+            return self.bypass(fill=False)
+        self.tag_list = tags = self.tags()
+        normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
+        if state.settings.honor_no_cache and self.client_no_cache(environ):
+            return self.bypass(fill=True)
+
+        entry = self.lookup()
+        if entry is not None:
+            if opts.swr and time.time() >= entry[0]:
+                fresh = self.refresh_stale()
+                if fresh is not None:
+                    return fresh
+                self.store.metrics.incr("stale_hits", endpoint=self.endpoint)
+                return self.hit(entry, environ, stale=True)
+            return self.hit(entry, environ)
+        return self.miss(environ)
+
+    def build_key(self, view_args: dict[str, Any], environ: dict[str, Any]) -> str:
+        """The entry's key; memoised per app (``build_key`` is deterministic, the memo is
+        keyed by everything that goes into it)."""
+        opts = self.opts
+        memo: dict[Any, str] = self.state.extras[_KEYS_EXTRA]
+        try:
+            memo_key = (
+                self.endpoint,
+                tuple(view_args.items()),
+                tuple(map(type, view_args.values())),  # 1, 1.0 and True are equal keys
+                environ.get("QUERY_STRING") if opts.query else None,
+                tuple(map(environ.get, opts.vary_environ)) if opts.vary_environ else None,
+                self.identity,
+                opts.query if opts.query is not True else None,
+            )
+            key = memo.get(memo_key)
+        except TypeError:  # an unhashable view argument
+            return self._build_key(view_args, environ)
+        if key is None:
+            key = self._build_key(view_args, environ)
+            if len(memo) >= KEY_MEMO_MAX:
+                memo.clear()
+            memo[memo_key] = key
+        return key
+
+    def _build_key(self, view_args: dict[str, Any], environ: dict[str, Any]) -> str:
+        params: dict[str, Any] = {}
+        for name, val in view_args.items():
+            params[name] = val if isinstance(val, str | int) else str(val)
+        query = self.opts.query
+        if query and environ.get("QUERY_STRING"):
+            items = self.ctx.request.args.items(multi=True)
+            if query is not True:
+                items = (kv for kv in items if kv[0] in query)  # type: ignore[operator]
+            pairs = sorted(items, key=lambda kv: kv[0])  # stable: repeated names keep order
+            if pairs:
+                params["~q"] = urlencode(pairs)
+        for i, env_name in enumerate(self.opts.vary_environ):
+            params[f"~v{i}"] = environ.get(env_name)
+        if self.identity is not None:
+            params["~u"] = self.identity
+        return build_key(self.state.settings.key_prefix, _ENTITY, self.endpoint, params)
+
+    @staticmethod
+    def client_no_cache(environ: dict[str, Any]) -> bool:
+        cc = environ.get("HTTP_CACHE_CONTROL")
+        if cc and "no-cache" in _cache_control_tokens(cc):
+            return True
+        pragma = environ.get("HTTP_PRAGMA")
+        return bool(pragma and "no-cache" in pragma.lower())
+
+    def lookup(self) -> _Entry | None:
+        try:
+            value, self.versions = self.store.fetch(self.key, self.tag_list, self.endpoint)
+        except Exception as exc:  # never fail a request for the cache
+            self.store._error("view read", exc)
+            self.versions = None
+            return None
+        if value is MISSING:
+            return None
+        entry = _unpack(value)
+        if entry is None:
+            self.safe_delete(self.key)
+        return entry
+
+    def safe_delete(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except Exception as exc:
+            self.store._error("view delete", exc)
+
+    # -- answers ---------------------------------------------------------------------------
+    def hit(self, entry: _Entry, environ: dict[str, Any], stale: bool = False) -> Response:
+        _soft, etag, headers, body = entry
+        headers.append(_HIT)
+        if stale:
+            headers.append(_STALE)
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        if inm and _etag_matches(inm, etag):
+            return self.not_modified(headers)
+        return self.app.response_class(body, status=200, headers=_headers(headers))
+
+    def not_modified(self, headers: Iterable[tuple[str, str]]) -> Response:
+        keep = [(k, v) for k, v in headers if k.lower() in _304_HEADERS]
+        resp = self.app.response_class(status=304, headers=keep)
+        resp.automatically_set_content_length = False
+        return resp
+
+    def bypass(self, fill: bool) -> Any:
+        self.store.metrics.incr("bypasses", endpoint=self.endpoint)
+        if fill:
+            return self.compute(self.ctx.request.environ, "BYPASS")
+        resp = self.app.make_response(self.view(*self.args, **self.kwargs))
+        resp.headers["X-Cache"] = "BYPASS"
+        return resp
+
+    def miss(self, environ: dict[str, Any]) -> Any:
+        flights: _Flights = self.state.extras[_FLIGHTS_EXTRA]
+        waiting = flights.lead(self.key)
+        if waiting is not None:
+            waiting.wait(FLIGHT_WAIT)
+            value = self.lookup()
+            if value is not None:
+                return self.hit(value, environ)
+            return self.compute(environ, "MISS")
+        try:
+            if not self.opts.lock:
+                return self.compute(environ, "MISS")
+            return self.compute_locked(environ)
+        finally:
+            flights.done(self.key)
+
+    def lock_key(self, kind: str) -> str:
+        prefix = self.state.settings.key_prefix
+        return f"{prefix}:~{kind}:{self.key[len(prefix) + 1 :]}"
+
+    def try_lock(self, lock_key: str) -> bool:
+        try:
+            return self.store.add(lock_key, 1, LOCK_TTL)
+        except Exception as exc:
+            self.store._error("view lock", exc)
+            return True
+
+    def compute_locked(self, environ: dict[str, Any]) -> Any:
+        lock_key = self.lock_key("lock")
+        if self.try_lock(lock_key):
+            try:
+                return self.compute(environ, "MISS")
+            finally:
+                self.safe_delete(lock_key)
+        deadline = time.monotonic() + LOCK_WAIT
+        delay = 0.01
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            value = self.lookup()
+            if value is not None:
+                return self.hit(value, environ)
+        return self.compute(environ, "MISS")
+
+    def refresh_stale(self) -> Any:
+        """After the soft expiry: one request (per key, across processes) recomputes; the
+        others get ``None`` and serve the stale entry."""
+        flights: _Flights = self.state.extras[_FLIGHTS_EXTRA]
+        if flights.lead(self.key) is not None:
+            return None
+        try:
+            lock_key = self.lock_key("swr")
+            if not self.try_lock(lock_key):
+                return None
+            try:
+                return self.compute(self.ctx.request.environ, "MISS")
+            finally:
+                self.safe_delete(lock_key)
+        finally:
+            flights.done(self.key)
+
+    def tags(self) -> list[str]:
+        spec = self.opts.tags
+        if spec is None:
+            out: list[str] = []
+        elif callable(spec):
+            produced = spec(**(self.ctx.request.view_args or {}))
+            if isinstance(produced, str):
+                raise TypeError(
+                    f"the tags callable of {self.endpoint!r} returned a string, not a list"
+                )
+            out = list(produced or ())
+        else:
+            out = list(spec)
+        if self.identity is not None:
+            out.append(user_tag(self.identity))
+        return out
+
+    def compute(self, environ: dict[str, Any], outcome: str) -> Any:
+        """Capture versions, run the view, store the response if it may be stored."""
+        tags = self.tag_list
+        captured = None
+        if self.ctx.request.method == "GET":
+            if self.versions is not None:  # seen by the read that missed, before the view ran
+                captured = (tuple(tags), self.versions)
+            else:
+                try:
+                    captured = self.store.capture(tags)
+                except Exception as exc:
+                    self.store._error("view version read", exc)
+        resp = self.app.make_response(self.view(*self.args, **self.kwargs))
+        if resp.status_code != 200:
+            resp.headers["X-Cache"] = outcome
+            return resp
+        store_it = captured is not None and self.storable(resp)
+        if resp.is_streamed or resp.direct_passthrough:
+            resp.headers["X-Cache"] = outcome
+            return resp
+        body = resp.get_data()
+        etag = resp.headers.get("ETag") or _etag_of(body)
+        resp.headers["ETag"] = etag
+        if "Cache-Control" not in resp.headers:
+            resp.headers["Cache-Control"] = self.opts.cache_control or (
+                "no-cache" if self.opts.shared else "private, no-cache"
+            )
+        if self.opts.vary:
+            for name in self.opts.vary:
+                resp.vary.add(name)
+        if store_it and captured is not None:
+            self.fill(resp, etag, body, tags, captured[1])
+        resp.headers["X-Cache"] = outcome
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        if inm and _etag_matches(inm, etag):
+            return self.not_modified(resp.headers.items())
+        return resp
+
+    def storable(self, resp: Response) -> bool:
+        if self.ctx.request.environ.get(_SKIP_KEY):
+            return False
+        if resp.is_streamed or resp.direct_passthrough or "Set-Cookie" in resp.headers:
+            return False
+        session = getattr(self.ctx, "_session", None)
+        if session is not None and getattr(session, "modified", False):
+            return False  # Flask will set the session cookie on this response
+        tokens = _cache_control_tokens(resp.headers.get("Cache-Control"))
+        if "no-store" in tokens:
+            return False
+        return not (self.opts.shared and "private" in tokens)
+
+    def fill(self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any) -> None:
+        headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
+        if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
+            return
+        timeout = self.opts.timeout or self.state.settings.ttl
+        value = _pack(headers, etag, time.time() + timeout, body)
+        try:
+            self.store.set(
+                self.key,
+                value,
+                timeout + self.opts.swr,
+                tags,
+                versions=versions,
+                endpoint=self.endpoint,
+            )
+        except (TypeError, ValueError):
+            raise  # a bad tag is a programming error
+        except Exception as exc:
+            self.store._error("view write", exc)
