@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 from sqlalchemy.sql import dml
 
+from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .tags import entity_tag, list_tag, type_tag
 
@@ -66,6 +68,43 @@ log = logging.getLogger("flask_dataroom_cache")
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
+
+
+#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
+#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
+#: this before the filling transaction began (or at any time after).
+DEFAULT_SKEW_MS = 100
+
+
+def _skew_setting(app: Flask) -> float:
+    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
+        from .config import ConfigError
+
+        raise ConfigError(
+            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
+        )
+    return value / 1000.0
+
+
+def _nonces(backend: Any) -> tuple[str, ...]:
+    """The token nonces of this process's backend objects (through the wrappers)."""
+    found: list[str] = []
+    todo, seen = [backend], set()
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nonce = getattr(obj, "_nonce", None)
+        if isinstance(nonce, str) and nonce:
+            found.append(nonce)
+        todo.extend(getattr(obj, name, None) for name in ("inner", "primary", "fallback"))
+    return tuple(found)
 
 
 def registry_of(ext: DataRoomCache) -> Registry:
@@ -132,6 +171,7 @@ class _SessionState:
     __slots__ = (
         "__weakref__",
         "begin_seq",
+        "begin_time",
         "buckets",
         "conns",
         "flushed",
@@ -152,6 +192,7 @@ class _SessionState:
         self.wrote = False
         self.flushing = False
         self.begin_seq: int | None = None
+        self.begin_time: float | None = None
         self.conns: list[Connection] = []
         self.registered_in: weakref.WeakSet[_SessionState] | None = None
 
@@ -160,6 +201,7 @@ class _SessionState:
         self.pre.clear()
         self.flushed = self.wrote = self.flushing = False
         self.begin_seq = None
+        self.begin_time = None
 
 
 def _current_tx(session: Session) -> SessionTransaction | None:
@@ -194,8 +236,13 @@ class Tracker:
         self._tables: dict[sa.Table, _TableInfo | None] = {}
         self._tables_version = -1
         self._late_hook: Any = None
+        self.skew = _skew_setting(app)
+        self._own_nonces = _nonces(self.store.backend)
         self.store.bypass_checks.append(self.must_bypass)
         self.store.deferrers.append(self.defer)
+        fill_checks = getattr(self.store, "fill_checks", None)
+        if fill_checks is not None:
+            fill_checks.append(self.refuse_fill)
 
     # -- attaching ------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -306,6 +353,7 @@ class Tracker:
             return
         if st.begin_seq is None:
             st.begin_seq = self._seq
+            st.begin_time = time.time()
         self._conn_owner[conn] = st
         st.conns.append(conn)
 
@@ -465,6 +513,30 @@ class Tracker:
                 return True
             if st.begin_seq is not None and st.begin_seq < seq:
                 return True
+        return False
+
+    def refuse_fill(self, versions: Sequence[str]) -> bool:
+        """The snapshot rule across processes: drop a fill stamped with a token that
+        another process made after this thread's open database transaction began (minus
+        the allowed clock skew): the value may come from a snapshot older than the change
+        the token stands for. Tokens this process made are covered exactly by the commit
+        sequence (:meth:`must_bypass`), so a tag created by this very read never refuses."""
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        began = min((st.begin_time for st in states if st.begin_time is not None), default=None)
+        if began is None:
+            return False
+        limit = began - self.skew
+        own = self._own_nonces
+        for token in versions:
+            made = token_time(token)
+            if made is None or made < limit:
+                continue
+            rest = token.partition("-")[2]
+            if own and rest.startswith(own):
+                continue
+            return True
         return False
 
     def defer(self, tags: tuple[str, ...]) -> bool:
