@@ -527,7 +527,7 @@ class Tracker:
         began = min((st.begin_time for st in states if st.begin_time is not None), default=None)
         if began is None:
             return False
-        limit = began - self.skew
+        limit = began - self.skew - 0.001  # token times are whole milliseconds
         own = self._own_nonces
         for token in versions:
             made = token_time(token)

@@ -12,6 +12,7 @@ import random
 import threading
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from flask_dataroom_cache import contents_tag, dataroom_tag, entity_tag, get_cache_key
@@ -31,9 +32,18 @@ def _version(name: str) -> tuple[int, int]:
     return int(file_part[1:]), int(version)
 
 
-def test_reads_after_a_commit_never_see_older_data(make_env: Any) -> None:
+@pytest.mark.parametrize("apps", ["one app", "two apps"])
+def test_reads_after_a_commit_never_see_older_data(
+    make_env: Any, cache_kind: str, apps: str
+) -> None:
+    """With "two apps", writers commit through one app and readers read through another
+    sharing the backend: two processes, as far as the cache can tell."""
+    if apps == "two apps" and cache_kind == "memory":
+        pytest.skip("the memory backend is per process: nothing is shared")
     env: Env = make_env()
     app = env.app
+    wenv: Env = make_env() if apps == "two apps" else env
+    wapp = wenv.app
     with app.app_context():
         s = env.session
         s.add(DataRoom(id=1, name="R"))
@@ -70,13 +80,13 @@ def test_reads_after_a_commit_never_see_older_data(make_env: Any) -> None:
         try:
             for _ in range(COMMITS_PER_WRITER):
                 fid = 100 + w * 10 + rng.randrange(FILES_PER_WRITER)
-                with app.app_context():
-                    f = env.session.get(File, fid)
+                with wapp.app_context():
+                    f = wenv.session.get(File, fid)
                     _, version = _version(f.name)
                     f.name = f"f{fid}-v{version + 1}"
                     if rng.random() < 0.5:
                         f.folder_id = FOLDERS[1] if f.folder_id == FOLDERS[0] else FOLDERS[0]
-                    env.session.commit()
+                    wenv.session.commit()
                 with lock:
                     committed[fid] = version + 1
         except Exception as exc:  # pragma: no cover - reported below
