@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
@@ -117,8 +118,6 @@ def registry_of(ext: DataRoomCache) -> Registry:
 
 def tracker_for(ext: DataRoomCache, app: Flask | None = None) -> Tracker:
     """The tracker of ``app``, else of the current app, else of the last app initialised."""
-    from flask import current_app, has_app_context
-
     if app is None and has_app_context():
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app is not None:
@@ -311,8 +310,6 @@ class Tracker:
 
     def _owns(self, session: Session) -> bool:
         """False for a session of another app sharing the same Flask-SQLAlchemy object."""
-        from flask import current_app, has_app_context
-
         if not has_app_context():
             return True
         return current_app._get_current_object() is self.app_ref()  # type: ignore[attr-defined]

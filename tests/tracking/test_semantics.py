@@ -542,3 +542,48 @@ def test_bulk_executemany_paths(env: Env) -> None:
     )
     s.commit()
     assert {entity_tag("file", 100), contents_tag(20)} <= env.backend.all_invalidated()
+
+
+def test_two_apps_sharing_one_flask_sqlalchemy_object(tmp_path: Any) -> None:
+    """One ``SQLAlchemy()`` on two apps shares one session factory: each session belongs
+    to the app whose context began its transaction."""
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_dataroom_cache import DataRoomCache
+
+    from .conftest import CountingBackend
+    from .models import Base, declare
+
+    db = SQLAlchemy()
+    apps, backends = [], []
+    for n in (1, 2):
+        app = Flask(f"shared_{n}")
+        app.config.update(
+            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / f'{n}.db'}",
+            REDIS_URL=None,
+            CACHE_KEY_PREFIX=f"shared{n}",
+        )
+        cache = DataRoomCache()
+        declare(cache)
+        db.init_app(app)
+        cache.init_app(app)
+        store = cache.state(app).store
+        store.backend = CountingBackend(store.backend)  # type: ignore[assignment]
+        apps.append(app)
+        backends.append(store.backend)
+        with app.app_context():
+            Base.metadata.create_all(db.engine)
+    with apps[0].app_context():
+        db.session.add(DataRoom(id=1, name="one"))
+        db.session.commit()
+    with apps[1].app_context():
+        db.session.add(DataRoom(id=2, name="two"))
+        db.session.commit()
+    assert backends[0].all_invalidated() == {dataroom_tag(1), list_tag("dataroom")}
+    assert backends[1].all_invalidated() == {dataroom_tag(2), list_tag("dataroom")}
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
