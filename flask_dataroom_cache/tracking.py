@@ -173,8 +173,8 @@ class _SessionState:
         "begin_time",
         "buckets",
         "conns",
+        "flush_ctx",
         "flushed",
-        "flushing",
         "owned",
         "pre",
         "registered_in",
@@ -189,7 +189,7 @@ class _SessionState:
         self.pre: dict[Any, tuple[dict[str, Any] | None, list[Any] | None]] = {}
         self.flushed = False
         self.wrote = False
-        self.flushing = False
+        self.flush_ctx: weakref.ref[Any] | None = None
         self.begin_seq: int | None = None
         self.begin_time: float | None = None
         self.conns: list[Connection] = []
@@ -198,7 +198,8 @@ class _SessionState:
     def reset(self) -> None:
         self.buckets.clear()
         self.pre.clear()
-        self.flushed = self.wrote = self.flushing = False
+        self.flushed = self.wrote = False
+        self.flush_ctx = None
         self.begin_seq = None
         self.begin_time = None
 
@@ -363,7 +364,7 @@ class Tracker:
         st = self._state(session)
         if not st.owned or not self.registry:
             return
-        st.flushing = True
+        st.flush_ctx = weakref.ref(flush_context)
         rule_for = self.registry.rule_for
         pre = st.pre
         if self.registry.has_members and session.deleted:
@@ -451,12 +452,12 @@ class Tracker:
     def _on_flush_done(self, session: Session, flush_context: Any) -> None:
         st = session.info.get(self.key)
         if st is not None:
-            st.flushing = False
+            st.flush_ctx = None
 
     def _on_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
         st = session.info.get(self.key)
         if st is not None:
-            st.flushing = False
+            st.flush_ctx = None
             st.pre.clear()
 
     def _on_commit(self, session: Session) -> None:
@@ -751,13 +752,14 @@ class Tracker:
             return  # ORM-enabled statement: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self._table_info(table) if table is not None else None
-        if info is not None and execution_options:
+        owner = self._conn_owner.get(conn)
+        if owner is not None:
+            if _in_unit_of_work(owner):
+                return  # the flush's own statements: after_flush handles them
+        elif info is not None and execution_options:
             cache = execution_options.get("compiled_cache")
             if cache is not None and cache is info.mapper_cache:
-                return  # a unit-of-work (flush) statement: after_flush handles tracked ones
-        owner = self._conn_owner.get(conn)
-        if owner is not None and owner.flushing:
-            return  # the unit of work's own statements: handled by after_flush
+                return  # an untracked session's flush (or bulk_save_*): not ours
         if info is None:
             if owner is not None:
                 owner.wrote = True
@@ -828,6 +830,20 @@ class Tracker:
         tags = info.pop(self.key + ".resend", None)
         if tags:
             self.send(tags)
+
+
+def _in_unit_of_work(owner: _SessionState) -> bool:
+    """True while the owning session runs a flush's own statements (not ``bulk_save_*``,
+    which also sets ``_flushing`` but has no flush context and no flush events)."""
+    session = owner.session_ref()
+    if session is None or not getattr(session, "_flushing", False):
+        return False
+    ref = owner.flush_ctx
+    ctx = ref() if ref is not None else None
+    if ctx is None:
+        return False
+    tx = getattr(ctx, "transaction", None)
+    return tx is not None and tx is getattr(session, "_transaction", tx)
 
 
 def _unbound(where: Any) -> bool:

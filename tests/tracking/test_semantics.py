@@ -587,3 +587,36 @@ def test_two_apps_sharing_one_flask_sqlalchemy_object(tmp_path: Any) -> None:
             db.session.remove()
             for engine in db.engines.values():
                 engine.dispose()
+
+
+def test_legacy_bulk_save_and_mappings(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.bulk_insert_mappings(File, [{"id": 700, "data_room_id": 1, "folder_id": 20, "name": "m"}])
+    s.commit()
+    assert {entity_tag("file", 700), contents_tag(20), dataroom_tag(1)} <= (
+        env.backend.all_invalidated()
+    )
+    env.backend.reset()
+    s.bulk_update_mappings(File, [{"id": 700, "folder_id": 11}])
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 700), contents_tag(20), contents_tag(11)} <= sent
+    env.backend.reset()
+    s.bulk_save_objects([File(id=701, data_room_id=1, folder_id=10, name="o")])
+    s.commit()
+    assert {entity_tag("file", 701), contents_tag(10)} <= env.backend.all_invalidated()
+
+
+def test_core_statement_after_an_empty_flush_is_tracked(env: Env) -> None:
+    seed(env)
+    s = env.session
+    f = s.get(Folder, 10)
+    f.name = "tmp"
+    f.name = "A"  # back to the loaded value: a flush with nothing to do
+    s.flush()
+    s.connection().execute(
+        sa.update(File.__table__).where(File.__table__.c.id == 100).values(name="core")
+    )
+    s.commit()
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
