@@ -91,6 +91,7 @@ class Rule:
         object.__setattr__(self, "_list", list_tag(self.entity) if self.list_tag else None)
         object.__setattr__(self, "_parent_plan", tuple((a, t, {}) for a, t in self.parents.items()))
         object.__setattr__(self, "parent_attrs", frozenset(self.parents))
+        object.__setattr__(self, "needs_obj", self.members is not None or self.has_hook)
 
     def collect(
         self,
@@ -158,6 +159,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._rules: dict[type, Rule | None] = {}
+        #: class -> rule (or None) for classes already looked up: the flush hot path
+        #: reads it directly and falls back to :meth:`rule_for` on a miss.
+        self.resolved = self._rules
         self._declared: dict[type, Rule] = {}
         self.version = 0
         self.has_members = False

@@ -68,6 +68,7 @@ log = logging.getLogger("flask_dataroom_cache")
 #: one ``{entity}:{id}`` per row (parent tags stay exact: read with SELECT DISTINCT).
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
+_NO_RULE: Any = object()
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
 
@@ -376,8 +377,12 @@ class Tracker:
         modified = getattr(session.identity_map, "_modified", None)
         if modified is None:  # pragma: no cover - private attribute gone
             modified = [sa.inspect(o) for o in session.dirty]
+        rules = self.registry.resolved
         for state in list(modified):
-            rule = rule_for(state.class_)
+            cls = state.class_
+            rule = rules.get(cls, _NO_RULE)
+            if rule is _NO_RULE:
+                rule = rule_for(cls)
             if rule is None or not rule.parents or state.key is None:
                 continue
             data = state.dict
@@ -411,15 +416,21 @@ class Tracker:
             states = {sa.inspect(o): (False, False) for o in (*session.new, *session.dirty)}
             states.update({sa.inspect(o): (True, False) for o in session.deleted})
         no_value = _MISSING_VALUES
+        rules = self.registry.resolved
         for state, (isdelete, listonly) in states.items():
             if listonly and not isdelete:
                 continue
-            rule = rule_for(state.class_)
+            cls = state.class_
+            rule = rules.get(cls, _NO_RULE)
+            if rule is _NO_RULE:
+                rule = rule_for(cls)
             if rule is None:
                 continue
-            obj = state.obj()
-            if obj is None:
-                continue
+            obj = None
+            if rule.needs_obj:  # type: ignore[attr-defined]
+                obj = state.obj()
+                if obj is None:
+                    continue
             if isdelete:
                 kind = "delete"
             elif state.key is None:
