@@ -30,8 +30,11 @@ Store hooks:
 * ``store.bypass_checks``: while this thread's session holds flushed, uncommitted
   tracked changes, reads bypass the cache and fills are dropped; and (snapshot rule)
   while its database transaction began before the latest commit-invalidation this
-  process sent, fills and reads bypass too, because what it reads may predate that
+  process sent, reads and fills bypass too, because what it reads may predate that
   commit yet would be stamped with the new tag versions.
+* ``store.fill_checks``: the snapshot rule across processes: a fill stamped with a tag
+  token that another process made after this thread's transaction began is dropped
+  (tokens carry their creation time; ``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` allows for clocks).
 """
 
 from __future__ import annotations

@@ -620,3 +620,24 @@ def test_core_statement_after_an_empty_flush_is_tracked(env: Env) -> None:
     )
     s.commit()
     assert entity_tag("file", 100) in env.backend.all_invalidated()
+
+
+def test_declaration_errors_are_loud() -> None:
+    from flask import Flask
+
+    from flask_dataroom_cache import DataRoomCache
+
+    cache = DataRoomCache()
+    with pytest.raises(TypeError):
+        cache.track("Folder", entity="folder")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        cache.track(Folder, parents={"parent_id": ""})
+    with pytest.raises(TypeError):
+        cache.track(Folder, members=["u1"])  # type: ignore[arg-type]
+    app = Flask("errors")
+    app.config.update(REDIS_URL=None)
+    cache.init_app(app)
+    with pytest.raises(TypeError, match="class"):
+        cache.track_session(sa.orm.Session, app=app)  # would track every app
+    with pytest.raises(RuntimeError):
+        DataRoomCache().track_session(sa.orm.sessionmaker())
