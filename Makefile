@@ -31,7 +31,7 @@ bench: $(STAMP)  ## benchmarks: prints a table, writes benchmarks/results/*.json
 
 run: $(STAMP)  ## the example app on SQLite + memory cache, seeded, on http://$(HOST):$(PORT)
 	$(VENV)/bin/flask --app example_app init-db
-	$(VENV)/bin/flask --app example_app seed
+	$(VENV)/bin/flask --app example_app seed --base-url http://$(HOST):$(PORT)
 	$(VENV)/bin/flask --app example_app run --host $(HOST) --port $(PORT)
 
 serve: $(STAMP)  ## the example app under gunicorn with $(WORKERS) workers (set DATABASE_URL and REDIS_URL)

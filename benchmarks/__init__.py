@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-MODULES = ["bench_core", "bench_tracking", "bench_views", "bench_example", "bench_scale"]
+MODULES = [
+    "bench_core",
+    "bench_tracking",
+    "bench_views",
+    "bench_example",
+    "bench_scale",
+    "bench_ops",
+]
 
 
 @dataclass

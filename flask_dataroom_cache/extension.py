@@ -37,17 +37,10 @@ class CacheState:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def stats(self) -> dict[str, Any]:
-        """Counters, hit ratio and backend state, as a plain dict."""
-        snap = self.metrics.snapshot()
-        backend = self.store.backend
-        snap["backend"] = {
-            "name": backend.name,
-            "enabled": self.settings.enabled,
-            "breaker": getattr(backend, "state", "closed"),
-            "pending_invalidations": getattr(backend, "pending", 0),
-            "fallback_serves": getattr(backend, "fallback_serves", 0),
-        }
-        return snap
+        """Counters, hit ratio and backend state, as a plain dict (see metrics.build_stats)."""
+        from .metrics import build_stats
+
+        return build_stats(self)
 
 
 class DataRoomCache:
@@ -66,7 +59,7 @@ class DataRoomCache:
         """Validate config (``ConfigError`` names the bad key), build and register state."""
         settings = Settings.from_mapping(app.config)
         metrics = Metrics()
-        backend = create_backend(settings, on_error=lambda: metrics.incr("errors"))
+        backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics)
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
@@ -85,6 +78,10 @@ class DataRoomCache:
         from . import tracking  # late import: tracking imports this module for types
 
         tracking.install(app, state)
+
+        from . import cli
+
+        cli.register(app, state)
 
     # -- access -------------------------------------------------------------------------
     @staticmethod
@@ -203,3 +200,31 @@ class DataRoomCache:
         from .tracking import tracker_for
 
         tracker_for(self, app).attach(target, engines)
+
+    # -- ops: warmers and Prometheus (cli.py, metrics.py) ---------------------------------
+    def warmer(self, fn: Callable[[], Any] | None = None, *, name: str | None = None) -> Any:
+        """Register ``fn()`` to be run by ``flask dataroom-cache warm`` in an app context.
+
+        ``@cache.warmer`` or ``@cache.warmer(name="rooms")``; return the number of entries
+        warmed (an int) to have it printed.
+        """
+        from . import cli
+
+        if fn is None:
+            return lambda f: cli.add_warmer(self, f, name)
+        return cli.add_warmer(self, fn, name)
+
+    def prometheus_registry(
+        self, app: Flask | None = None, registry: Any = None, *, app_label: str | None = None
+    ) -> Any:
+        """Expose ``app``'s counters to Prometheus; returns the registry.
+
+        Without ``registry``, the app gets its own ``CollectorRegistry`` (same one on every
+        call); with one (e.g. ``prometheus_client.REGISTRY``), the app is added to a single
+        collector on it, its samples labelled ``app`` (default ``app.name``) and ``prefix``,
+        so several apps share a registry without clashing.
+        """
+        from .metrics import register_prometheus
+
+        target = app if app is not None else current_app
+        return register_prometheus(self.state(target), app_label or target.name, registry)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
@@ -17,7 +16,12 @@ __all__ = ["create_backend"]
 log = logging.getLogger("flask_dataroom_cache")
 
 
-def create_backend(settings: Settings, on_error: Callable[[], None] | None = None) -> Backend:
+def create_backend(
+    settings: Settings,
+    on_error: Callable[[], None] | None = None,
+    *,
+    on_event: Callable[[str], None] | None = None,
+) -> Backend:
     """Redis when ``REDIS_URL`` is set and reachable, else the bounded memory backend.
 
     * no ``REDIS_URL``: :class:`MemoryBackend` bounded by ``CACHE_MAX_ENTRIES``;
@@ -27,7 +31,11 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
       over (the local cache is dropped) as soon as it answers. The short TTL bounds how
       long several workers, each with its own memory cache, can disagree;
     * reachable: Redis behind :class:`ResilientBackend` (breaker, queued invalidations,
-      optional ``CACHE_FALLBACK=memory``).
+      optional ``CACHE_FALLBACK=memory``), probing in the background while open.
+
+    ``on_event(name)`` receives the resilient backend's ``"errors"`` and
+    ``"fallback_serves"`` events (the metrics hook); ``on_error()`` is the older,
+    errors-only hook.
     """
     if not settings.redis_url or not settings.enabled:
         # Disabled: every call is a no-op miss in the store; build no client, send no PING.
@@ -67,37 +75,19 @@ def create_backend(settings: Settings, on_error: Callable[[], None] | None = Non
     fallback: Backend | None = None
     if not reachable or settings.fallback == "memory":
         fallback = MemoryBackend(settings.fallback_max_entries)
-    with _quiet_start(not reachable):
-        return ResilientBackend(
-            primary,
-            fallback=fallback,
-            fallback_ttl=settings.fallback_ttl,
-            threshold=settings.breaker_threshold,
-            cooldown=settings.breaker_cooldown,
-            pending_max=settings.pending_max,
-            on_error=on_error,
-            start_open=not reachable,
-        )
-
-
-class _DropBreakerOpen(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("cache backend %s is down")
-
-
-@contextmanager
-def _quiet_start(active: bool) -> Iterator[None]:
-    """Unreachable at start: the warning above already said so (with the URL and the memory
-    fallback); drop the breaker's own "is down" line so start-up logs exactly one warning."""
-    if not active:
-        yield
-        return
-    drop = _DropBreakerOpen()
-    log.addFilter(drop)
-    try:
-        yield
-    finally:
-        log.removeFilter(drop)
+    # Unreachable at start: the warning above says so (with the URL and the local cache);
+    # the breaker opens silently and logs only when Redis is back.
+    return ResilientBackend(
+        primary,
+        fallback=fallback,
+        fallback_ttl=settings.fallback_ttl,
+        threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown,
+        pending_max=settings.pending_max,
+        on_error=on_error,
+        on_event=on_event,
+        start_open=not reachable,
+    )
 
 
 #: Start-up PINGs before Redis is declared unreachable. One PING with the 0.25 s request

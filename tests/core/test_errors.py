@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
-from scale.servers import RedisProcess, free_port, start_server
+from scale.servers import RedisProcess, free_port, start_server, wait_until
 
 from flask_dataroom_cache import (
     CacheStore,
@@ -89,7 +89,10 @@ def test_injected_redis_errors_become_misses_and_recorded_invalidations(
             assert 1 <= len(warnings) <= 2, warnings  # rate-limited: not one per call
         # Redis answers again: the queued invalidation is delivered before any read.
         assert cache_get(key, tags) is None  # "before" is stale: never served
-        assert store_of(app).backend.pending == 0
+        # (the breaker's background prober delivers it; reads bypass Redis until then)
+        backend = store_of(app).backend
+        wait_until(lambda: backend.state == "closed", 5, "breaker closed")
+        assert backend.pending == 0
         assert get_or_set(key, lambda: "after", tags=tags) == "after"
         assert cache_get(key, tags) == "after"
 
@@ -158,6 +161,9 @@ def test_redis_stopped_at_runtime(
         invalidate_tags("file:1")
         assert store_of(app).backend.pending == 1
         assert 1 <= len(_warnings(caplog)) <= 2, _warnings(caplog)
+    # Stop its background prober (it retries the queued invalidation against the dead
+    # server) so that it cannot touch Redis during later tests.
+    store_of(app).backend.close()
 
 
 def test_disabled_cache_is_a_no_op_and_never_touches_redis(
