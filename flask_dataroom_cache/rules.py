@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .keys import _text
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
 
 __all__ = ["Change", "Registry", "Rule", "parent_tag"]
@@ -47,6 +48,14 @@ def parent_tag(parent_type: str, parent_id: Any) -> str:
     if parent_type == "user":
         return user_tag(parent_id)
     return entity_tag(parent_type, parent_id)
+
+
+def _memo(cache: dict[Any, str], parent_type: str, value: Any) -> str:
+    """``parent_tag`` memoised per rule and attribute: parents repeat across a flush."""
+    if len(cache) > 4096:
+        cache.clear()
+    tag = cache[value] = parent_tag(parent_type, value)
+    return tag
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,56 @@ class Rule:
     members: Callable[[Any], Iterable[Any]] | None = None
     has_hook: bool = False
 
+    def __post_init__(self) -> None:
+        # precomputed pieces of the hot path (object.__setattr__: the dataclass is frozen)
+        object.__setattr__(self, "_entity_prefix", entity_tag(self.entity, "x")[:-1])
+        object.__setattr__(self, "_list", list_tag(self.entity) if self.list_tag else None)
+        object.__setattr__(self, "_parent_plan", tuple((a, t, {}) for a, t in self.parents.items()))
+        object.__setattr__(self, "parent_attrs", frozenset(self.parents))
+        object.__setattr__(self, "needs_obj", self.members is not None or self.has_hook)
+
+    def collect(
+        self,
+        out: set[str],
+        obj: Any,
+        kind: str,
+        current: Mapping[str, Any],
+        old: Mapping[str, Any] | None = None,
+        members: Iterable[Any] | None = None,
+    ) -> None:
+        """Add the tags of one change to ``out`` (the flush hot path)."""
+        ident = current.get(self.id_attr)
+        if ident is not None:
+            text = str(ident) if type(ident) is int else _text(ident)
+            out.add(self._entity_prefix + text)  # type: ignore[attr-defined]
+        if self._list is not None:  # type: ignore[attr-defined]
+            out.add(self._list)  # type: ignore[attr-defined]
+        cache: dict[Any, str]
+        for attr, ptype, cache in self._parent_plan:  # type: ignore[attr-defined]
+            value = current.get(attr)
+            if value is not None:
+                tag = cache.get(value)
+                if tag is None:
+                    tag = _memo(cache, ptype, value)
+                out.add(tag)
+            if old:
+                prev = old.get(attr)
+                if prev is not None and prev != value:
+                    tag = cache.get(prev)
+                    if tag is None:
+                        tag = _memo(cache, ptype, prev)
+                    out.add(tag)
+        if members is None and self.members is not None and obj is not None:
+            members = self.members(obj)
+        if members:
+            out.update(user_tag(uid) for uid in members if uid is not None)
+        if self.has_hook and obj is not None:
+            extra = obj.cache_tags(Change(kind, self.entity, ident, obj, dict(old or {})))
+            if extra:
+                if isinstance(extra, str):
+                    raise TypeError(f"{self.model.__name__}.cache_tags must return a list")
+                out.update(extra)
+
     def tags(
         self,
         obj: Any,
@@ -90,31 +149,8 @@ class Rule:
         values; ``old`` the values before the change (both are tagged); ``members`` the
         member ids already evaluated (else ``members(obj)`` is called now, if declared).
         """
-        current = obj.__dict__ if values is None else values
         out: set[str] = set()
-        ident = current.get(self.id_attr)
-        if ident is not None:
-            out.add(entity_tag(self.entity, ident))
-        if self.list_tag:
-            out.add(list_tag(self.entity))
-        for attr, ptype in self.parents.items():
-            value = current.get(attr)
-            if value is not None:
-                out.add(parent_tag(ptype, value))
-            if old:
-                prev = old.get(attr)
-                if prev is not None and prev != value:
-                    out.add(parent_tag(ptype, prev))
-        if members is None and self.members is not None and obj is not None:
-            members = self.members(obj)
-        if members:
-            out.update(user_tag(uid) for uid in members if uid is not None)
-        if self.has_hook and obj is not None:
-            extra = obj.cache_tags(Change(kind, self.entity, ident, obj, dict(old or {})))
-            if extra:
-                if isinstance(extra, str):
-                    raise TypeError(f"{self.model.__name__}.cache_tags must return a list")
-                out.update(extra)
+        self.collect(out, obj, kind, obj.__dict__ if values is None else values, old, members)
         return out
 
 
@@ -123,8 +159,12 @@ class Registry:
 
     def __init__(self) -> None:
         self._rules: dict[type, Rule | None] = {}
+        #: class -> rule (or None) for classes already looked up: the flush hot path
+        #: reads it directly and falls back to :meth:`rule_for` on a miss.
+        self.resolved = self._rules
         self._declared: dict[type, Rule] = {}
         self.version = 0
+        self.has_members = False
 
     def add(
         self,
@@ -158,6 +198,7 @@ class Registry:
         )
         self._declared[model] = rule
         self._rules.clear()  # subclasses resolve again
+        self.has_members = any(r.members is not None for r in self._declared.values())
         self.version += 1
         return rule
 

@@ -30,25 +30,31 @@ Store hooks:
 * ``store.bypass_checks``: while this thread's session holds flushed, uncommitted
   tracked changes, reads bypass the cache and fills are dropped; and (snapshot rule)
   while its database transaction began before the latest commit-invalidation this
-  process sent, fills and reads bypass too, because what it reads may predate that
+  process sent, reads and fills bypass too, because what it reads may predate that
   commit yet would be stamped with the new tag versions.
+* ``store.fill_checks``: the snapshot rule across processes: a fill stamped with a tag
+  token that another process made after this thread's transaction began is dropped
+  (tokens carry their creation time; ``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` allows for clocks).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 from sqlalchemy.sql import dml
 
+from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .tags import entity_tag, list_tag, type_tag
 
@@ -65,6 +71,45 @@ log = logging.getLogger("flask_dataroom_cache")
 #: one ``{entity}:{id}`` per row (parent tags stay exact: read with SELECT DISTINCT).
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
+_NO_RULE: Any = object()
+_MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
+
+
+#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
+#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
+#: this before the filling transaction began (or at any time after).
+DEFAULT_SKEW_MS = 100
+
+
+def _skew_setting(app: Flask) -> float:
+    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
+        from .config import ConfigError
+
+        raise ConfigError(
+            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
+        )
+    return value / 1000.0
+
+
+def _nonces(backend: Any) -> tuple[str, ...]:
+    """The token nonces of this process's backend objects (through the wrappers)."""
+    found: list[str] = []
+    todo, seen = [backend], set()
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nonce = getattr(obj, "_nonce", None)
+        if isinstance(nonce, str) and nonce:
+            found.append(nonce)
+        todo.extend(getattr(obj, name, None) for name in ("inner", "primary", "fallback"))
+    return tuple(found)
 
 
 def registry_of(ext: DataRoomCache) -> Registry:
@@ -77,8 +122,6 @@ def registry_of(ext: DataRoomCache) -> Registry:
 
 def tracker_for(ext: DataRoomCache, app: Flask | None = None) -> Tracker:
     """The tracker of ``app``, else of the current app, else of the last app initialised."""
-    from flask import current_app, has_app_context
-
     if app is None and has_app_context():
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app is not None:
@@ -131,10 +174,11 @@ class _SessionState:
     __slots__ = (
         "__weakref__",
         "begin_seq",
+        "begin_time",
         "buckets",
         "conns",
+        "flush_ctx",
         "flushed",
-        "flushing",
         "owned",
         "pre",
         "registered_in",
@@ -149,16 +193,19 @@ class _SessionState:
         self.pre: dict[Any, tuple[dict[str, Any] | None, list[Any] | None]] = {}
         self.flushed = False
         self.wrote = False
-        self.flushing = False
+        self.flush_ctx: weakref.ref[Any] | None = None
         self.begin_seq: int | None = None
+        self.begin_time: float | None = None
         self.conns: list[Connection] = []
         self.registered_in: weakref.WeakSet[_SessionState] | None = None
 
     def reset(self) -> None:
         self.buckets.clear()
         self.pre.clear()
-        self.flushed = self.wrote = self.flushing = False
+        self.flushed = self.wrote = False
+        self.flush_ctx = None
         self.begin_seq = None
+        self.begin_time = None
 
 
 def _current_tx(session: Session) -> SessionTransaction | None:
@@ -193,8 +240,13 @@ class Tracker:
         self._tables: dict[sa.Table, _TableInfo | None] = {}
         self._tables_version = -1
         self._late_hook: Any = None
+        self.skew = _skew_setting(app)
+        self._own_nonces = _nonces(self.store.backend)
         self.store.bypass_checks.append(self.must_bypass)
         self.store.deferrers.append(self.defer)
+        fill_checks = getattr(self.store, "fill_checks", None)
+        if fill_checks is not None:
+            fill_checks.append(self.refuse_fill)
 
     # -- attaching ------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -263,8 +315,6 @@ class Tracker:
 
     def _owns(self, session: Session) -> bool:
         """False for a session of another app sharing the same Flask-SQLAlchemy object."""
-        from flask import current_app, has_app_context
-
         if not has_app_context():
             return True
         return current_app._get_current_object() is self.app_ref()  # type: ignore[attr-defined]
@@ -305,42 +355,54 @@ class Tracker:
             return
         if st.begin_seq is None:
             st.begin_seq = self._seq
+            st.begin_time = time.time()
         self._conn_owner[conn] = st
         st.conns.append(conn)
 
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        """Only what after_flush cannot know: members of deleted objects (before their
+        rows, and their memberships, are gone) and parent values that are not loaded
+        (an expired object moved through a relationship: the flush would overwrite the
+        old value without recording it). Loaded parent values are read in after_flush
+        from ``committed_state``, which the flush's foreign-key sync also fills."""
         st = self._state(session)
         if not st.owned or not self.registry:
             return
-        st.flushing = True
+        st.flush_ctx = weakref.ref(flush_context)
         rule_for = self.registry.rule_for
-        with session.no_autoflush:
-            for obj in session.dirty:
-                rule = rule_for(type(obj))
-                if rule is not None and rule.parents:
-                    st.pre[sa.inspect(obj)] = (self._old_parents(obj, rule), None)
-            for obj in session.deleted:
-                rule = rule_for(type(obj))
-                if rule is not None:
-                    old = self._old_parents(obj, rule) if rule.parents else None
-                    members = list(rule.members(obj)) if rule.members is not None else None
-                    st.pre[sa.inspect(obj)] = (old, members)
-
-    @staticmethod
-    def _old_parents(obj: Any, rule: Rule) -> dict[str, Any]:
-        state = sa.inspect(obj)
-        committed = state.committed_state
-        data = state.dict
-        old: dict[str, Any] = {}
-        for attr in rule.parents:
-            value = committed.get(attr, _NO_VALUE)
-            if value is _NO_VALUE or value is sa.orm.base.NO_VALUE:
-                value = data.get(attr, _NO_VALUE)
-                if value is _NO_VALUE and state.key is not None:
+        pre = st.pre
+        if self.registry.has_members and session.deleted:
+            with session.no_autoflush:
+                for obj in session.deleted:
+                    rule = rule_for(type(obj))
+                    if rule is not None and rule.members is not None:
+                        pre[sa.inspect(obj)] = (None, list(rule.members(obj)))
+        modified = getattr(session.identity_map, "_modified", None)
+        if modified is None:  # pragma: no cover - private attribute gone
+            modified = [sa.inspect(o) for o in session.dirty]
+        rules = self.registry.resolved
+        for state in list(modified):
+            cls = state.class_
+            rule = rules.get(cls, _NO_RULE)
+            if rule is _NO_RULE:
+                rule = rule_for(cls)
+            if rule is None or not rule.parents or state.key is None:
+                continue
+            data = state.dict
+            if data.keys() >= rule.parent_attrs:  # type: ignore[attr-defined]
+                continue  # all loaded: after_flush reads committed_state
+            missing = [a for a in rule.parents if a not in data]
+            obj = state.obj()
+            if obj is None:
+                continue
+            old = {}
+            with session.no_autoflush:
+                for attr in missing:
                     value = getattr(obj, attr, None)  # expired: load (rare)
-            if value is not _NO_VALUE and value is not sa.orm.base.NO_VALUE:
-                old[attr] = value
-        return old
+                    if value is not None:
+                        old[attr] = value
+            prev = pre.get(state)
+            pre[state] = (old, prev[1] if prev else None)
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         st = self._state(session)
@@ -353,29 +415,47 @@ class Tracker:
         tags: set[str] = set()
         states = getattr(flush_context, "states", None)
         pre = st.pre
-        if states is not None:
-            items: Iterable[tuple[Any, bool]] = (
-                (state, flags[0]) for state, flags in states.items() if flags[0] or not flags[1]
-            )
-        else:  # pragma: no cover - older/newer SQLAlchemy without UOWTransaction.states
-            items = [(sa.inspect(o), False) for o in (*session.new, *session.dirty)] + [
-                (sa.inspect(o), True) for o in session.deleted
-            ]
-        for state, isdelete in items:
-            obj = state.obj()
-            if obj is None:
+        if states is None:  # pragma: no cover - SQLAlchemy without UOWTransaction.states
+            states = {sa.inspect(o): (False, False) for o in (*session.new, *session.dirty)}
+            states.update({sa.inspect(o): (True, False) for o in session.deleted})
+        no_value = _MISSING_VALUES
+        rules = self.registry.resolved
+        for state, (isdelete, listonly) in states.items():
+            if listonly and not isdelete:
                 continue
-            rule = rule_for(type(obj))
+            cls = state.class_
+            rule = rules.get(cls, _NO_RULE)
+            if rule is _NO_RULE:
+                rule = rule_for(cls)
             if rule is None:
                 continue
+            obj = None
+            if rule.needs_obj:  # type: ignore[attr-defined]
+                obj = state.obj()
+                if obj is None:
+                    continue
             if isdelete:
                 kind = "delete"
             elif state.key is None:
                 kind = "insert"
             else:
                 kind = "update"
-            old, members = pre.get(state, (None, None))
-            tags |= rule.tags(obj, kind, old, members)
+            old: dict[str, Any] | None = None
+            members = None
+            if pre:
+                found = pre.get(state)
+                if found is not None:
+                    old, members = found
+            if kind == "update" and rule.parents:
+                committed = state.committed_state
+                if committed:
+                    for attr in rule.parents:
+                        prev = committed.get(attr, _NO_VALUE)
+                        if prev is not _NO_VALUE and prev not in no_value:
+                            if old is None:
+                                old = {}
+                            old[attr] = prev
+            rule.collect(tags, obj, kind, state.dict, old, members)
         pre.clear()
         if tags:
             bucket = self._bucket(session, st)
@@ -386,12 +466,12 @@ class Tracker:
     def _on_flush_done(self, session: Session, flush_context: Any) -> None:
         st = session.info.get(self.key)
         if st is not None:
-            st.flushing = False
+            st.flush_ctx = None
 
     def _on_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
         st = session.info.get(self.key)
         if st is not None:
-            st.flushing = False
+            st.flush_ctx = None
             st.pre.clear()
 
     def _on_commit(self, session: Session) -> None:
@@ -411,6 +491,8 @@ class Tracker:
             self.send(tags)
 
     def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
+        if tx.parent is not None and not tx.nested:
+            return  # a flush's subtransaction: never holds tags
         st: _SessionState | None = session.info.get(self.key)
         if st is None:
             return
@@ -430,7 +512,7 @@ class Tracker:
         """Deliver committed tags now (bumps the commit sequence first: snapshot rule)."""
         with self._lock:
             self._seq += 1
-        self.store.invalidate(sorted(tags), defer=False)
+        self.store.invalidate(tuple(tags), defer=False)
 
     # -- store hooks ---------------------------------------------------------------------------
     def must_bypass(self) -> bool:
@@ -443,6 +525,30 @@ class Tracker:
                 return True
             if st.begin_seq is not None and st.begin_seq < seq:
                 return True
+        return False
+
+    def refuse_fill(self, versions: Sequence[str]) -> bool:
+        """The snapshot rule across processes: drop a fill stamped with a token that
+        another process made after this thread's open database transaction began (minus
+        the allowed clock skew): the value may come from a snapshot older than the change
+        the token stands for. Tokens this process made are covered exactly by the commit
+        sequence (:meth:`must_bypass`), so a tag created by this very read never refuses."""
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        began = min((st.begin_time for st in states if st.begin_time is not None), default=None)
+        if began is None:
+            return False
+        limit = began - self.skew - 0.001  # token times are whole milliseconds
+        own = self._own_nonces
+        for token in versions:
+            made = token_time(token)
+            if made is None or made < limit:
+                continue
+            rest = token.partition("-")[2]
+            if own and rest.startswith(own):
+                continue
+            return True
         return False
 
     def defer(self, tags: tuple[str, ...]) -> bool:
@@ -516,23 +622,43 @@ class Tracker:
         cols = [c for c in (info.id_col, *info.parent_cols.values()) if c is not None]
         if not cols:
             return tags, ids
-        query = sa.select(*cols)
         where = stmt.whereclause
-        if where is not None:
-            query = query.where(where)
-        rows = run(query.limit(BULK_ROW_CAP + 1)).all()
-        if len(rows) <= BULK_ROW_CAP:
-            for row in rows:
-                self._row_tags(info, row._mapping, tags)
-                if info.id_col is not None:
-                    ids.append(row._mapping[info.id_col])
+        if where is None and rows_params and info.id_col is not None:
+            # executemany by primary key (ORM bulk update by pk): the rows are the ids
+            id_keys = (rule.id_attr, info.id_col.key)
+            wanted = [next((p[k] for k in id_keys if k in p), None) for p in rows_params]
+            if all(v is not None for v in wanted):
+                where = info.id_col.in_(wanted)
+                rows_params = None
+        overflow = False
+        if where is not None and rows_params and _unbound(where):
+            # executemany with bindparam() criteria: one SELECT per parameter row
+            rows: list[Any] = []
+            if len(rows_params) > BULK_ROW_CAP:
+                overflow, where = True, None  # the parents of the whole table
+            else:
+                for params in rows_params:
+                    query = sa.select(*cols).where(where).params(**params)
+                    rows.extend(run(query).all())
         else:
+            query = sa.select(*cols)
+            if where is not None:
+                query = query.where(where)
+            rows = run(query.limit(BULK_ROW_CAP + 1)).all()
+        if overflow or len(rows) > BULK_ROW_CAP:
             for attr, column in info.parent_cols.items():
                 ptype = rule.parents[attr]
                 q = sa.select(column).distinct()
                 if where is not None:
                     q = q.where(where)
                 tags.update(parent_tag(ptype, v) for (v,) in run(q) if v is not None)
+        else:
+            for found in rows:
+                self._row_tags(info, found._mapping, tags)
+                if info.id_col is not None:
+                    ids.append(found._mapping[info.id_col])
+        for params in rows_params or ():
+            self._row_tags(info, params, tags)  # new values given as parameters
         if isinstance(stmt, dml.Update):
             literal = _literal_values(stmt)
             for attr, pcol in info.parent_cols.items():
@@ -640,13 +766,14 @@ class Tracker:
             return  # ORM-enabled statement: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self._table_info(table) if table is not None else None
-        if info is not None and execution_options:
+        owner = self._conn_owner.get(conn)
+        if owner is not None:
+            if _in_unit_of_work(owner):
+                return  # the flush's own statements: after_flush handles them
+        elif info is not None and execution_options:
             cache = execution_options.get("compiled_cache")
             if cache is not None and cache is info.mapper_cache:
-                return  # a unit-of-work (flush) statement: after_flush handles tracked ones
-        owner = self._conn_owner.get(conn)
-        if owner is not None and owner.flushing:
-            return  # the unit of work's own statements: handled by after_flush
+                return  # an untracked session's flush (or bulk_save_*): not ours
         if info is None:
             if owner is not None:
                 owner.wrote = True
@@ -719,6 +846,31 @@ class Tracker:
             self.send(tags)
 
 
+def _in_unit_of_work(owner: _SessionState) -> bool:
+    """True while the owning session runs a flush's own statements (not ``bulk_save_*``,
+    which also sets ``_flushing`` but has no flush context and no flush events)."""
+    session = owner.session_ref()
+    if session is None or not getattr(session, "_flushing", False):
+        return False
+    ref = owner.flush_ctx
+    ctx = ref() if ref is not None else None
+    if ctx is None:
+        return False
+    tx = getattr(ctx, "transaction", None)
+    return tx is not None and tx is getattr(session, "_transaction", tx)
+
+
+def _unbound(where: Any) -> bool:
+    """True if the criteria hold ``bindparam()``s whose values come with each execution."""
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    return any(
+        isinstance(el, BindParameter) and el.value is None and el.callable is None
+        for el in visitors.iterate(where)
+    )
+
+
 def _set_keys(stmt: Any) -> set[str] | None:
     values = getattr(stmt, "_values", None)
     ordered = getattr(stmt, "_ordered_values", None)
@@ -747,8 +899,9 @@ def _literal_values(stmt: Any) -> dict[str, Any]:
         key = k if isinstance(k, str) else getattr(k, "key", None)
         if key is None:
             continue
-        if isinstance(v, sa.sql.elements.BindParameter) and v.callable is None:
-            out[key] = v.value
+        if isinstance(v, sa.sql.elements.BindParameter):
+            if v.callable is None and v.value is not None:
+                out[key] = v.value
         elif isinstance(v, str | int):
             out[key] = v
     return out

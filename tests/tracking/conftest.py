@@ -109,9 +109,7 @@ class Env:
 
 
 @pytest.fixture
-def make_env(
-    cache_config: dict[str, Any], database_url: str
-) -> Iterator[Callable[..., Env]]:
+def make_env(cache_config: dict[str, Any], database_url: str) -> Iterator[Callable[..., Env]]:
     made: list[Env] = []
 
     def factory(order: str = "db-first", url: str | None = None, **config: Any) -> Env:

@@ -40,9 +40,7 @@ class Folder(Base):
     data_room_id: Mapped[int] = mapped_column(ForeignKey("datarooms.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
-    parent: Mapped[Folder | None] = relationship(
-        remote_side="Folder.id", back_populates="children"
-    )
+    parent: Mapped[Folder | None] = relationship(remote_side="Folder.id", back_populates="children")
     children: Mapped[list[Folder]] = relationship(back_populates="parent", passive_deletes=True)
     files: Mapped[list[File]] = relationship(back_populates="folder", passive_deletes=True)
     __table_args__ = (UniqueConstraint("data_room_id", "parent_id", "name"),)

@@ -91,3 +91,47 @@ def test_reader_capture_before_commit_is_rejected(make_env: Any) -> None:
         assert env.store.get_or_set("k", lambda: env.contents_fresh(1, None), tags=tags)[
             "folders"
         ] == ["new"]
+
+
+def test_reader_in_another_process_does_not_fill(make_env: Any, cache_kind: str) -> None:
+    """Two apps sharing one backend stand for two processes: the writer's tracker is not
+    the reader's, so only the token times can tell the reader its snapshot is too old."""
+    import pytest
+
+    if cache_kind == "memory":
+        pytest.skip("the memory backend is per process: nothing is shared")
+    reader_env: Env = make_env()
+    writer_env: Env = make_env()
+    for e in (reader_env, writer_env):
+        with e.app.app_context():
+            snapshot_engine(e.db.engine)
+            e.db.engine.dispose()
+    with writer_env.app.app_context():
+        writer_env.session.add(DataRoom(id=1, name="R"))
+        writer_env.session.add(Folder(id=10, data_room_id=1, name="old"))
+        writer_env.session.commit()
+    reader = reader_env.app.app_context()
+    reader.push()
+    try:
+        assert reader_env.session.scalars(sa.select(Folder.name)).all() == ["old"]
+        with writer_env.app.app_context():
+            writer_env.session.get(Folder, 10).name = "new"
+            writer_env.session.commit()
+        reader_env.backend.reset()
+        assert reader_env.contents(1, None)["folders"] == ["old"]  # its snapshot
+        assert reader_env.backend.calls["set"] == 0, "an old snapshot must not fill"
+    finally:
+        reader.pop()
+    with reader_env.app.app_context():
+        assert reader_env.contents(1, None)["folders"] == ["new"]
+
+
+def test_clock_skew_setting_is_validated(make_env: Any) -> None:
+    import pytest
+
+    from flask_dataroom_cache import ConfigError
+
+    with pytest.raises(ConfigError, match="CACHE_SNAPSHOT_CLOCK_SKEW_MS"):
+        make_env(CACHE_SNAPSHOT_CLOCK_SKEW_MS="soon")
+    env: Env = make_env(CACHE_SNAPSHOT_CLOCK_SKEW_MS=250)
+    assert env.app.extensions["dataroom_cache"].extras["tracker"].skew == 0.25

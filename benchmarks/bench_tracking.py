@@ -1,0 +1,226 @@
+"""The cost of tracking on the write path: a commit of 1 and of 500 changed objects, with
+and without the extension, in the same run, on the same engine and tables.
+
+"Without" is a plain ``sessionmaker`` on the engine; "with" is another ``sessionmaker``
+on the same engine tracked by ``cache.track_session`` (models declared with
+``cache.track``), delivering to the in-process memory backend and, when Redis answers,
+to Redis. Objects stay loaded between commits (``expire_on_commit=False``) so the figure
+is the flush + commit itself, where the tracking cost lands. Ratios: with / without.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import BenchEnv, ratio_row, row
+
+GROUP = "tracking"
+TARGET = 1.10
+
+
+def _models() -> tuple[Any, Any, Any]:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Folder(Base):
+        __tablename__ = "bench_folders"
+        id = sa.Column(sa.Integer, primary_key=True)
+        data_room_id = sa.Column(sa.Integer, nullable=False)
+        parent_id = sa.Column(sa.Integer, sa.ForeignKey("bench_folders.id"))
+        name = sa.Column(sa.String(100), nullable=False)
+
+    class File(Base):
+        __tablename__ = "bench_files"
+        id = sa.Column(sa.Integer, primary_key=True)
+        data_room_id = sa.Column(sa.Integer, nullable=False)
+        folder_id = sa.Column(sa.Integer, sa.ForeignKey("bench_folders.id"))
+        name = sa.Column(sa.String(100), nullable=False)
+
+    return Base, Folder, File
+
+
+def _redis_ok(url: str) -> bool:
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _interleaved(
+    fns: dict[str, Any], number: int, rounds: int
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Run each function ``number`` times per round, alternating between them every round
+    (so a noisy neighbour hits all variants alike). Returns wall-clock and this thread's
+    CPU time (stable on a loaded machine; on SQLite it includes the database's work, on
+    PostgreSQL only the client's), median/min/max µs per call."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm up
+        for _ in range(max(1, number // 5)):
+            fn()
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                start, cpu_start = time.perf_counter(), time.thread_time()
+                for _ in range(number):
+                    fn()
+                samples[name].append((time.perf_counter() - start) / number * 1e6)
+                cpu[name].append((time.thread_time() - cpu_start) / number * 1e6)
+    finally:
+        if gc_was:
+            gc.enable()
+
+    def summary(data: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                "median_us": round(statistics.median(v), 3),
+                "min_us": round(min(v), 3),
+                "max_us": round(max(v), 3),
+            }
+            for name, v in data.items()
+        }
+
+    return summary(samples), summary(cpu)
+
+
+def _bench_db(env: BenchEnv, db_name: str, url: str) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+    from flask import Flask
+    from sqlalchemy.orm import sessionmaker
+
+    from flask_dataroom_cache import DataRoomCache
+
+    Base, Folder, File = _models()
+    engine = sa.create_engine(url)
+    Base.metadata.create_all(engine)
+    n_files = 500
+    with sessionmaker(engine)() as s:
+        s.add_all([Folder(id=i, data_room_id=1, name=f"d{i}") for i in (1, 2)])
+        s.flush()
+        s.add_all(
+            [File(id=i, data_room_id=1, folder_id=1 + i % 2, name=f"f{i}") for i in range(n_files)]
+        )
+        s.commit()
+
+    variants: dict[str, Any] = {"without": sessionmaker(engine, expire_on_commit=False)}
+    apps = []
+    caches: list[tuple[str, str | None]] = [("memory", None)]
+    if _redis_ok(env.redis_url):
+        caches.append(("redis", env.redis_url))
+    for cache_name, redis_url in caches:
+        app = Flask(f"bench_tracking_{uuid.uuid4().hex[:6]}")
+        app.config.update(REDIS_URL=redis_url, CACHE_KEY_PREFIX="bench" + uuid.uuid4().hex[:8])
+        cache = DataRoomCache()
+        cache.track(
+            Folder, entity="folder", parents={"data_room_id": "dataroom", "parent_id": "folder"}
+        )
+        cache.track(
+            File, entity="file", parents={"data_room_id": "dataroom", "folder_id": "folder"}
+        )
+        cache.init_app(app)
+        tracked = sessionmaker(engine, expire_on_commit=False)
+        cache.track_session(tracked, app=app)
+        variants[f"with ({cache_name})"] = tracked
+        apps.append((app, cache))
+
+    sessions = {name: factory() for name, factory in variants.items()}
+    loaded = {
+        name: s.scalars(sa.select(File).order_by(File.id)).all() for name, s in sessions.items()
+    }
+    counter = [0]
+
+    def rename(name: str, k: int) -> Any:
+        session, files = sessions[name], loaded[name][:k]
+
+        def fn() -> None:
+            counter[0] += 1
+            for f in files:
+                f.name = f"r{counter[0]}"
+            session.commit()
+
+        return fn
+
+    def move(name: str, k: int) -> Any:
+        session, files = sessions[name], loaded[name][:k]
+
+        def fn() -> None:
+            for f in files:
+                f.folder_id = 3 - f.folder_id
+            session.commit()
+
+        return fn
+
+    rounds = 5 if env.quick else 15
+    plan = [
+        ("rename 1", rename, 1, 40 if env.quick else 100),
+        ("rename 500", rename, 500, 2 if env.quick else 4),
+        ("move 500", move, 500, 2 if env.quick else 4),
+    ]
+    rows: list[dict[str, Any]] = []
+    for label, make, k, number in plan:
+        wall, cpu = _interleaved({n: make(n, k) for n in variants}, number, rounds)
+        for kind, got in (("wall", wall), ("cpu", cpu)):
+            base = got["without"]
+            for name, stats in got.items():
+                rows.append(
+                    row(GROUP, f"{db_name} commit {label} {name} extension ({kind})", stats)
+                )
+            for name, stats in got.items():
+                if name == "without":
+                    continue
+                ratio = stats["median_us"] / base["median_us"]
+                rows.append(
+                    ratio_row(
+                        GROUP,
+                        f"{db_name} {label}: {name} / without ({kind})",
+                        ratio,
+                        f"< {TARGET:.2f}",
+                        ratio < TARGET,
+                    )
+                )
+    for s in sessions.values():
+        s.close()
+    for app, cache in apps:
+        with app.app_context(), contextlib.suppress(Exception):
+            cache.state(app).store.clear()
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return rows
+
+
+def run(env: BenchEnv) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += _bench_db(env, "sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}")
+    if env.database_url:
+        import sqlalchemy as sa
+
+        schema = "bench_" + uuid.uuid4().hex[:8]
+        admin = sa.create_engine(env.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        sep = "&" if "?" in env.database_url else "?"
+        try:
+            rows += _bench_db(
+                env, "postgresql", f"{env.database_url}{sep}options=-csearch_path%3D{schema}"
+            )
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.dispose()
+    return rows
