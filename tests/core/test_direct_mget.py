@@ -132,3 +132,18 @@ def test_direct_path_only_for_plain_clients() -> None:
     assert _direct_encoding(fakeredis.FakeRedis()) is None
     assert _direct_encoding(redis.Redis(single_connection_client=False)) is None  # retries
     assert _direct_encoding(redis.Redis(decode_responses=True)) is None
+
+
+def test_direct_read_of_an_unreachable_server_is_a_backend_error(prefix: str) -> None:
+    from scale.servers import free_port
+
+    backend = RedisBackend(connect(f"redis://127.0.0.1:{free_port()}/0", 0.5), prefix)
+    assert backend._direct is not None
+    pool = backend.client.connection_pool
+    try:
+        for _ in range(2):
+            with pytest.raises(BackendError):
+                backend.get(f"{prefix}:view:z", TAGS)
+            assert not pool._in_use_connections
+    finally:
+        backend.client.close()
