@@ -35,6 +35,12 @@ _NEEDS_ESCAPE = re.compile("[^" + re.escape("".join(sorted(_SAFE))) + "]").searc
 
 
 def _text(value: Any) -> str:
+    # exact types first: the common components, without the isinstance chain
+    cls = type(value)
+    if cls is str:
+        return escape(value)
+    if cls is int:
+        return str(value)  # digits and "-" only: nothing to escape
     if value is None:
         return "~"
     if isinstance(value, bool):
