@@ -17,6 +17,7 @@ hashed key can never equal an unhashed one.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,9 +29,18 @@ MAX_KEY_BYTES = 200
 _DIGEST_HEX = 40  # 20-byte BLAKE2b digest
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.,@+")
 _ESCAPE_TABLE = {c: f"%{c:02X}" for c in range(128) if chr(c) not in _SAFE}
+#: Finds the first character outside ``_SAFE`` (non-ASCII included): one C-level scan
+#: decides the common case, a text that needs no escaping (ids, UUIDs, names).
+_NEEDS_ESCAPE = re.compile("[^" + re.escape("".join(sorted(_SAFE))) + "]").search
 
 
 def _text(value: Any) -> str:
+    # exact types first: the common components, without the isinstance chain
+    cls = type(value)
+    if cls is str:
+        return escape(value)
+    if cls is int:
+        return str(value)  # digits and "-" only: nothing to escape
     if value is None:
         return "~"
     if isinstance(value, bool):
@@ -49,9 +59,9 @@ def _text(value: Any) -> str:
 
 def escape(text: str) -> str:
     """Percent-encode ``text`` so it contains only safe characters (never ``:=*?[]{}#%~/``)."""
+    if _NEEDS_ESCAPE(text) is None:
+        return text
     if text.isascii():
-        if all(c in _SAFE for c in text):
-            return text
         return text.translate(_ESCAPE_TABLE)
     out = []
     for ch in text:

@@ -106,8 +106,32 @@ def get_cache_tags(
     return tags
 
 
+#: Valid tag lists (as tuples) -> their normal form: a pure function's memo for the hit
+#: path, which normalises the same few lists over and over. Only lists that passed the
+#: checks are stored; bounded, cleared when full.
+_NORMALIZED: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_NORMALIZED_MAX = 4096
+
+
 def normalize_tags(tags: Iterable[str] | None) -> tuple[str, ...]:
     """Sorted, de-duplicated tuple with :data:`EPOCH_TAG` included; validates each tag."""
+    if type(tags) is list or type(tags) is tuple:
+        key = tuple(tags)
+        try:
+            done = _NORMALIZED.get(key)
+        except TypeError:  # an unhashable element: the checks below refuse it
+            done = None
+        if done is not None:
+            return done
+        done = _normalize(key)
+        if len(_NORMALIZED) >= _NORMALIZED_MAX:
+            _NORMALIZED.clear()
+        _NORMALIZED[key] = done
+        return done
+    return _normalize(tags)
+
+
+def _normalize(tags: Iterable[str] | None) -> tuple[str, ...]:
     out = {EPOCH_TAG}
     if tags is not None:
         if isinstance(tags, str):

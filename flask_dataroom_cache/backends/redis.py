@@ -254,6 +254,40 @@ def _connect_sentinel(url: str, socket_timeout: float) -> Any:
     )
 
 
+def _bulk(data: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+_EXECUTE_COMMAND = _redis.Redis.execute_command if _redis is not None else None
+
+
+def _direct_encoding(client: Any) -> tuple[str, str] | None:
+    """``(encoding, errors)`` when ``client`` is a plain :class:`redis.Redis` whose hit
+    reads may skip ``execute_command`` (see :meth:`RedisBackend._mget`), else ``None``.
+
+    Only a client that would not behave differently there: no subclass (fakeredis, other
+    wrappers), no single-connection client, no client-side cache, no retries (``connect``
+    builds clients without: the breaker decides), bytes replies.
+    """
+    if _redis is None or type(client) is not _redis.Redis:
+        return None
+    if getattr(client, "connection", None) is not None:
+        return None
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(pool, "cache", None) is not None:
+        return None
+    if not hasattr(pool, "get_connection") or not hasattr(pool, "release"):
+        return None
+    retry = client.get_retry()
+    if retry is None or retry.get_retries() != 0:
+        return None
+    kwargs = getattr(pool, "connection_kwargs", {})
+    if kwargs.get("decode_responses") or kwargs.get("protocol") not in (None, 2, "2"):
+        return None
+    return kwargs.get("encoding", "utf-8"), kwargs.get("encoding_errors", "strict")
+
+
 def _frame(tags: Sequence[str], versions: Sequence[str], payload: bytes) -> bytes:
     head = "\n".join([str(len(tags)), *tags, *versions, ""])
     return head.encode("utf-8") + payload
@@ -285,8 +319,11 @@ class RedisBackend:
         self._tagv = f"{prefix}:~tagv:"
         self._nonce = secrets.token_hex(8)
         self._counter = itertools.count()
-        #: tags tuple -> (expected entry header, token keys): the MGET hit path's inputs.
-        self._plans: dict[tuple[str, ...], tuple[bytes, list[str]]] = {}
+        #: tags tuple -> (expected entry header, token keys, packed MGET tail): the MGET hit
+        #: path's inputs.
+        self._plans: dict[tuple[str, ...], tuple[bytes, list[str], bytes]] = {}
+        #: The encoding redis-py applies to command arguments (``None``: no direct path).
+        self._direct = _direct_encoding(client)
         self._get = client.register_script(_GET)
         self._set = client.register_script(_SET)
         self._versions = client.register_script(_VERSIONS)
@@ -324,23 +361,69 @@ class RedisBackend:
         # unique per call without a syscall.
         return f"{token_prefix()}{self._nonce}{next(self._counter):x}"
 
-    def _plan(self, tags: Sequence[str]) -> tuple[bytes, list[str]]:
+    def _plan(self, tags: Sequence[str]) -> tuple[bytes, list[str], bytes]:
         key = tuple(tags)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= _PLANS_MAX:
                 self._plans.clear()
             header = "\n".join([str(len(key)), *key, ""]).encode("utf-8")
-            plan = self._plans[key] = (header, [self._tagv + t for t in key])
+            token_keys = [self._tagv + t for t in key]
+            tail = b""
+            if self._direct is not None:
+                enc, errors = self._direct
+                tail = b"".join(_bulk(k.encode(enc, errors)) for k in token_keys)
+            plan = self._plans[key] = (header, token_keys, tail)
         return plan
 
-    def get(self, key: str, tags: Sequence[str]) -> Lookup:
-        header, token_keys = self._plan(tags)
+    def _mget(self, key: str, token_keys: list[str], tail: bytes) -> Any:
+        """``MGET key *token_keys`` in one round trip.
+
+        With a plain redis-py client (see :func:`_direct_encoding`) the command is packed
+        here from the plan's pre-packed token keys and sent on a pooled connection:
+        redis-py's generic ``execute_command`` (argument packing, retry wrapper, callbacks)
+        costs more than the rest of a hit's client work. Any error disconnects the
+        connection (its state is unknown) and becomes a :class:`BackendError`; the
+        connection always goes back to the pool.
+        """
+        client = self.client
+        if (
+            self._direct is None
+            # someone wraps execute_command (tracing, a test's counter): go through it
+            or type(client).execute_command is not _EXECUTE_COMMAND
+            or "execute_command" in client.__dict__
+        ):
+            try:
+                # execute_command, not mget(): skips redis-py's argument juggling.
+                return client.execute_command("MGET", key, *token_keys)
+            except RedisError as exc:
+                raise BackendError(f"redis GET failed: {exc}") from exc
+        enc, errors = self._direct
+        command = b"*%d\r\n$4\r\nMGET\r\n%b%b" % (
+            len(token_keys) + 2,
+            _bulk(key.encode(enc, errors)),
+            tail,
+        )
+        pool = client.connection_pool
         try:
-            # execute_command, not mget(): skips redis-py's argument juggling on the hot path.
-            res = self.client.execute_command("MGET", key, *token_keys)
-        except RedisError as exc:
+            conn = pool.get_connection()  # releases the connection itself if it fails
+        except Exception as exc:
             raise BackendError(f"redis GET failed: {exc}") from exc
+        try:
+            # a list: send_packed_command iterates over its argument's chunks
+            conn.send_packed_command([command])
+            return conn.read_response()
+        except BaseException as exc:
+            conn.disconnect()
+            if isinstance(exc, Exception):
+                raise BackendError(f"redis GET failed: {exc}") from exc
+            raise
+        finally:
+            pool.release(conn)
+
+    def get(self, key: str, tags: Sequence[str]) -> Lookup:
+        header, token_keys, tail = self._plan(tags)
+        res = self._mget(key, token_keys, tail)
         entry, current = res[0], res[1:]
         if entry is None or entry.startswith(header):
             if None not in current:
