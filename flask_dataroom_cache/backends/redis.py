@@ -24,6 +24,7 @@ read (its keys are routed by shard group).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import secrets
 import threading
@@ -262,6 +263,18 @@ def _bulk(data: bytes) -> bytes:
 _EXECUTE_COMMAND = _redis.Redis.execute_command if _redis is not None else None
 
 
+def _takes_no_arguments(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not inspect.Parameter.empty
+        or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        for p in params
+    )
+
+
 def _direct_encoding(client: Any) -> tuple[str, str] | None:
     """``(encoding, errors)`` when ``client`` is a plain :class:`redis.Redis` whose hit
     reads may skip ``execute_command`` (see :meth:`RedisBackend._mget`), else ``None``.
@@ -278,6 +291,8 @@ def _direct_encoding(client: Any) -> tuple[str, str] | None:
     if pool is None or getattr(pool, "cache", None) is not None:
         return None
     if not hasattr(pool, "get_connection") or not hasattr(pool, "release"):
+        return None
+    if not _takes_no_arguments(pool.get_connection):  # redis-py < 5.3 wants a command name
         return None
     retry = client.get_retry()
     if retry is None or retry.get_retries() != 0:
