@@ -72,6 +72,7 @@ log = logging.getLogger("flask_dataroom_cache")
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
 _NO_RULE: Any = object()
+_ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
 
@@ -389,20 +390,39 @@ class Tracker:
             if rule is None or not rule.parents or state.key is None:
                 continue
             data = state.dict
-            if data.keys() >= rule.parent_attrs:  # type: ignore[attr-defined]
-                continue  # all loaded: after_flush reads committed_state
-            missing = [a for a in rule.parents if a not in data]
-            obj = state.obj()
-            if obj is None:
-                continue
-            old = {}
-            with session.no_autoflush:
-                for attr in missing:
-                    value = getattr(obj, attr, None)  # expired: load (rare)
-                    if value is not None:
-                        old[attr] = value
+            committed = state.committed_state
+            # Not loaded (expired), or set on an expired object (expire_on_commit): the
+            # ORM does not know the old value. The database still has it: read it.
+            unknown = None
+            for attr in rule.parents:
+                if attr not in data or (committed and committed.get(attr) is _ORM_NO_VALUE):
+                    if unknown is None:
+                        unknown = [attr]
+                    else:
+                        unknown.append(attr)
+            if unknown is None:
+                continue  # loaded: after_flush reads the old values from committed_state
+            old = self._load_old(session, state, unknown)
             prev = pre.get(state)
             pre[state] = (old, prev[1] if prev else None)
+
+    @staticmethod
+    def _load_old(session: Session, state: Any, attrs: list[str]) -> dict[str, Any]:
+        mapper = state.mapper
+        cols = []
+        for attr in attrs:
+            prop = mapper.attrs.get(attr)
+            columns = getattr(prop, "columns", None)
+            if columns:
+                cols.append((attr, columns[0]))
+        if not cols or state.identity is None:
+            return {}
+        where = [c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)]
+        with session.no_autoflush:
+            row = session.execute(sa.select(*[c for _, c in cols]).where(*where)).first()
+        if row is None:
+            return {}
+        return {attr: value for (attr, _), value in zip(cols, row, strict=True)}
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         st = self._state(session)

@@ -641,3 +641,23 @@ def test_declaration_errors_are_loud() -> None:
         cache.track_session(sa.orm.Session, app=app)  # would track every app
     with pytest.raises(RuntimeError):
         DataRoomCache().track_session(sa.orm.sessionmaker())
+
+
+def test_move_of_an_object_expired_by_a_previous_commit(env: Env) -> None:
+    """expire_on_commit: after one commit, setting the foreign key of an expired object
+    records no old value; the old parent must still be invalidated."""
+    seed(env)
+    s = env.session
+    f = s.get(File, 100)
+    f.name = "first"
+    s.commit()  # f is expired now
+    env.backend.reset()
+    f.folder_id = 20  # no load happens: the old value (10) is unknown to the ORM
+    s.commit()
+    assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    sub = s.get(Folder, 11)
+    s.commit()
+    sub.parent_id = 20
+    s.commit()
+    assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
