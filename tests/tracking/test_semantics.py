@@ -661,3 +661,21 @@ def test_move_of_an_object_expired_by_a_previous_commit(env: Env) -> None:
     sub.parent_id = 20
     s.commit()
     assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
+
+
+def test_changes_to_expired_objects_carry_all_their_tags(env: Env) -> None:
+    """After a commit every loaded object is expired: a rename or a delete of one must
+    still bump its id, its room and its parent, none of which is loaded."""
+    seed(env)
+    s = env.session
+    f = s.get(File, 100)
+    s.commit()  # expired
+    f.name = "renamed"
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), dataroom_tag(1), contents_tag(10)} <= sent
+    env.backend.reset()
+    s.delete(f)  # still expired
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), dataroom_tag(1), contents_tag(10)} <= sent
