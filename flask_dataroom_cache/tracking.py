@@ -40,6 +40,7 @@ Store hooks:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import weakref
@@ -53,6 +54,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 from sqlalchemy.sql import dml
+from sqlalchemy.sql.elements import TextClause
 
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
@@ -72,6 +74,9 @@ log = logging.getLogger("flask_dataroom_cache")
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
 _NO_RULE: Any = object()
+_WRITE_SQL = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
+)
 _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
@@ -780,7 +785,13 @@ class Tracker:
         params: Any,
         execution_options: Any,
     ) -> None:
-        if not isinstance(clauseelement, dml.UpdateBase) or not self.registry:
+        if not isinstance(clauseelement, dml.UpdateBase):
+            if isinstance(clauseelement, TextClause) and _WRITE_SQL.match(clauseelement.text):
+                owner = self._conn_owner.get(conn)
+                if owner is not None:
+                    owner.wrote = True  # textual DML: later invalidate_tags() are deferred
+            return
+        if not self.registry:
             return
         if getattr(clauseelement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
             return  # ORM-enabled statement: handled by do_orm_execute

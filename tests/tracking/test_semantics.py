@@ -679,3 +679,20 @@ def test_changes_to_expired_objects_carry_all_their_tags(env: Env) -> None:
     s.commit()
     sent = env.backend.all_invalidated()
     assert {entity_tag("file", 100), dataroom_tag(1), contents_tag(10)} <= sent
+
+
+def test_invalidate_after_textual_sql_is_deferred(env: Env) -> None:
+    """Textual SQL is not parsed for tags, but it counts as a change: the manual
+    invalidation that must follow it is delivered at the commit, not before."""
+    seed(env)
+    s = env.session
+    s.execute(sa.text("/* note */ UPDATE files SET name = 'txt' WHERE id = 100"))
+    invalidate_tags(entity_tag("file", 100))
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
+    env.backend.reset()
+    s.execute(sa.text("SELECT 1"))  # a read: the invalidation is immediate
+    invalidate_tags("manual:5")
+    assert env.backend.invalidated == [("manual:5",)]
+    s.rollback()
