@@ -471,10 +471,10 @@ class Tracker:
                 found = pre.get(state)
                 if found is not None:
                     old, members = found
-            if kind == "update" and rule.parents:
+            if kind == "update":
                 committed = state.committed_state
                 if committed:
-                    for attr in rule.parents:
+                    for attr in rule.history_attrs:  # type: ignore[attr-defined]
                         prev = committed.get(attr, _NO_VALUE)
                         if prev is not _NO_VALUE and prev not in no_value:
                             if old is None:

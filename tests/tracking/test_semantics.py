@@ -696,3 +696,11 @@ def test_invalidate_after_textual_sql_is_deferred(env: Env) -> None:
     invalidate_tags("manual:5")
     assert env.backend.invalidated == [("manual:5",)]
     s.rollback()
+
+
+def test_primary_key_change_invalidates_the_old_id(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.get(File, 101).id = 109
+    s.commit()
+    assert {entity_tag("file", 101), entity_tag("file", 109)} <= env.backend.all_invalidated()
