@@ -410,6 +410,7 @@ def test_core_statements_on_tracked_tables(env: Env) -> None:
         conn.rollback()
     assert env.backend.calls["invalidate"] == 0
     fill(env, 10, 11)
+    env.session.rollback()  # end the read transaction (SQLite: its lock blocks COMMIT)
     with env.db.engine.connect() as conn:  # a computed new parent: re-read afterwards
         conn.execute(
             sa.update(files).where(files.c.id == 101).values(folder_id=files.c.folder_id - 1)
