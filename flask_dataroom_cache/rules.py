@@ -91,6 +91,7 @@ class Rule:
         object.__setattr__(self, "_list", list_tag(self.entity) if self.list_tag else None)
         object.__setattr__(self, "_parent_plan", tuple((a, t, {}) for a, t in self.parents.items()))
         object.__setattr__(self, "parent_attrs", frozenset(self.parents))
+        object.__setattr__(self, "history_attrs", (*self.parents, self.id_attr))
         object.__setattr__(self, "needs_obj", self.members is not None or self.has_hook)
 
     def collect(
@@ -107,6 +108,10 @@ class Rule:
         if ident is not None:
             text = str(ident) if type(ident) is int else _text(ident)
             out.add(self._entity_prefix + text)  # type: ignore[attr-defined]
+        if old:
+            old_id = old.get(self.id_attr)
+            if old_id is not None and old_id != ident:  # the primary key itself changed
+                out.add(entity_tag(self.entity, old_id))
         if self._list is not None:  # type: ignore[attr-defined]
             out.add(self._list)  # type: ignore[attr-defined]
         cache: dict[Any, str]

@@ -40,6 +40,7 @@ Store hooks:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import weakref
@@ -53,6 +54,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 from sqlalchemy.sql import dml
+from sqlalchemy.sql.elements import TextClause
 
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
@@ -72,6 +74,10 @@ log = logging.getLogger("flask_dataroom_cache")
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
 _NO_RULE: Any = object()
+_WRITE_SQL = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
+)
+_ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
 
@@ -389,20 +395,39 @@ class Tracker:
             if rule is None or not rule.parents or state.key is None:
                 continue
             data = state.dict
-            if data.keys() >= rule.parent_attrs:  # type: ignore[attr-defined]
-                continue  # all loaded: after_flush reads committed_state
-            missing = [a for a in rule.parents if a not in data]
-            obj = state.obj()
-            if obj is None:
-                continue
-            old = {}
-            with session.no_autoflush:
-                for attr in missing:
-                    value = getattr(obj, attr, None)  # expired: load (rare)
-                    if value is not None:
-                        old[attr] = value
+            committed = state.committed_state
+            # Not loaded (expired), or set on an expired object (expire_on_commit): the
+            # ORM does not know the old value. The database still has it: read it.
+            unknown = None
+            for attr in rule.parents:
+                if attr not in data or (committed and committed.get(attr) is _ORM_NO_VALUE):
+                    if unknown is None:
+                        unknown = [attr]
+                    else:
+                        unknown.append(attr)
+            if unknown is None:
+                continue  # loaded: after_flush reads the old values from committed_state
+            old = self._load_old(session, state, unknown)
             prev = pre.get(state)
             pre[state] = (old, prev[1] if prev else None)
+
+    @staticmethod
+    def _load_old(session: Session, state: Any, attrs: list[str]) -> dict[str, Any]:
+        mapper = state.mapper
+        cols = []
+        for attr in attrs:
+            prop = mapper.attrs.get(attr)
+            columns = getattr(prop, "columns", None)
+            if columns:
+                cols.append((attr, columns[0]))
+        if not cols or state.identity is None:
+            return {}
+        where = [c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)]
+        with session.no_autoflush:
+            row = session.execute(sa.select(*[c for _, c in cols]).where(*where)).first()
+        if row is None:
+            return {}
+        return {attr: value for (attr, _), value in zip(cols, row, strict=True)}
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         st = self._state(session)
@@ -446,10 +471,10 @@ class Tracker:
                 found = pre.get(state)
                 if found is not None:
                     old, members = found
-            if kind == "update" and rule.parents:
+            if kind == "update":
                 committed = state.committed_state
                 if committed:
-                    for attr in rule.parents:
+                    for attr in rule.history_attrs:  # type: ignore[attr-defined]
                         prev = committed.get(attr, _NO_VALUE)
                         if prev is not _NO_VALUE and prev not in no_value:
                             if old is None:
@@ -760,7 +785,13 @@ class Tracker:
         params: Any,
         execution_options: Any,
     ) -> None:
-        if not isinstance(clauseelement, dml.UpdateBase) or not self.registry:
+        if not isinstance(clauseelement, dml.UpdateBase):
+            if isinstance(clauseelement, TextClause) and _WRITE_SQL.match(clauseelement.text):
+                owner = self._conn_owner.get(conn)
+                if owner is not None:
+                    owner.wrote = True  # textual DML: later invalidate_tags() are deferred
+            return
+        if not self.registry:
             return
         if getattr(clauseelement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
             return  # ORM-enabled statement: handled by do_orm_execute

@@ -59,14 +59,27 @@ class CountingBackend:
 
 
 def sqlite_fk(engine: sa.Engine) -> None:
+    """Foreign keys on, a busy timeout, and working SAVEPOINTs.
+
+    pysqlite's own transaction handling defers BEGIN until the first write, so a
+    SAVEPOINT issued first *starts* the transaction and its RELEASE *commits* it: a
+    released savepoint followed by a rollback would leave its changes committed behind
+    SQLAlchemy's back (and behind the tracker's). SQLAlchemy's documented recipe: let
+    SQLAlchemy emit BEGIN itself.
+    """
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
         def _fk(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
 
 class Env:

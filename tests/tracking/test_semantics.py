@@ -410,6 +410,7 @@ def test_core_statements_on_tracked_tables(env: Env) -> None:
         conn.rollback()
     assert env.backend.calls["invalidate"] == 0
     fill(env, 10, 11)
+    env.session.rollback()  # end the read transaction (SQLite: its lock blocks COMMIT)
     with env.db.engine.connect() as conn:  # a computed new parent: re-read afterwards
         conn.execute(
             sa.update(files).where(files.c.id == 101).values(folder_id=files.c.folder_id - 1)
@@ -641,3 +642,66 @@ def test_declaration_errors_are_loud() -> None:
         cache.track_session(sa.orm.Session, app=app)  # would track every app
     with pytest.raises(RuntimeError):
         DataRoomCache().track_session(sa.orm.sessionmaker())
+
+
+def test_move_of_an_object_expired_by_a_previous_commit(env: Env) -> None:
+    """expire_on_commit: after one commit, setting the foreign key of an expired object
+    records no old value; the old parent must still be invalidated."""
+    seed(env)
+    s = env.session
+    f = s.get(File, 100)
+    f.name = "first"
+    s.commit()  # f is expired now
+    env.backend.reset()
+    f.folder_id = 20  # no load happens: the old value (10) is unknown to the ORM
+    s.commit()
+    assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    sub = s.get(Folder, 11)
+    s.commit()
+    sub.parent_id = 20
+    s.commit()
+    assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
+
+
+def test_changes_to_expired_objects_carry_all_their_tags(env: Env) -> None:
+    """After a commit every loaded object is expired: a rename or a delete of one must
+    still bump its id, its room and its parent, none of which is loaded."""
+    seed(env)
+    s = env.session
+    f = s.get(File, 100)
+    s.commit()  # expired
+    f.name = "renamed"
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), dataroom_tag(1), contents_tag(10)} <= sent
+    env.backend.reset()
+    s.delete(f)  # still expired
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), dataroom_tag(1), contents_tag(10)} <= sent
+
+
+def test_invalidate_after_textual_sql_is_deferred(env: Env) -> None:
+    """Textual SQL is not parsed for tags, but it counts as a change: the manual
+    invalidation that must follow it is delivered at the commit, not before."""
+    seed(env)
+    s = env.session
+    s.execute(sa.text("/* note */ UPDATE files SET name = 'txt' WHERE id = 100"))
+    invalidate_tags(entity_tag("file", 100))
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
+    env.backend.reset()
+    s.execute(sa.text("SELECT 1"))  # a read: the invalidation is immediate
+    invalidate_tags("manual:5")
+    assert env.backend.invalidated == [("manual:5",)]
+    s.rollback()
+
+
+def test_primary_key_change_invalidates_the_old_id(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.get(File, 101).id = 109
+    s.commit()
+    assert {entity_tag("file", 101), entity_tag("file", 109)} <= env.backend.all_invalidated()

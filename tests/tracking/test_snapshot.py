@@ -1,7 +1,8 @@
 """The snapshot rule: a transaction that began before a commit-invalidation must not fill.
 
 The reader's database snapshot is real on both databases: SQLite in WAL mode with an
-explicit BEGIN at transaction start (pysqlite's default would only BEGIN before a write),
+explicit BEGIN at transaction start (conftest.sqlite_fk: pysqlite's default would only
+BEGIN before a write),
 PostgreSQL at REPEATABLE READ.
 """
 
@@ -20,14 +21,11 @@ def snapshot_engine(engine: sa.Engine) -> None:
 
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_conn: Any, _rec: Any) -> None:
-            dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+            # BEGIN is emitted at transaction start already (conftest.sqlite_fk), so a
+            # reader holds its snapshot from its first statement on
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
 
     else:
         engine.update_execution_options(isolation_level="REPEATABLE READ")
