@@ -110,10 +110,13 @@ class MemoryBackend:
             self._entries.pop(key, None)
 
     def invalidate(self, tags: Sequence[str]) -> None:
+        base = f"{token_prefix()}{self._nonce}."  # one clock read per call, not per tag
+        counter = self._counter
         with self._lock:
+            known = self._tags
             for tag in tags:
-                self._tags[tag] = self._new_token()
-                self._tags.move_to_end(tag)
+                known[tag] = f"{base}{next(counter)}"
+                known.move_to_end(tag)
             while len(self._tags) > self.max_tags:
                 self._tags.popitem(last=False)
 
