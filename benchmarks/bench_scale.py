@@ -15,11 +15,6 @@ from . import PAYLOAD, BenchEnv, make_app, measure, ratio_row, row, temp_prefix,
 
 GROUP = "scale"
 
-# Shared helpers (moved to benchmarks/__init__.py; bench_core uses them too).
-_app = make_app
-_prefix = temp_prefix
-_time_once = time_once
-
 
 def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
     from flask_caching.backends.rediscache import RedisCache
@@ -31,9 +26,9 @@ def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
     l1_number = number * 20
     rows: list[dict[str, Any]] = []
     tags = get_cache_tags("file", "list", data_room_id=1, folder_id=7)
-    with _prefix(client) as prefix:
-        redis_app = _app(env.redis_url, prefix)
-        l1_app = _app(env.redis_url, prefix, CACHE_L1_MAX_ENTRIES=1000)
+    with temp_prefix(client) as prefix:
+        redis_app = make_app(env.redis_url, prefix)
+        l1_app = make_app(env.redis_url, prefix, CACHE_L1_MAX_ENTRIES=1000)
         key = f"{prefix}:file:list:folder=7"
         with redis_app.app_context():
             store = DataRoomCache.state().store
@@ -119,8 +114,8 @@ def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
     sizes = [1, 1000, 10_000 if env.quick else 100_000]
     repeats = 3 if env.quick else 5
     rows: list[dict[str, Any]] = []
-    with _prefix(client) as prefix:
-        app = _app(env.redis_url, prefix)
+    with temp_prefix(client) as prefix:
+        app = make_app(env.redis_url, prefix)
         store = DataRoomCache.state(app).store
         body = json.dumps(PAYLOAD).encode()
         for n in sizes:
@@ -150,9 +145,9 @@ def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
             fill()
             probe = keys[0]
             assert store.backend.get(probe, tags)[0] is not None
-            ours_stats = _time_once(fill, ours, repeats)
+            ours_stats = time_once(fill, ours, repeats)
             assert store.backend.get(probe, tags)[0] is None  # really invalidated
-            del_stats = _time_once(fill, delete, repeats)
+            del_stats = time_once(fill, delete, repeats)
             assert client.exists(probe) == 0
             rows.append(row(GROUP, f"invalidate 1 tag over {n:,} entries: ours", ours_stats))
             rows.append(row(GROUP, f"invalidate {n:,} entries: DEL keys in batches of 1000",

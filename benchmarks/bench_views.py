@@ -22,12 +22,10 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from . import BenchEnv, ratio_row, row
+from . import BenchEnv, ratio_row, row, temp_prefix
 
 GROUP = "views"
 ROWS = 200
@@ -68,17 +66,6 @@ def _database(path: str) -> Any:
         )
     query = sa.select(files).where(files.c.folder_id == 7).order_by(files.c.id)
     return engine, query
-
-
-@contextmanager
-def _prefix(client: Any) -> Iterator[str]:
-    prefix = "benchv" + uuid.uuid4().hex[:8]
-    try:
-        yield prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.unlink(*keys[i : i + 1000])
 
 
 def _driver(app: Any, path: str) -> Callable[[], bytes]:
@@ -122,7 +109,7 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
     engine, query = _database(os.path.join(tmp, "bench.db"))
     rows: list[dict[str, Any]] = []
     try:
-        with _prefix(client) as prefix:
+        with temp_prefix(client) as prefix:
             app = Flask(f"bench_views_{prefix}")
             app.config.update(REDIS_URL=env.redis_url, CACHE_KEY_PREFIX=prefix)
             ours = DataRoomCache()
