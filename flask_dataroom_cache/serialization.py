@@ -41,12 +41,29 @@ __all__ = ["HAVE_ORJSON", "HAVE_ZSTD", "CodecError", "decode", "encode"]
 try:  # optional: faster and smaller than zlib at its fastest level
     import zstandard as _zstd
 
-    _ZSTD_C = _zstd.ZstdCompressor(level=3)
-    _ZSTD_D = _zstd.ZstdDecompressor()
     HAVE_ZSTD = True
 except ImportError:  # pragma: no cover - depends on the installed extras
     _zstd = None  # type: ignore[assignment]
     HAVE_ZSTD = False
+
+#: zstandard's compressor and decompressor objects must not be used by two threads at
+#: once (they keep a native context and release the GIL), so each thread gets its own.
+_zstd_local = threading.local()
+
+
+def _zstd_c() -> Any:
+    c = getattr(_zstd_local, "c", None)
+    if c is None:
+        c = _zstd_local.c = _zstd.ZstdCompressor(level=3)
+    return c
+
+
+def _zstd_d() -> Any:
+    d = getattr(_zstd_local, "d", None)
+    if d is None:
+        d = _zstd_local.d = _zstd.ZstdDecompressor()
+    return d
+
 
 try:  # optional: the fast JSON decoder of the hit path
     import orjson as _orjson
@@ -151,7 +168,7 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
         if HAVE_ZSTD if zstd is None else zstd:
             if not HAVE_ZSTD:
                 raise RuntimeError("zstd requested but the zstandard module is not installed")
-            packed = _ZSTD_C.compress(body)
+            packed: bytes = _zstd_c().compress(body)
             if len(packed) + 1 < len(body):
                 return b"z" + flag + packed
             return flag + body
@@ -206,7 +223,7 @@ def _inflate_bytes(data: bytes) -> bytes | None:
     if data[0:2] == b"zB":
         if not HAVE_ZSTD:
             return None
-        body = _ZSTD_D.decompress(data[2:])
+        body = _zstd_d().decompress(data[2:])
     elif data[0:1] == b"b":
         body = zlib.decompress(data[1:])
     else:
@@ -239,7 +256,7 @@ def decode(data: bytes) -> Any:
         if flag == b"z":
             if not HAVE_ZSTD:
                 raise CodecError("zstd-compressed entry, but zstandard is not installed")
-            flag, body = data[1:2], _ZSTD_D.decompress(data[2:])
+            flag, body = data[1:2], _zstd_d().decompress(data[2:])
         elif flag in (b"j", b"x", b"b"):
             body = zlib.decompress(data[1:])
             flag = flag.upper()
