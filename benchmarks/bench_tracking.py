@@ -124,7 +124,10 @@ def _bench_db(env: BenchEnv, db_name: str, url: str) -> list[dict[str, Any]]:
         caches.append(("redis", env.redis_url))
     for cache_name, redis_url in caches:
         app = Flask(f"bench_tracking_{uuid.uuid4().hex[:6]}")
-        app.config.update(REDIS_URL=redis_url, CACHE_KEY_PREFIX="bench" + uuid.uuid4().hex[:8])
+        # "" (not None) selects the memory backend even when REDIS_URL is in the environment
+        app.config.update(
+            REDIS_URL=redis_url or "", CACHE_KEY_PREFIX="bench" + uuid.uuid4().hex[:8]
+        )
         cache = DataRoomCache()
         cache.track(
             Folder, entity="folder", parents={"data_room_id": "dataroom", "parent_id": "folder"}

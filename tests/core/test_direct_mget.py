@@ -1,4 +1,5 @@
-"""The Redis hit read's direct path: a hand-packed MGET on a pooled connection.
+"""The Redis backend's direct paths: the hit's MGET and the commit's invalidation EVALSHA,
+hand-packed and sent on a pooled connection.
 
 Real Redis only (``REDIS_URL``): it exercises redis-py's own connection pool.
 """
@@ -147,3 +148,73 @@ def test_direct_read_of_an_unreachable_server_is_a_backend_error(prefix: str) ->
             assert not pool._in_use_connections
     finally:
         backend.client.close()
+
+
+def test_direct_invalidation_is_one_evalsha_identical_to_redis_py(
+    backend: RedisBackend, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = f"{prefix}:view:inv"
+    payload, versions = backend.get(key, TAGS)
+    assert payload is None and versions is not None
+    assert backend.set(key, b"v", 60, TAGS, versions)
+    counting = _Counting(monkeypatch)
+    backend.invalidate(["user:é ü", "folder:7/contents"])
+    assert len(counting.sent) == 1
+    sent = counting.sent[0]
+    assert sent.startswith(b"*7\r\n$7\r\nEVALSHA\r\n")
+    # byte-identical to what redis-py packs for the same arguments
+    token = sent.rsplit(b"\r\n", 2)[-2].decode()
+    keys = [f"{prefix}:~tagv:user:é ü", f"{prefix}:~tagv:folder:7/contents"]
+    conn = backend.client.connection_pool.get_connection()
+    try:
+        expected = conn.pack_command(
+            "EVALSHA", backend._invalidate.sha, 2, *keys, backend.tag_ttl, token
+        )
+    finally:
+        backend.client.connection_pool.release(conn)
+    assert sent == b"".join(expected)
+    # both tags got the new token, the third kept its own; the entry is a miss now
+    client = backend.client
+    assert client.get(keys[0]) == client.get(keys[1]) == token.encode()
+    assert 0 < client.ttl(keys[0]) <= backend.tag_ttl
+    payload, fresh = backend.get(key, TAGS)
+    assert payload is None and fresh is not None
+    assert fresh[0] == versions[0] and fresh[1] == fresh[2] == token != versions[1]
+
+
+def test_direct_invalidation_loads_a_missing_script(
+    backend: RedisBackend, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that does not know the script (restarted, SCRIPT FLUSH) answers NOSCRIPT;
+    the invalidation still lands, through redis-py's Script, which loads it."""
+    from flask_dataroom_cache.backends.redis import _bulk
+
+    key = f"{prefix}:view:noscript"
+    _, versions = backend.get(key, TAGS)
+    assert versions is not None and backend.set(key, b"v", 60, TAGS, versions)
+    # a digest no server knows stands in for a flushed script cache (SCRIPT FLUSH would
+    # disturb every other user of this Redis)
+    monkeypatch.setattr(backend, "_invalidate_sha", _bulk(b"0" * 40))
+    backend.invalidate(["dataroom:1"])
+    payload, fresh = backend.get(key, TAGS)
+    assert payload is None and fresh is not None and fresh[0] != versions[0]
+    assert not backend.client.connection_pool._in_use_connections
+
+
+def test_direct_invalidation_failure_is_a_backend_error(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.connection
+
+    backend.invalidate(["a"])  # a pooled, connected connection
+    pool = backend.client.connection_pool
+
+    def boom(conn: Any, *a: Any, **k: Any) -> Any:
+        raise ConnectionError("injected reset")
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", boom)
+    with pytest.raises(BackendError, match="invalidation"):
+        backend.invalidate(["a"])
+    assert not pool._in_use_connections
+    monkeypatch.undo()
+    backend.invalidate(["a"])  # reconnects

@@ -43,7 +43,7 @@ def test_params_sorted_by_name_and_prefix_from_config() -> None:
     assert get_cache_key("file", b=1, a=2) == get_cache_key("file", a=2, b=1)
     assert get_cache_key("file", b=1, a=2) == "dataroom:file:a=2:b=1"
     app = Flask("keys")
-    app.config.update(CACHE_KEY_PREFIX="acme", REDIS_URL=None)
+    app.config.update(CACHE_KEY_PREFIX="acme", REDIS_URL="")
     DataRoomCache(app)
     with app.app_context():
         assert get_cache_key("file", 7, v=None) == "acme:file:7:v=~"

@@ -147,7 +147,7 @@ def test_global_registry_works_for_two_apps() -> None:
     apps = []
     for _ in range(2):
         app = Flask(f"glob_{uuid.uuid4().hex[:6]}")
-        app.config.update(CACHE_KEY_PREFIX="g" + uuid.uuid4().hex[:8], REDIS_URL=None)
+        app.config.update(CACHE_KEY_PREFIX="g" + uuid.uuid4().hex[:8], REDIS_URL="")
         ext = DataRoomCache(app)
         ext.prometheus_registry(app, prometheus_client.REGISTRY)
         apps.append(app)

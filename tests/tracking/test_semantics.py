@@ -562,7 +562,7 @@ def test_two_apps_sharing_one_flask_sqlalchemy_object(tmp_path: Any) -> None:
         app = Flask(f"shared_{n}")
         app.config.update(
             SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / f'{n}.db'}",
-            REDIS_URL=None,
+            REDIS_URL="",  # memory, even with REDIS_URL in the environment
             CACHE_KEY_PREFIX=f"shared{n}",
         )
         cache = DataRoomCache()
@@ -636,7 +636,7 @@ def test_declaration_errors_are_loud() -> None:
     with pytest.raises(TypeError):
         cache.track(Folder, members=["u1"])  # type: ignore[arg-type]
     app = Flask("errors")
-    app.config.update(REDIS_URL=None)
+    app.config.update(REDIS_URL="")
     cache.init_app(app)
     with pytest.raises(TypeError, match="class"):
         cache.track_session(sa.orm.Session, app=app)  # would track every app
