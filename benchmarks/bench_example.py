@@ -13,9 +13,18 @@ configurations measured in interleaved rounds) from
 ``CLIENTS`` client processes, each sending one request at a time on a fresh connection
 (gunicorn's sync workers close the connection after each response), as the caller user.
 The client shares the machine's cores with the server, so absolute numbers are a lower
-bound; the ratios (same run) are what to compare. The database is ``DATABASE_URL`` (a
-throwaway schema) or a SQLite file; Redis is ``BenchEnv.redis_url`` under a throwaway
-prefix that is removed afterwards.
+bound; the ratios (same run) are what to compare.
+
+Two knobs re-run the same figures under another setup (to check that a ratio is not an
+artefact of the client or the worker model):
+
+* ``BENCH_HTTP_CLIENT=wrk``: load from ``wrk`` (C, keep-alive where the server allows it)
+  with ``CLIENTS + 1`` connections instead of the Python clients; ``wrk`` must be on PATH.
+* ``BENCH_GUNICORN_ARGS``: the worker options (default ``--workers 3``), e.g.
+  ``--workers 2 --worker-class gthread --threads 4`` (keeps connections alive).
+
+The database is ``DATABASE_URL`` (a throwaway schema) or a SQLite file; Redis is
+``BenchEnv.redis_url`` under a throwaway prefix that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import re
+import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -45,6 +57,19 @@ WORKERS = 3
 CLIENTS = 3
 
 
+def _gunicorn_args() -> list[str]:
+    return shlex.split(os.environ.get("BENCH_GUNICORN_ARGS") or f"--workers {WORKERS}")
+
+
+def _http_client() -> str:
+    client = os.environ.get("BENCH_HTTP_CLIENT") or "python"
+    if client not in ("python", "wrk"):
+        raise RuntimeError(f"BENCH_HTTP_CLIENT must be 'python' or 'wrk', not {client!r}")
+    if client == "wrk" and shutil.which("wrk") is None:
+        raise RuntimeError("BENCH_HTTP_CLIENT=wrk but wrk is not on PATH (apt install wrk)")
+    return client
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,7 +83,7 @@ def _gunicorn(env: dict[str, str], log: Path) -> Iterator[int]:
     out = open(log, "a")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "--workers", str(WORKERS),
+            sys.executable, "-m", "gunicorn", *_gunicorn_args(),
             "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
             "benchmarks.example_wsgi:create()",
         ],
@@ -149,8 +174,26 @@ def _client(port: int, request: bytes, seconds: float, start: float, out: Any) -
     out.put((done, bad))
 
 
+def _window_wrk(port: int, path: str, user: str, seconds: float) -> float:
+    """Requests per second of one timed window of ``wrk`` (``CLIENTS + 1`` connections)."""
+    conns = CLIENTS + 1
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{max(1, round(seconds))}s",
+         "-H", f"X-User-Id: {user}", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors on {path}:\n{out}")
+    found = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return float(found.group(1))
+
+
 def _window(port: int, path: str, user: str, seconds: float) -> float:
     """Requests per second of one timed window (``CLIENTS`` processes in parallel)."""
+    if _http_client() == "wrk":
+        return _window_wrk(port, path, user, seconds)
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-User-Id: {user}\r\n"
         "Connection: close\r\n\r\n"
@@ -224,6 +267,7 @@ def _database(env: BenchEnv, tmp: Path) -> Iterator[str]:
 def run(env: BenchEnv) -> list[dict[str, Any]]:
     import redis
 
+    _http_client()  # a bad BENCH_HTTP_CLIENT fails before any server starts
     seconds = 1.0 if env.quick else 3.0
     repeats = 3 if env.quick else 5
     prefix = "benchex" + uuid.uuid4().hex[:8]
@@ -279,7 +323,8 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
                     rclient.unlink(*keys[i : i + 1000])
             rclient.close()
 
-    note = f"GET a folder of {FILES} files, {WORKERS} sync workers, {CLIENTS} clients"
+    client = "wrk" if _http_client() == "wrk" else f"{CLIENTS} Python clients"
+    note = f"GET a folder of {FILES} files, gunicorn {' '.join(_gunicorn_args())}, {client}"
     for name in ("uncached", "cached (Redis)", "cached (Redis + L1)", "Flask-Caching (Redis)",
                  "floor (pre-built body)"):  # fmt: skip
         rows.append({"group": GROUP, "name": f"http {name}", **figures[name], "note": note})
