@@ -116,6 +116,27 @@ def make_app(redis_url: str, prefix: str, **extra: Any) -> Any:
 
 
 @contextmanager
+def pg_schema(base_url: str, prefix: str = "bench_") -> Iterator[str]:
+    """A URL for a throwaway PostgreSQL schema on ``base_url``, dropped afterwards."""
+    import sqlalchemy
+
+    for scheme in ("postgres://", "postgresql://"):
+        if base_url.startswith(scheme):
+            base_url = "postgresql+psycopg://" + base_url[len(scheme) :]
+    schema = prefix + uuid.uuid4().hex[:10]
+    admin = sqlalchemy.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@contextmanager
 def temp_prefix(client: Any) -> Iterator[str]:
     """A random key prefix; every key under it is removed afterwards (SCAN + UNLINK)."""
     prefix = "bench" + uuid.uuid4().hex[:8]

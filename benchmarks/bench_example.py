@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import BenchEnv, ratio_row
+from . import BenchEnv, pg_schema, ratio_row
 
 GROUP = "example"
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,23 +245,8 @@ def _database(env: BenchEnv, tmp: Path) -> Iterator[str]:
     if not env.database_url:
         yield f"sqlite:///{tmp / 'bench.db'}"
         return
-    import sqlalchemy
-
-    base = env.database_url
-    for scheme in ("postgres://", "postgresql://"):
-        if base.startswith(scheme):
-            base = "postgresql+psycopg://" + base[len(scheme) :]
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with pg_schema(env.database_url) as url:
+        yield url
 
 
 def run(env: BenchEnv) -> list[dict[str, Any]]:

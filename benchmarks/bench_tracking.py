@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import BenchEnv, ratio_row, row
+from . import BenchEnv, pg_schema, ratio_row, row
 
 GROUP = "tracking"
 TARGET = 1.10
@@ -211,19 +211,6 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         rows += _bench_db(env, "sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}")
     if env.database_url:
-        import sqlalchemy as sa
-
-        schema = "bench_" + uuid.uuid4().hex[:8]
-        admin = sa.create_engine(env.database_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in env.database_url else "?"
-        try:
-            rows += _bench_db(
-                env, "postgresql", f"{env.database_url}{sep}options=-csearch_path%3D{schema}"
-            )
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
+        with pg_schema(env.database_url) as url:
+            rows += _bench_db(env, "postgresql", url)
     return rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -121,21 +122,34 @@ def app(make_app: Callable[..., tuple[Flask, DataRoomCache]]) -> Iterator[Flask]
 # -- databases ------------------------------------------------------------------------
 
 
+@contextmanager
+def pg_schema(base_url: str, prefix: str = "t_") -> Iterator[str]:
+    """A URL for a fresh PostgreSQL schema on ``base_url`` (dropped afterwards), so test
+    runs sharing one database never see each other's tables."""
+    import sqlalchemy
+
+    for scheme in ("postgres://", "postgresql://"):
+        if base_url.startswith(scheme):
+            base_url = "postgresql+psycopg://" + base_url[len(scheme) :]
+    schema = prefix + uuid.uuid4().hex[:12]
+    admin = sqlalchemy.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
 @pytest.fixture(params=DB_KINDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """A SQLAlchemy URL for an empty database: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
-    import sqlalchemy
-
     assert DATABASE_URL is not None
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = sqlalchemy.create_engine(DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in DATABASE_URL else "?"
-    yield f"{DATABASE_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    with pg_schema(DATABASE_URL) as url:
+        yield url

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import pg_schema
 
 pytestmark = pytest.mark.e2e
 
@@ -199,24 +200,9 @@ class Stats:
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     _require_services()
-    import sqlalchemy
-
     assert DATABASE_URL is not None
-    base = DATABASE_URL
-    for scheme in ("postgres://", "postgresql://"):
-        if base.startswith(scheme):
-            base = "postgresql+psycopg://" + base[len(scheme) :]
-    schema = "e2e_" + uuid.uuid4().hex[:12]
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with pg_schema(DATABASE_URL, "e2e_") as url:
+        yield url
 
 
 @pytest.fixture(params=["redis", "redis+l1"])
