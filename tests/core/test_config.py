@@ -13,7 +13,14 @@ from flask import Flask
 from scale.servers import free_port
 
 import flask_dataroom_cache.backends as backends_pkg
-from flask_dataroom_cache import ConfigError, DataRoomCache, Settings, cache_get, cache_set
+from flask_dataroom_cache import (
+    ConfigError,
+    DataRoomCache,
+    Settings,
+    cache_get,
+    cache_set,
+    get_cache_key,
+)
 from flask_dataroom_cache.backends import redis as redis_backend_module
 from flask_dataroom_cache.backends.memory import MemoryBackend
 from flask_dataroom_cache.backends.resilient import ResilientBackend
@@ -264,6 +271,6 @@ def test_redis_client_one_pool_per_app_with_the_configured_timeouts(
     pool = c1.connection_pool
     with app1.app_context():
         for i in range(20):
-            cache_set(f"k{i}", i)
-            assert cache_get(f"k{i}") == i
+            cache_set(get_cache_key("k", i), i)
+            assert cache_get(get_cache_key("k", i)) == i
     assert store_of(app1).backend.primary.client.connection_pool is pool  # type: ignore[attr-defined]

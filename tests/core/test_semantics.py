@@ -128,13 +128,14 @@ def test_get_or_set(app: Flask) -> None:
     assert cache_get(key, tags) == {"n": 2}
     # None is a value: cached and served without recomputing.
     nones: list[int] = []
-    assert get_or_set("none", lambda: nones.append(1), tags=tags) is None
-    assert get_or_set("none", lambda: nones.append(1), tags=tags) is None
+    none_key = get_cache_key("none")
+    assert get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
+    assert get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
     assert nones == [1]
     # An exception in compute propagates and stores nothing.
     with pytest.raises(ZeroDivisionError):
-        get_or_set("boom", lambda: 1 // 0)
-    assert get_or_set("boom", lambda: "ok") == "ok"
+        get_or_set(get_cache_key("boom"), lambda: 1 // 0)
+    assert get_or_set(get_cache_key("boom"), lambda: "ok") == "ok"
 
 
 def test_get_compute_set_pattern_stores_the_captured_versions(app: Flask) -> None:
@@ -169,20 +170,21 @@ def test_ttl_is_honoured_memory_fake_clock() -> None:
 
 def test_ttl_is_honoured(app: Flask, cache_kind: str) -> None:
     store = store_of(app)
-    assert cache_set("short", "v", ttl=1)
-    assert cache_set("default", "v")
+    short, default = get_cache_key("ttl", "short"), get_cache_key("ttl", "default")
+    assert cache_set(short, "v", ttl=1)
+    assert cache_set(default, "v")
     if cache_kind in REDIS_KINDS:
         client = redis_backend_of(app).client
-        assert 0 < client.pttl("short") <= 1000
-        assert 299_000 < client.pttl("default") <= 300_000
+        assert 0 < client.pttl(short) <= 1000
+        assert 299_000 < client.pttl(default) <= 300_000
         # Tag tokens outlive the entries stamped with them.
         assert client.ttl(redis_backend_of(app)._tagv + EPOCH_TAG) >= 300
         time.sleep(1.1)
-        assert cache_get("short") is None
+        assert cache_get(short) is None
     else:
-        expires = memory_entries(app)["short"][0]
+        expires = memory_entries(app)[short][0]
         assert 0 < expires - time.monotonic() <= 1
-    assert cache_get("default") == "v"
+    assert cache_get(default) == "v"
     assert store.settings.ttl == 300
 
 
