@@ -58,7 +58,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
-from .tags import entity_tag, list_tag, type_tag
+from .tags import entity_tag, list_tag, type_tag, user_tag
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -76,6 +76,17 @@ _NO_VALUE = object()
 _NO_RULE: Any = object()
 _WRITE_SQL = re.compile(
     r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
+)
+#: A ``WITH ...`` statement that writes (PostgreSQL's data-modifying CTEs).
+_WRITE_CTE = re.compile(r"\s*with\b.*\b(insert|update|delete|merge)\b", re.I | re.S)
+_NAME = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$]+)'
+#: The target table of a textual INSERT/UPDATE/DELETE/REPLACE/MERGE (last name part).
+_TEXT_TARGET = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
+    r"(?:(?:insert|replace|upsert)(?:\s+or\s+\w+)?\s+into|merge\s+into|update(?:\s+or\s+\w+)?"
+    r"|delete\s+from)\s+(?:only\s+)?"
+    rf"(?:{_NAME}\s*\.\s*)?({_NAME})",
+    re.I | re.S,
 )
 _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
@@ -307,9 +318,25 @@ class Tracker:
         self._engines.add(engine)
         event.listen(engine, "before_execute", self._on_core_execute)
         event.listen(engine, "after_execute", self._on_core_executed)
+        # exec_driver_sql() skips before/after_execute: only the cursor events see it
+        event.listen(engine, "before_cursor_execute", self._on_cursor_execute)
+        event.listen(engine, "after_cursor_execute", self._on_cursor_executed)
         event.listen(engine, "commit", self._on_conn_commit)
         event.listen(engine, "rollback", self._on_conn_rollback)
         event.listen(engine, "checkin", self._on_checkin)
+        # Core has no after-commit event ("commit" fires before the COMMIT): wrap this
+        # engine's dialect (one per create_engine) so tags go out right after it.
+        dialect = engine.dialect
+        orig = dialect.do_commit
+        tracker_ref = weakref.ref(self)
+
+        def do_commit(dbapi_connection: Any) -> None:
+            orig(dbapi_connection)
+            tracker = tracker_ref()
+            if tracker is not None:
+                tracker._after_core_commit()
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
 
     # -- per-session state --------------------------------------------------------------------
     def _state(self, session: Session) -> _SessionState:
@@ -320,8 +347,12 @@ class Tracker:
         return st
 
     def _owns(self, session: Session) -> bool:
-        """False for a session of another app sharing the same Flask-SQLAlchemy object."""
-        if not has_app_context():
+        """False for a session of another app sharing the same Flask-SQLAlchemy object.
+
+        Only Flask-SQLAlchemy's sessions (they carry their ``SQLAlchemy`` object) are
+        shared between apps; a factory passed to ``track_session`` belongs to this app
+        whatever app context is pushed."""
+        if getattr(session, "_db", None) is None or not has_app_context():
             return True
         return current_app._get_current_object() is self.app_ref()  # type: ignore[attr-defined]
 
@@ -359,6 +390,12 @@ class Tracker:
         st = self._state(session)
         if not st.owned:
             return
+        engine = conn.engine
+        engine = getattr(engine, "_proxied", engine)  # an OptionEngine: its base engine
+        if engine not in self._engines:
+            # an unbound factory (Session(bind=...) per call): Core statements through
+            # this session reach the engine listeners from now on
+            self.attach_engine(engine)
         if st.begin_seq is None:
             st.begin_seq = self._seq
             st.begin_time = time.time()
@@ -639,10 +676,7 @@ class Tracker:
             tags.add(list_tag(rule.entity))
         ids: list[Any] = []
         if isinstance(stmt, dml.Insert):
-            values = _literal_values(stmt)
-            for params in rows_params or [{}]:
-                merged = {**values, **params}
-                self._row_tags(info, merged, tags)
+            self._insert_tags(info, stmt, rows_params, run, tags)
             return tags, ids
         cols = [c for c in (info.id_col, *info.parent_cols.values()) if c is not None]
         if not cols:
@@ -690,7 +724,59 @@ class Tracker:
                 value = literal.get(attr, literal.get(pcol.key))
                 if value is not None:
                     tags.add(parent_tag(rule.parents[attr], value))
+            if info.id_col is not None:  # the primary key itself set: the new id's tag
+                new_id = literal.get(rule.id_attr, literal.get(info.id_col.key))
+                if new_id is not None:
+                    tags.add(entity_tag(rule.entity, new_id))
         return tags, ids
+
+    def _insert_tags(
+        self,
+        info: _TableInfo,
+        stmt: Any,
+        rows_params: Sequence[Mapping[str, Any]] | None,
+        run: Callable[[Any], Any],
+        tags: set[str],
+    ) -> None:
+        """The rows an INSERT adds: parameter rows, ``values()`` (one row or several),
+        ``from_select`` (read with the same SELECT, capped), and for an upsert
+        (``ON CONFLICT DO UPDATE`` / ``ON DUPLICATE KEY``) the rows it may overwrite."""
+        values = _literal_values(stmt)
+        rows: list[Mapping[Any, Any]] = [{**values, **p} for p in rows_params or [{}]]
+        for group in getattr(stmt, "_multi_values", None) or ():
+            for row in group:
+                if isinstance(row, Mapping):
+                    rows.append(_literal_row(row))
+        for row in rows:
+            self._row_tags(info, row, tags)
+        select = getattr(stmt, "select", None)
+        names = getattr(stmt, "_select_names", None)
+        if select is not None and names:
+            sub = select.subquery()
+            by_name = dict(zip(names, sub.c, strict=False))
+            pairs = ((info.rule.id_attr, info.id_col), *info.parent_cols.items())
+            wanted = [(a, c) for a, c in pairs if c is not None and c.key in by_name]
+            if wanted:
+                query = sa.select(*[by_name[c.key].label(c.key) for _, c in wanted]).distinct()
+                found = run(query.limit(BULK_ROW_CAP + 1)).all()
+                for r in found[:BULK_ROW_CAP]:
+                    self._row_tags(info, r._mapping, tags)
+                if len(found) > BULK_ROW_CAP:  # type:{entity} stands for the ids
+                    for attr, column in info.parent_cols.items():
+                        if column.key in by_name:
+                            q = sa.select(by_name[column.key]).distinct()
+                            ptype = info.rule.parents[attr]
+                            tags.update(parent_tag(ptype, v) for (v,) in run(q) if v is not None)
+        if getattr(stmt, "_post_values_clause", None) is not None and info.id_col is not None:
+            # an upsert may move an existing row: its old parents too (looked up by id;
+            # without ids in the rows, type:{entity} is what covers it)
+            id_keys = (info.rule.id_attr, info.id_col.key, info.id_col)
+            ids = [v for r in rows for k in id_keys if (v := r.get(k)) is not None]
+            cols = [info.id_col, *info.parent_cols.values()]
+            for start in range(0, len(ids), 500):
+                query = sa.select(*cols).where(info.id_col.in_(ids[start : start + 500]))
+                for r in run(query):
+                    self._row_tags(info, r._mapping, tags)
 
     @staticmethod
     def _row_tags(info: _TableInfo, row: Mapping[Any, Any], tags: set[str]) -> None:
@@ -736,6 +822,39 @@ class Tracker:
                 self._row_tags(info, row._mapping, tags)
         return tags
 
+    @staticmethod
+    def _member_tags(
+        info: _TableInfo, ids: list[Any], session: Session | None, conn: Connection | None
+    ) -> set[str]:
+        """``user:{id}`` of every member of the rows a bulk statement matched (a rule with
+        ``members=``): those users' views list the rows. Runs before the statement (a
+        deleted row's members are gone after it); loads at most ``BULK_ROW_CAP`` objects,
+        through the session, or for a Core statement a throwaway session on the same
+        connection (it joins the connection's transaction and ends nothing)."""
+        rule = info.rule
+        members = rule.members
+        id_attr = getattr(rule.model, rule.id_attr, None)
+        if members is None or id_attr is None:
+            return set()
+        own = session is None
+        if own:
+            session = Session(bind=conn)
+        assert session is not None
+        tags: set[str] = set()
+        try:
+            with session.no_autoflush:
+                for start in range(0, len(ids), 500):
+                    query: Any = sa.select(rule.model).where(id_attr.in_(ids[start : start + 500]))
+                    found = session.scalars(
+                        query, execution_options={"_dataroom_internal": True}
+                    ).all()
+                    for obj in found:
+                        tags.update(user_tag(m) for m in members(obj) if m is not None)
+        finally:
+            if own:
+                session.close()
+        return tags
+
     def _on_orm_execute(self, orm_state: Any) -> Any:
         if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
             return None
@@ -766,6 +885,8 @@ class Tracker:
             return session.execute(q, execution_options={"_dataroom_internal": True})
 
         tags, ids = self._statement_tags(info, stmt, rows_params, run)
+        if ids and info.rule.members is not None:
+            tags |= self._member_tags(info, ids, session, None)
         result = None
         if ids and self._update_needs_reselect(info, stmt):
             result = orm_state.invoke_statement()
@@ -786,10 +907,8 @@ class Tracker:
         execution_options: Any,
     ) -> None:
         if not isinstance(clauseelement, dml.UpdateBase):
-            if isinstance(clauseelement, TextClause) and _WRITE_SQL.match(clauseelement.text):
-                owner = self._conn_owner.get(conn)
-                if owner is not None:
-                    owner.wrote = True  # textual DML: later invalidate_tags() are deferred
+            if isinstance(clauseelement, TextClause):
+                self._on_text(conn, clauseelement.text)
             return
         if not self.registry:
             return
@@ -821,10 +940,47 @@ class Tracker:
             return conn.execute(q)
 
         tags, ids = self._statement_tags(info, clauseelement, rows_params or None, run)
+        if ids and info.rule.members is not None:
+            tags |= self._member_tags(info, ids, None, conn)
         if ids and self._update_needs_reselect(info, clauseelement):
             # the new parents are only known once the statement ran: after_execute
             conn.info[self.key + ".reselect"] = (info, ids, owner)
         self._deliver_core(conn, owner, tags)
+
+    def _on_text(self, conn: Connection, sql: str) -> None:
+        """Textual SQL (``text()``, ``exec_driver_sql``). Its rows are unknown: a write to
+        a tracked table (or to a table the statement does not name plainly) bumps
+        ``type:{entity}`` and ``{entity}:list``, and the session treats it as a flushed
+        change (reads bypass the cache, fills are dropped, ``invalidate_tags`` is
+        deferred), so nothing it wrote can reach the cache before the commit."""
+        if not (_WRITE_SQL.match(sql) or _WRITE_CTE.match(sql)):
+            return
+        owner = self._conn_owner.get(conn)
+        if owner is not None:
+            owner.wrote = True
+        if not self.registry:
+            return
+        self._table_info(None)  # refresh the table map
+        target = _TEXT_TARGET.match(sql)
+        infos: list[_TableInfo]
+        if target is None or _WRITE_CTE.match(sql):
+            infos = [i for i in self._tables.values() if i is not None]  # unknown: all
+        else:
+            name = target.group(1)
+            quoted = name[0] in '"`['
+            name = name[1:-1] if quoted else name.lower()
+            infos = [
+                i
+                for t, i in self._tables.items()
+                if i is not None and (t.name if quoted else t.name.lower()) == name
+            ]
+        tags: set[str] = set()
+        for info in infos:
+            tags.add(type_tag(info.rule.entity))
+            if info.rule.list_tag:
+                tags.add(list_tag(info.rule.entity))
+        if tags:
+            self._deliver_core(conn, owner, tags)
 
     def _deliver_core(self, conn: Connection, owner: _SessionState | None, tags: set[str]) -> None:
         session = owner.session_ref() if owner is not None else None
@@ -835,6 +991,11 @@ class Tracker:
                 bucket |= tags
                 owner.flushed = True
                 return
+        if owner is None and _autocommit(conn):
+            # each statement commits by itself: send once it has run (after_execute)
+            now = conn.info.setdefault(self.key + ".now", set())
+            now |= tags
+            return
         pending = conn.info.setdefault(self.key, set())
         pending |= tags
 
@@ -851,20 +1012,45 @@ class Tracker:
         if pending is not None:
             info, ids, owner = pending
             self._deliver_core(conn, owner, self._reselect(info, ids, conn.execute))
+        now = conn.info.pop(self.key + ".now", None)
+        if now:
+            self.send(now)  # autocommit: the statement is committed
+
+    def _on_cursor_execute(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        context = args[1] if len(args) > 1 else None
+        if getattr(context, "compiled", None) is None:  # Connection.exec_driver_sql()
+            self._on_text(conn, statement)
+
+    def _on_cursor_executed(self, conn: Connection, *args: Any) -> None:
+        now = conn.info.pop(self.key + ".now", None)
+        if now:
+            self.send(now)  # autocommit: the driver-level statement is committed
 
     def _on_conn_commit(self, conn: Connection) -> None:
+        """Before a Core connection's COMMIT: hand its tags to the ``do_commit`` wrapper
+        (:meth:`attach_engine`), which sends them right after the COMMIT; if it does not
+        run, they go out when the connection returns to the pool."""
         if conn in self._conn_owner:
             return  # a session's connection: the session's after_commit sends
         tags = conn.info.pop(self.key, None)
         if tags:
-            # sent before the database COMMIT and again when the connection returns to
-            # the pool (after it): readers in between cannot keep the old data
             conn.info[self.key + ".resend"] = conn.info.get(self.key + ".resend", set()) | tags
+            self._local.committing = conn
+
+    def _after_core_commit(self) -> None:
+        conn = getattr(self._local, "committing", None)
+        if conn is None:
+            return
+        self._local.committing = None
+        tags = conn.info.pop(self.key + ".resend", None)
+        if tags:
             self.send(tags)
 
     def _on_conn_rollback(self, conn: Connection) -> None:
         conn.info.pop(self.key, None)
         conn.info.pop(self.key + ".reselect", None)
+        if getattr(self._local, "committing", None) is conn:
+            self._local.committing = None
 
     def _on_checkin(self, dbapi_conn: Any, record: Any) -> None:
         info = getattr(record, "info", None)
@@ -875,6 +1061,15 @@ class Tracker:
         tags = info.pop(self.key + ".resend", None)
         if tags:
             self.send(tags)
+
+
+def _autocommit(conn: Connection) -> bool:
+    """True if ``conn`` runs in AUTOCOMMIT isolation (each statement commits itself)."""
+    check = getattr(conn, "_is_autocommit_isolation", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:  # pragma: no cover - private API changed
+        return False
 
 
 def _in_unit_of_work(owner: _SessionState) -> bool:
@@ -918,6 +1113,21 @@ def _set_keys(stmt: Any) -> set[str] | None:
         if key is None:
             return None
         out.add(key)
+    return out
+
+
+def _literal_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """One row of a multi-row ``values([...])``: ``{column key: literal value}``."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        key = k if isinstance(k, str) else getattr(k, "key", None)
+        if key is None:
+            continue
+        if isinstance(v, sa.sql.elements.BindParameter):
+            if v.callable is None and v.value is not None:
+                out[key] = v.value
+        elif isinstance(v, str | int):
+            out[key] = v
     return out
 
 

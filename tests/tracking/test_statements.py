@@ -1,0 +1,243 @@
+"""Statements outside the unit of work: textual SQL, driver-level SQL, Core connections
+(transactional and AUTOCOMMIT), INSERT variants, bulk statements on member-tracked rows,
+unbound session factories. Each test failed before its fix (an audit's reproductions)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_dataroom_cache import (
+    DataRoomCache,
+    contents_tag,
+    dataroom_tag,
+    entity_tag,
+    invalidate_tags,
+    list_tag,
+    type_tag,
+    user_tag,
+)
+
+from .conftest import CountingBackend, Env, sqlite_fk
+from .models import Base, DataRoom, File, Folder, declare
+from .test_semantics import fill, seed
+
+files = File.__table__
+
+
+@pytest.mark.parametrize("how", ["text", "exec_driver_sql"])
+def test_textual_dml_is_never_cached_and_rollback_leaves_no_trace(env: Env, how: str) -> None:
+    seed(env)
+    fill(env, 10)
+    s = env.session
+    s.rollback()
+    sql = "UPDATE files SET name='PHANTOM' WHERE id=100"
+    if how == "text":
+        s.execute(sa.text(sql))
+    else:
+        s.connection().exec_driver_sql(sql)
+    # the transaction sees its own write (the cache is bypassed) ...
+    assert env.contents(1, 10)["files"] == ["PHANTOM"]
+    s.rollback()
+    # ... and nothing of it was stored for anyone else
+    assert env.contents(1, 10)["files"] == ["f1"]
+    assert env.backend.calls["invalidate"] == 0
+
+
+@pytest.mark.parametrize("how", ["text", "exec_driver_sql"])
+def test_textual_dml_commit_bumps_the_type_and_list_tags(env: Env, how: str) -> None:
+    seed(env)
+    s = env.session
+    sql = "UPDATE files SET name='T' WHERE id=100"
+    if how == "text":
+        s.execute(sa.text(sql))
+    else:
+        s.connection().exec_driver_sql(sql)
+    invalidate_tags(entity_tag("file", 100))  # deferred: the session wrote
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {type_tag("file"), list_tag("file"), entity_tag("file", 100)} <= sent
+    assert type_tag("folder") not in sent  # the statement names its table
+
+
+def test_textual_dml_on_other_tables_or_unparsed(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.execute(sa.text('UPDATE "notes" SET text = :t'), {"t": "x"})  # untracked table
+    s.commit()
+    assert env.backend.calls["invalidate"] == 0
+    s.execute(sa.text("/* hint */ DELETE FROM Files WHERE id = 999"))  # case, comment
+    s.commit()
+    assert type_tag("file") in env.backend.all_invalidated()
+    env.backend.reset()
+    # a data-modifying CTE: the target is not parsed; every tracked type is bumped
+    s.execute(sa.text("WITH x AS (SELECT 1 AS one) UPDATE folders SET name = name WHERE id = 0"))
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {type_tag("file"), type_tag("folder"), type_tag("dataroom")} <= sent
+
+
+def test_core_connection_sends_after_the_database_commit(env: Env) -> None:
+    """Not before: a reader between an early send and the COMMIT would store the old row
+    under the new tokens."""
+    seed(env)
+    env.session.rollback()
+    seen: list[str] = []
+    real = env.store.invalidate
+    reader = sa.create_engine(env.db.engine.url)
+
+    def spy(tags: Any, *a: Any, **k: Any) -> Any:
+        with reader.connect() as c:  # another connection: what a concurrent request sees
+            seen.append(c.scalar(sa.select(files.c.name).where(files.c.id == 100)))
+        return real(tags, *a, **k)
+
+    env.store.invalidate = spy  # type: ignore[method-assign]
+    try:
+        with env.db.engine.connect() as conn:
+            conn.execute(sa.update(files).where(files.c.id == 100).values(name="NEW"))
+            conn.commit()
+            assert seen == ["NEW"], "sent once, after the COMMIT, before commit() returned"
+        assert seen == ["NEW"], "not sent again at check-in"
+    finally:
+        env.store.invalidate = real  # type: ignore[method-assign]
+        reader.dispose()
+
+
+def test_autocommit_connection_invalidates_each_statement(env: Env) -> None:
+    seed(env)
+    fill(env, 10)
+    env.session.rollback()
+    with env.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="auto"))
+        assert contents_tag(10) in env.backend.all_invalidated()
+        conn.exec_driver_sql("UPDATE files SET name='auto2' WHERE id=100")
+        assert env.backend.calls["invalidate"] == 2
+    assert env.contents(1, 10)["files"] == ["auto2"]
+
+
+def _upsert(env: Env, **values: Any) -> Any:
+    if env.db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(files).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=["id"], set_={"folder_id": stmt.excluded.folder_id}
+    )
+
+
+def test_insert_variants_tag_every_row(env: Env) -> None:
+    seed(env)
+    fill(env, 10, 20)
+    s = env.session
+    rows = [
+        {"id": 300, "data_room_id": 1, "folder_id": 20, "name": "m1"},
+        {"id": 301, "data_room_id": 1, "folder_id": 20, "name": "m2"},
+    ]
+    s.execute(sa.insert(files).values(rows))  # Core multi-row VALUES
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 300), entity_tag("file", 301), contents_tag(20)} <= sent
+    assert env.contents(1, 20)["files"] == ["m1", "m2"]
+    env.backend.reset()
+    s.execute(sa.insert(File).values([{**rows[0], "id": 302, "name": "m3"}]))  # ORM
+    s.commit()
+    assert {entity_tag("file", 302), contents_tag(20)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    fill(env, 10, 11)
+    src = sa.select(files.c.id + 1000, files.c.data_room_id, files.c.folder_id, files.c.name)
+    s.execute(
+        sa.insert(files).from_select(
+            ["id", "data_room_id", "folder_id", "name"], src.where(files.c.id == 101)
+        )
+    )
+    s.commit()
+    assert {entity_tag("file", 1101), contents_tag(11)} <= env.backend.all_invalidated()
+    assert env.contents(1, 11)["files"] == ["f2", "f2"]
+    env.backend.reset()
+    fill(env, 10, 20)
+    # an upsert that moves file 100 from folder 10 to 20: both folders
+    s.execute(_upsert(env, id=100, data_room_id=1, folder_id=20, name="f1"))
+    s.commit()
+    assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
+    assert "f1" not in env.contents(1, 10)["files"]
+    assert "f1" in env.contents(1, 20)["files"]
+
+
+def test_bulk_update_of_the_primary_key_tags_the_new_id(env: Env) -> None:
+    seed(env)
+    env.session.execute(sa.update(File).where(File.id == 101).values(id=109))
+    env.session.commit()
+    assert {entity_tag("file", 101), entity_tag("file", 109)} <= env.backend.all_invalidated()
+
+
+def test_bulk_statements_on_member_tracked_rows_invalidate_the_members(env: Env) -> None:
+    seed(env)
+    s = env.session
+    s.execute(sa.update(DataRoom).where(DataRoom.id == 1).values(name="Renamed"))
+    s.commit()
+    assert {user_tag("u1"), dataroom_tag(1)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    rooms = DataRoom.__table__
+    with env.db.engine.begin() as conn:  # Core, on a standalone connection
+        conn.execute(sa.update(rooms).where(rooms.c.id == 1).values(name="Core"))
+    assert user_tag("u1") in env.backend.all_invalidated()
+    env.backend.reset()
+    s.execute(sa.delete(DataRoom).where(DataRoom.id == 1))  # members read before the delete
+    s.commit()
+    assert user_tag("u1") in env.backend.all_invalidated()
+
+
+def _app_with_cache(name: str) -> tuple[Flask, DataRoomCache, CountingBackend]:
+    app = Flask(name)
+    app.config.update(REDIS_URL="", CACHE_KEY_PREFIX="p" + uuid.uuid4().hex[:8])
+    cache = DataRoomCache()
+    declare(cache)
+    cache.init_app(app)
+    store = cache.state(app).store
+    counting = CountingBackend(store.backend)
+    store.backend = counting  # type: ignore[assignment]
+    return app, cache, counting
+
+
+def test_unbound_factory_tracks_core_statements(tmp_path: Any) -> None:
+    app, cache, counting = _app_with_cache("unbound")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'u.db'}")
+    sqlite_fk(engine)
+    Base.metadata.create_all(engine)
+    factory = sa.orm.sessionmaker()  # bound per session, not per factory
+    cache.track_session(factory, app=app)
+    with factory(bind=engine) as s:
+        s.add_all([DataRoom(id=1, name="r"), Folder(id=10, data_room_id=1, name="A")])
+        s.flush()
+        s.add(File(id=100, data_room_id=1, folder_id=10, name="f"))
+        s.commit()
+        counting.reset()
+        s.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+        s.commit()
+    assert {entity_tag("file", 100), contents_tag(10)} <= counting.all_invalidated()
+    engine.dispose()
+
+
+def test_tracked_factory_is_owned_under_another_apps_context(tmp_path: Any) -> None:
+    api, cache_api, counting = _app_with_cache("api")
+    admin, _cache_admin, admin_counting = _app_with_cache("admin")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    Base.metadata.create_all(engine)
+    factory = sa.orm.sessionmaker(engine)
+    cache_api.track_session(factory, app=api)
+    with factory() as s:
+        s.add_all([DataRoom(id=1, name="r"), Folder(id=10, data_room_id=1, name="A")])
+        s.commit()
+    counting.reset()
+    with admin.app_context(), factory() as s:  # e.g. an admin app in the same process
+        s.get(Folder, 10).name = "renamed by admin"
+        s.commit()
+    assert entity_tag("folder", 10) in counting.all_invalidated()
+    assert admin_counting.calls["invalidate"] == 0
+    engine.dispose()
