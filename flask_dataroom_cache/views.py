@@ -93,6 +93,9 @@ _DROP_HEADERS = frozenset(
 _304_HEADERS = frozenset(
     {"etag", "cache-control", "vary", "content-location", "expires", "x-cache", "x-cache-stale"}
 )
+#: Kept on a 304 built on a miss from the view's own response: its cookies must reach the
+#: client (such a response is never stored, so a later hit has none to drop).
+_304_MISS_HEADERS = _304_HEADERS | {"set-cookie"}
 _HIT = ("X-Cache", "HIT")
 _STALE = ("X-Cache-Stale", "1")
 _IDENTITY_EXTRA = "identity"
@@ -541,8 +544,10 @@ class _CachedCall:
             return self.not_modified(headers)
         return self.app.response_class(body, status=200, headers=_headers(headers))
 
-    def not_modified(self, headers: Iterable[tuple[str, str]]) -> Response:
-        keep = [(k, v) for k, v in headers if k.lower() in _304_HEADERS]
+    def not_modified(
+        self, headers: Iterable[tuple[str, str]], kept: frozenset[str] = _304_HEADERS
+    ) -> Response:
+        keep = [(k, v) for k, v in headers if k.lower() in kept]
         resp = self.app.response_class(status=304, headers=keep)
         resp.automatically_set_content_length = False
         return resp
@@ -668,7 +673,7 @@ class _CachedCall:
         resp.headers["X-Cache"] = outcome
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and _etag_matches(inm, etag):
-            return self.not_modified(resp.headers.items())
+            return self.not_modified(resp.headers.items(), _304_MISS_HEADERS)
         return resp
 
     def storable(self, resp: Response) -> bool:

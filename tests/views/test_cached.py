@@ -457,6 +457,26 @@ def test_if_none_match_gives_304_on_miss_when_fresh_etag_matches(views_app: Any)
     assert va.get("/stable").headers["X-Cache"] == "HIT"  # the miss stored the entry
 
 
+def test_304_on_miss_keeps_the_views_cookies(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/prefs")
+    @va.cache.cached()
+    def prefs() -> Any:
+        va.calls["prefs"] += 1
+        resp = make_response(jsonify(theme="dark"))
+        resp.set_cookie("seen", "1")
+        return resp
+
+    first = va.get("/prefs")
+    assert first.headers.getlist("Set-Cookie") == ["seen=1; Path=/"]
+    again = va.get("/prefs", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.headers["X-Cache"] == "MISS"  # never stored: it sets a cookie
+    assert again.headers.getlist("Set-Cookie") == ["seen=1; Path=/"]
+    assert va.calls["prefs"] == 2
+
+
 def test_head_is_served_from_the_get_entry(views_app: Any) -> None:
     va: ViewsApp = views_app()
     get = va.get("/rooms/r1/items")
