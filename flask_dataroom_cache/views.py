@@ -70,6 +70,10 @@ _MAGIC_B = b"DRV2\n"
 KEY_MEMO_MAX = 4096
 _ENTITY = "~view"
 _SKIP_KEY = "dataroom_cache.skip"
+#: Set in the WSGI environ while a cached view runs: a cached view function it calls (an
+#: alias route returning ``other_view()``) runs directly, without a caching layer of its
+#: own (it would key itself by the outer endpoint and wait on the outer's single flight).
+_ACTIVE_KEY = "dataroom_cache.active"
 #: Never stored: recomputed, per connection, or per response.
 _DROP_HEADERS = frozenset(
     {
@@ -410,6 +414,9 @@ class _CachedCall:
         req = ctx.request
         if req.method != "GET" and req.method != "HEAD":
             return self.view(*self.args, **self.kwargs)
+        environ = req.environ
+        if _ACTIVE_KEY in environ:  # called by a cached view: its response is the outer's
+            return self.view(*self.args, **self.kwargs)
         app = self.app = ctx.app
         state = app.extensions.get(EXTENSION_KEY)
         if state is None:
@@ -418,7 +425,6 @@ class _CachedCall:
         self.store = state.store
         self.endpoint = req.endpoint
         opts = self.opts
-        environ = req.environ
 
         if not opts.shared:
             fn = _identity_fn(state)
@@ -556,7 +562,7 @@ class _CachedCall:
         self.store.metrics.incr("bypasses", endpoint=self.endpoint)
         if fill:
             return self.compute(self.ctx.request.environ, "BYPASS")
-        resp = self.app.make_response(self.view(*self.args, **self.kwargs))
+        resp = self.app.make_response(self.call_view())
         resp.headers["X-Cache"] = "BYPASS"
         return resp
 
@@ -621,6 +627,15 @@ class _CachedCall:
         finally:
             flights.done(self.key)
 
+    def call_view(self) -> Any:
+        """Run the view, marked as the active cached call of this request."""
+        environ = self.ctx.request.environ
+        environ[_ACTIVE_KEY] = True
+        try:
+            return self.view(*self.args, **self.kwargs)
+        finally:
+            environ.pop(_ACTIVE_KEY, None)
+
     def tags(self) -> list[str]:
         spec = self.opts.tags
         if spec is None:
@@ -650,7 +665,7 @@ class _CachedCall:
                     captured = self.store.capture(tags)
                 except Exception as exc:
                     self.store._error("view version read", exc)
-        resp = self.app.make_response(self.view(*self.args, **self.kwargs))
+        resp = self.app.make_response(self.call_view())
         if resp.status_code != 200:
             resp.headers["X-Cache"] = outcome
             return resp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -131,6 +132,45 @@ def test_follower_stops_waiting_after_the_flight_timeout(
     assert follower.get_json() == {"n": 2}
     release.set()
     leader.join(30)
+
+
+def test_cached_view_calling_another_cached_view_runs_it_directly(
+    views_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A legacy alias route returning another cached view function: the inner call has
+    no caching layer of its own (it used to key itself by the outer endpoint and wait
+    FLIGHT_WAIT on the outer's own single flight)."""
+    va: ViewsApp = views_app()
+    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 3.0)
+    flights = _flights(va)
+
+    @va.app.get("/v2/rooms")
+    @va.cache.cached(shared=True, tags=["rooms"])
+    def rooms_v2() -> Any:
+        va.calls["v2"] += 1
+        return jsonify(rooms=[1, 2])
+
+    @va.app.get("/rooms")
+    @va.cache.cached(shared=True, tags=["rooms"])
+    def rooms_legacy() -> Any:
+        va.calls["legacy"] += 1
+        return rooms_v2()
+
+    started = time.monotonic()
+    first = va.get("/rooms")
+    assert time.monotonic() - started < 1.5
+    assert first.status_code == 200
+    assert first.get_json() == {"rooms": [1, 2]}
+    assert first.headers["X-Cache"] == "MISS"
+    assert flights.arrived == 1  # the inner call never joined a flight
+    hit = va.get("/rooms")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.get_json() == {"rooms": [1, 2]}
+    assert va.calls == {"legacy": 1, "v2": 1}
+    # the inner view's own route is still cached under its own key
+    assert va.get("/v2/rooms").headers["X-Cache"] == "MISS"
+    assert va.get("/v2/rooms").headers["X-Cache"] == "HIT"
+    assert va.calls == {"legacy": 1, "v2": 2}
 
 
 def _lock_key(app: Flask, path_key: str) -> str:
