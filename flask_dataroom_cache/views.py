@@ -594,21 +594,32 @@ class _CachedCall:
             return True
 
     def compute_locked(self, environ: dict[str, Any]) -> Any:
+        """Compute holding the cross-process lock; if another process holds it, poll the
+        cache for what it stores, taking the lock as soon as it is free: a holder whose
+        response is not stored (a 404, ``skip()``, a cookie, a HEAD) releases it and
+        leaves nothing to read, so the waiters must not poll out ``LOCK_WAIT``."""
         lock_key = self.lock_key("lock")
-        if self.try_lock(lock_key):
-            try:
-                return self.compute(environ, "MISS")
-            finally:
-                self.safe_delete(lock_key)
-        deadline = time.monotonic() + LOCK_WAIT
-        delay = 0.01
-        while time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-            value = self.lookup()
-            if value is not None:
-                return self.hit(value, environ)
-        return self.compute(environ, "MISS")
+        if not self.try_lock(lock_key):
+            deadline = time.monotonic() + LOCK_WAIT
+            delay = 0.01
+            while True:
+                if time.monotonic() >= deadline:
+                    return self.compute(environ, "MISS")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+                value = self.lookup()
+                if value is not None:
+                    return self.hit(value, environ)
+                if self.try_lock(lock_key):
+                    value = self.lookup()  # stored and released since our read
+                    if value is not None:
+                        self.safe_delete(lock_key)
+                        return self.hit(value, environ)
+                    break
+        try:
+            return self.compute(environ, "MISS")
+        finally:
+            self.safe_delete(lock_key)
 
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
