@@ -16,7 +16,11 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
 4. A miss joins the in-process single flight for the key (one computes, the others wait and
    read what it stored), optionally takes a cross-process lock (``lock=True``), captures the
    tag versions *before* running the view, runs it, and stores the response only if it is
-   a complete 200 that is safe to share with whoever the key belongs to.
+   a complete 200 that is safe to share with whoever the key belongs to. The view's own
+   response is checked and snapshotted when it returns; the write waits for the final
+   response (``request_finished``, after every after-request function and the session
+   save), which may still forbid it (``no-store``); the flight and lock are released after
+   the write.
 
 Stored value: raw bytes (the codec's ``B`` flag, compressed above the threshold), never
 pickle: ``DRV2`` + a few text lines (soft expiry, ETag, headers) + a blank line + the
@@ -37,7 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request_finished
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
 
@@ -74,6 +78,9 @@ _SKIP_KEY = "dataroom_cache.skip"
 #: alias route returning ``other_view()``) runs directly, without a caching layer of its
 #: own (it would key itself by the outer endpoint and wait on the outer's single flight).
 _ACTIVE_KEY = "dataroom_cache.active"
+#: The :class:`_CachedCall` whose response passed the view-level checks and waits for
+#: the final response (after Flask's after-request processing) to be stored.
+_PENDING_KEY = "dataroom_cache.pending"
 #: Never stored: recomputed, per connection, or per response.
 _DROP_HEADERS = frozenset(
     {
@@ -167,9 +174,33 @@ class _Flights:
 
 
 def install(app: Flask, state: CacheState) -> None:
-    """Called once by ``DataRoomCache.init_app``: per-app view state."""
+    """Called once by ``DataRoomCache.init_app``: per-app view state, and the hook that
+    stores a miss's response once the final response is known."""
     state.extras[_FLIGHTS_EXTRA] = _Flights()
     state.extras[_KEYS_EXTRA] = {}
+    request_finished.connect(_request_finished, sender=app, weak=False)
+
+
+def _request_finished(sender: Flask, response: Response | None = None, **_: Any) -> None:
+    """``request_finished``: after every after-request function and the session save, so
+    ``response`` is what the client gets. Stores the pending fill of this request, if
+    any (a miss), when the final response still allows it."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        call = ctx.request.environ.pop(_PENDING_KEY, None)
+        if call is not None:
+            call.finish(response)
+
+
+def end_request() -> None:
+    """Teardown (``DataRoomCache.init_app``): a pending fill that never saw the final
+    response (the request failed after the view, or the view was called without Flask's
+    dispatch) is dropped, and the single flight and lock it held are released."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        call = ctx.request.environ.pop(_PENDING_KEY, None)
+        if call is not None:
+            call.finish(None)
 
 
 def skip() -> None:
@@ -378,6 +409,8 @@ class _CachedCall:
         "key",
         "kwargs",
         "opts",
+        "pending",
+        "releases",
         "state",
         "store",
         "tag_list",
@@ -404,6 +437,10 @@ class _CachedCall:
         self.tag_list: list[str] = []
         #: Tag versions seen by the last missing read: stamped on what the view computes.
         self.versions: tuple[str, ...] | None = None
+        #: ``(headers, etag, body, tags, versions)`` to store once the final response is
+        #: known (:meth:`finish`); ``releases`` run after that (flight, lock).
+        self.pending: tuple[list[tuple[str, str]], str, bytes, list[str], Any] | None = None
+        self.releases: list[Callable[[], None]] = []
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -580,7 +617,7 @@ class _CachedCall:
                 return self.compute(environ, "MISS")
             return self.compute_locked(environ)
         finally:
-            flights.done(self.key)
+            self.after_fill(functools.partial(flights.done, self.key))
 
     def lock_key(self, kind: str) -> str:
         prefix = self.state.settings.key_prefix
@@ -619,7 +656,7 @@ class _CachedCall:
         try:
             return self.compute(environ, "MISS")
         finally:
-            self.safe_delete(lock_key)
+            self.after_fill(functools.partial(self.safe_delete, lock_key))
 
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
@@ -634,9 +671,17 @@ class _CachedCall:
             try:
                 return self.compute(self.ctx.request.environ, "MISS")
             finally:
-                self.safe_delete(lock_key)
+                self.after_fill(functools.partial(self.safe_delete, lock_key))
         finally:
-            flights.done(self.key)
+            self.after_fill(functools.partial(flights.done, self.key))
+
+    def after_fill(self, release: Callable[[], None]) -> None:
+        """Run ``release`` (end the single flight, free a lock) now, or after the pending
+        fill is stored: waiters must find the entry when they wake up."""
+        if self.pending is None:
+            release()
+        else:
+            self.releases.append(release)
 
     def call_view(self) -> Any:
         """Run the view, marked as the active cached call of this request."""
@@ -676,11 +721,16 @@ class _CachedCall:
                     captured = self.store.capture(tags)
                 except Exception as exc:
                     self.store._error("view version read", exc)
+        hooks = getattr(self.ctx, "_after_request_functions", None)
+        hooks_before = len(hooks) if hooks is not None else 0
         resp = self.app.make_response(self.call_view())
         if resp.status_code != 200:
             resp.headers["X-Cache"] = outcome
             return resp
-        store_it = captured is not None and self.storable(resp)
+        # after_this_request functions registered by the view run on this response only,
+        # never on a hit: what they add (a cookie, a header) would be lost on every hit.
+        view_hooks = hooks is not None and len(hooks) > hooks_before
+        store_it = captured is not None and not view_hooks and self.storable(resp)
         if resp.is_streamed or resp.direct_passthrough:
             resp.headers["X-Cache"] = outcome
             return resp
@@ -695,7 +745,7 @@ class _CachedCall:
             for name in self.opts.vary:
                 resp.vary.add(name)
         if store_it and captured is not None:
-            self.fill(resp, etag, body, tags, captured[1])
+            self.defer_fill(resp, etag, body, tags, captured[1])
         resp.headers["X-Cache"] = outcome
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and _etag_matches(inm, etag):
@@ -715,10 +765,53 @@ class _CachedCall:
             return False
         return not (self.opts.shared and "private" in tokens)
 
-    def fill(self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any) -> None:
+    def defer_fill(
+        self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any
+    ) -> None:
+        """Snapshot the view's own headers and body now (after-request functions of the
+        app also run on every hit: what they add must not be stored), store them in
+        :meth:`finish` once Flask's after-request processing has produced the final
+        response, which may still forbid storing (``no-store`` added by an app hook)."""
         headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
         if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
             return
+        environ = self.ctx.request.environ
+        if _PENDING_KEY in environ:  # a plain view called two cached functions: keep one
+            return
+        self.pending = (headers, etag, body, tags, versions)
+        environ[_PENDING_KEY] = self
+
+    def finish(self, final: Response | None) -> None:
+        """Store the pending fill if ``final`` (the response the client gets, ``None``
+        when it is not known) allows it, then run the releases."""
+        pending, self.pending = self.pending, None
+        try:
+            if pending is not None and final is not None and self.final_storable(final):
+                self.fill(*pending)
+        finally:
+            releases, self.releases = self.releases, []
+            for release in releases:
+                release()
+
+    def final_storable(self, final: Response) -> bool:
+        """The checks only the final response can answer: after-request functions of the
+        app or its blueprints may have changed it (they run on hits too, so a cookie they
+        set is not a reason to refuse: it is set again on every hit, never stored)."""
+        if final.status_code != 200 and final.status_code != 304:
+            return False
+        tokens = _cache_control_tokens(final.headers.get("Cache-Control"))
+        if "no-store" in tokens:
+            return False
+        return not (self.opts.shared and "private" in tokens)
+
+    def fill(
+        self,
+        headers: list[tuple[str, str]],
+        etag: str,
+        body: bytes,
+        tags: list[str],
+        versions: Any,
+    ) -> None:
         timeout = self.opts.timeout or self.state.settings.ttl
         value = _pack(headers, etag, time.time() + timeout, body)
         try:

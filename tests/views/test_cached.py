@@ -8,7 +8,15 @@ import types
 from typing import Any
 
 import pytest
-from flask import Response, jsonify, make_response, request, session, stream_with_context
+from flask import (
+    Response,
+    after_this_request,
+    jsonify,
+    make_response,
+    request,
+    session,
+    stream_with_context,
+)
 
 from flask_dataroom_cache import DataRoomCache, MissingIdentityError, user_tag
 from flask_dataroom_cache.backends.base import BackendError
@@ -278,6 +286,114 @@ def test_cookie_set_after_the_view_is_not_stored(views_app: Any) -> None:
     hit = va.get("/public/1")
     assert hit.headers["X-Cache"] == "HIT"
     assert hit.headers.getlist("Set-Cookie") == ["tracker=1; Path=/"]  # once, not replayed
+
+
+def test_after_this_request_in_the_view_is_never_stored(views_app: Any) -> None:
+    """Functions the view registers with ``after_this_request`` run on this response
+    only, never on a hit: a cookie (or anything) they add would be lost on every hit."""
+    va: ViewsApp = views_app()
+
+    @va.app.get("/csrf")
+    @va.cache.cached()
+    def csrf() -> Any:
+        va.calls["csrf"] += 1
+
+        @after_this_request
+        def set_token(resp: Response) -> Response:
+            resp.set_cookie("csrf", "tok")
+            return resp
+
+        return jsonify(ok=1)
+
+    @va.app.get("/stamped")
+    @va.cache.cached(shared=True)
+    def stamped() -> Any:
+        va.calls["stamped"] += 1
+
+        @after_this_request
+        def stamp(resp: Response) -> Response:
+            resp.headers["X-Stamp"] = "1"
+            return resp
+
+        return jsonify(ok=1)
+
+    for _ in range(2):
+        resp = va.get("/csrf")
+        assert resp.headers["X-Cache"] == "MISS"
+        assert resp.headers.getlist("Set-Cookie") == ["csrf=tok; Path=/"]
+        resp = va.get("/stamped")
+        assert resp.headers["X-Cache"] == "MISS"
+        assert resp.headers["X-Stamp"] == "1"
+    assert va.calls["csrf"] == va.calls["stamped"] == 2
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "path"),
+    [("no-store", "/rooms/r1/items"), ("no-store", "/public/1"), ("private", "/public/1")],
+)
+def test_cache_control_set_by_an_after_request_hook_is_obeyed(
+    views_app: Any, cache_control: str, path: str
+) -> None:
+    """The store decision waits for the final response: an app-wide ``after_request``
+    policy (``no-store`` for account data, ``private`` on a shared view) is honoured."""
+    va: ViewsApp = views_app()
+
+    @va.app.after_request
+    def policy(resp: Response) -> Response:
+        resp.headers["Cache-Control"] = cache_control
+        return resp
+
+    for _ in range(2):
+        resp = va.get(path)
+        assert resp.headers["X-Cache"] == "MISS"
+        assert resp.headers["Cache-Control"] == cache_control
+    assert va.calls["items"] + va.calls["public"] == 2
+
+
+def test_headers_added_by_after_request_hooks_are_not_stored(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.after_request
+    def add_header(resp: Response) -> Response:
+        resp.headers.add("X-Hook", "1")  # runs on hits too: storing it would double it
+        return resp
+
+    assert va.get("/public/1").headers.getlist("X-Hook") == ["1"]
+    hit = va.get("/public/1")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers.getlist("X-Hook") == ["1"]
+
+
+def test_failure_after_the_view_stores_nothing_and_releases_the_flight(
+    views_app: Any,
+) -> None:
+    """An after-request hook that raises: the final response is never known, so the
+    pending fill is dropped at teardown and the single flight (and lock) released."""
+    from flask_dataroom_cache import views as views_module
+
+    va: ViewsApp = views_app()
+    fail = [True]
+
+    @va.app.after_request
+    def flaky(resp: Response) -> Response:
+        if fail and fail.pop():
+            raise RuntimeError("hook failed")
+        return resp
+
+    @va.app.get("/locked")
+    @va.cache.cached(shared=True, lock=True)
+    def locked() -> Any:
+        va.calls["locked"] += 1
+        return jsonify(n=va.calls["locked"])
+
+    with pytest.raises(RuntimeError, match="hook failed"):
+        va.get("/locked")
+    flights = DataRoomCache.state(va.app).extras[views_module._FLIGHTS_EXTRA]
+    assert flights._running == {}
+    resp = va.get("/locked")
+    assert resp.headers["X-Cache"] == "MISS"  # not stored, and the lock was free
+    assert resp.get_json() == {"n": 2}
+    assert va.get("/locked").headers["X-Cache"] == "HIT"
 
 
 @pytest.mark.parametrize(
