@@ -112,6 +112,7 @@ _STALE = ("X-Cache-Stale", "1")
 _IDENTITY_EXTRA = "identity"
 _FLIGHTS_EXTRA = "view_flights"
 _KEYS_EXTRA = "view_keys"
+_WARNED_EXTRA = "view_warned"
 
 
 #: A decoded entry: ``(soft_expiry, etag, headers, body)``.
@@ -178,6 +179,7 @@ def install(app: Flask, state: CacheState) -> None:
     stores a miss's response once the final response is known."""
     state.extras[_FLIGHTS_EXTRA] = _Flights()
     state.extras[_KEYS_EXTRA] = {}
+    state.extras[_WARNED_EXTRA] = set()
     request_finished.connect(_request_finished, sender=app, weak=False)
 
 
@@ -320,6 +322,7 @@ class _Options:
         "unless",
         "vary",
         "vary_environ",
+        "vary_names",
     )
 
     def __init__(
@@ -349,6 +352,8 @@ class _Options:
         self.tags = tags if tags is None or callable(tags) else tuple(tags)
         self.shared = bool(shared)
         self.vary = tuple(h.strip() for h in vary)
+        #: Response ``Vary`` names the key covers (lower case): the declared ones.
+        self.vary_names = frozenset(h.lower() for h in self.vary)
         self.vary_environ = tuple(
             "HTTP_" + h.upper().replace("-", "_")
             if h.lower() not in ("content-type", "content-length")
@@ -763,7 +768,43 @@ class _CachedCall:
         tokens = _cache_control_tokens(resp.headers.get("Cache-Control"))
         if "no-store" in tokens:
             return False
-        return not (self.opts.shared and "private" in tokens)
+        if self.opts.shared and "private" in tokens:
+            return False
+        return self.vary_covered(resp)
+
+    def vary_covered(self, resp: Response) -> bool:
+        """The view's own ``Vary`` says which request headers its body depends on: each
+        must be in the key (declared with ``vary=``), or one entry would serve every
+        variant. ``Cookie`` is covered by the identity on a per-user view. ``*`` never is."""
+        if "Vary" not in resp.headers:
+            return True
+        opts = self.opts
+        uncovered = [
+            name
+            for name in resp.vary
+            if name.lower() not in opts.vary_names
+            and (opts.shared or name.lower() != "cookie")
+        ]
+        if not uncovered:
+            return True
+        self.warn_once(
+            "vary",
+            "cached view %r answers with Vary: %s, not covered by its key (vary=%r%s); "
+            "not storing it: declare the headers with vary=(...)",
+            self.endpoint,
+            ", ".join(uncovered),
+            opts.vary,
+            ", shared=True" if opts.shared else "",
+        )
+        return False
+
+    def warn_once(self, kind: str, msg: str, *args: Any) -> None:
+        """Log a refusal to store once per endpoint and kind (it repeats on every miss)."""
+        warned: set[tuple[str, str | None]] = self.state.extras[_WARNED_EXTRA]
+        mark = (kind, self.endpoint)
+        if mark not in warned:
+            warned.add(mark)
+            log.warning(msg, *args)
 
     def defer_fill(
         self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any
@@ -802,7 +843,36 @@ class _CachedCall:
         tokens = _cache_control_tokens(final.headers.get("Cache-Control"))
         if "no-store" in tokens:
             return False
-        return not (self.opts.shared and "private" in tokens)
+        opts = self.opts
+        if opts.shared and "private" in tokens:
+            return False
+        vary = final.vary if "Vary" in final.headers else None
+        if vary is not None and "*" in vary:
+            return False
+        if opts.shared and "cookie" not in opts.vary_names and self.read_session(vary):
+            self.warn_once(
+                "session",
+                "shared cached view %r: the session was read during the request (Vary: "
+                "Cookie); not storing it, one user's entry would be served to another: "
+                "make the view per-user, or do not read the session on its requests",
+                self.endpoint,
+            )
+            return False
+        return True
+
+    def read_session(self, vary: Any) -> bool:
+        """Whether this request's response may depend on the session cookie: Flask adds
+        ``Vary: Cookie`` when the session was accessed (by the view, or by a hook whose
+        result the view may use through ``g``); a session interface that does not is
+        caught by ``session.accessed``. The null session (no secret key) holds nothing."""
+        if vary is not None and "cookie" in vary:
+            return True
+        session = getattr(self.ctx, "_session", None)
+        return (
+            session is not None
+            and bool(getattr(session, "accessed", False))
+            and not self.app.session_interface.is_null_session(session)
+        )
 
     def fill(
         self,

@@ -144,6 +144,131 @@ def test_vary_headers_split_entries_and_are_announced(views_app: Any) -> None:
     assert "Accept-Language" in again.headers["Vary"]
 
 
+@pytest.mark.parametrize("declared", [False, True])
+def test_views_own_vary_must_be_covered_by_the_key(
+    views_app: Any, declared: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A view announcing ``Vary: Accept-Language`` itself: without ``vary=`` one entry
+    would serve every language, so nothing is stored (one warning); declared, each
+    language gets its entry."""
+    va: ViewsApp = views_app()
+
+    @va.app.get("/greeting")
+    @va.cache.cached(shared=True, vary=("accept-language",) if declared else ())
+    def greeting() -> Any:
+        va.calls["greeting"] += 1
+        lang = request.accept_languages.best_match(["en", "fr"]) or "en"
+        resp = make_response({"en": "Hello", "fr": "Bonjour"}[lang])
+        resp.vary.add("Accept-Language")
+        return resp
+
+    for _ in range(2):
+        en = va.get("/greeting", headers={"Accept-Language": "en"})
+        fr = va.get("/greeting", headers={"Accept-Language": "fr"})
+        assert (en.data, fr.data) == (b"Hello", b"Bonjour")
+    assert fr.headers["X-Cache"] == ("HIT" if declared else "MISS")
+    assert va.calls["greeting"] == (2 if declared else 4)
+    warnings = [r for r in caplog.records if "Vary: Accept-Language" in r.getMessage()]
+    assert len(warnings) == (0 if declared else 1)  # once per endpoint, not per miss
+
+
+def test_vary_star_or_uncovered_cookie_is_never_stored(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    def varying(value: str) -> Any:
+        resp = make_response(jsonify(ok=1))
+        resp.headers["Vary"] = value
+        return resp
+
+    @va.app.get("/star")
+    @va.cache.cached()
+    def star() -> Any:
+        return varying("*")
+
+    @va.app.get("/cookie-shared")
+    @va.cache.cached(shared=True)
+    def cookie_shared() -> Any:
+        return varying("Cookie")
+
+    @va.app.get("/cookie-user")
+    @va.cache.cached()
+    def cookie_user() -> Any:
+        return varying("Cookie")  # the identity is in the key: covered
+
+    for path in ("/star", "/cookie-shared"):
+        assert va.get(path).headers["X-Cache"] == "MISS"
+        assert va.get(path).headers["X-Cache"] == "MISS"
+    assert va.get("/cookie-user").headers["X-Cache"] == "MISS"
+    hit = va.get("/cookie-user")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers["Vary"] == "Cookie"
+
+
+def test_shared_view_reading_the_session_is_never_stored(views_app: Any) -> None:
+    """Flask adds ``Vary: Cookie`` after the view when the session was read: a shared
+    entry built from Alice's session must not be served to Bob."""
+    va: ViewsApp = views_app(SECRET_KEY="s")
+
+    @va.app.get("/login/<name>")
+    def login(name: str) -> Any:
+        session["name"] = name
+        return "ok"
+
+    @va.app.get("/banner")
+    @va.cache.cached(shared=True)
+    def banner() -> Any:
+        va.calls["banner"] += 1
+        return f"Welcome {session.get('name', 'guest')}"
+
+    @va.app.get("/banner-per-cookie")
+    @va.cache.cached(shared=True, vary=("Cookie",))  # the cookie itself is in the key
+    def banner_per_cookie() -> Any:
+        return f"Welcome {session.get('name', 'guest')}"
+
+    @va.app.get("/banner-user")
+    @va.cache.cached()  # per user: the identity is in the key
+    def banner_user() -> Any:
+        return f"Welcome {session.get('name', 'guest')}"
+
+    alice, bob = va.app.test_client(), va.app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    for path in ("/banner", "/banner-per-cookie"):
+        a = alice.get(path)
+        assert a.data == b"Welcome alice"
+        assert "Cookie" in a.headers["Vary"]
+        b = bob.get(path)
+        assert b.data == b"Welcome bob"
+        assert b.headers["X-Cache"] == "MISS"
+    assert va.calls["banner"] == 2
+    assert alice.get("/banner").headers["X-Cache"] == "MISS"  # never stored
+    assert alice.get("/banner-per-cookie").headers["X-Cache"] == "HIT"
+    assert alice.get("/banner-per-cookie").data == b"Welcome alice"
+    user = {"X-User-Id": "alice"}
+    assert alice.get("/banner-user", headers=user).headers["X-Cache"] == "MISS"
+    assert alice.get("/banner-user", headers=user).headers["X-Cache"] == "HIT"
+
+
+def test_shared_view_is_not_stored_when_a_hook_read_the_session(views_app: Any) -> None:
+    """A before_request hook reading the session into ``g``: the view may depend on it
+    without touching ``session``; the final ``Vary: Cookie`` says so."""
+    from flask import g
+
+    va: ViewsApp = views_app(SECRET_KEY="s")
+
+    @va.app.before_request
+    def load_user() -> None:
+        g.name = session.get("name", "guest")
+
+    @va.app.get("/hello")
+    @va.cache.cached(shared=True)
+    def hello() -> Any:
+        return f"Hello {g.name}"
+
+    assert va.get("/hello").headers["X-Cache"] == "MISS"
+    assert va.get("/hello").headers["X-Cache"] == "MISS"
+
+
 def test_non_get_methods_pass_through(views_app: Any) -> None:
     va: ViewsApp = views_app()
 
