@@ -452,6 +452,24 @@ def test_after_this_request_in_the_view_is_never_stored(views_app: Any) -> None:
     assert va.calls["csrf"] == va.calls["stamped"] == 2
 
 
+def test_after_this_request_from_a_before_request_hook_does_not_block(views_app: Any) -> None:
+    """Registered by a before_request hook, the function runs on every request, hits
+    included: only the ones the view registers make a response unstorable."""
+    va: ViewsApp = views_app()
+
+    @va.app.before_request
+    def every_request() -> None:
+        @after_this_request
+        def stamp(resp: Response) -> Response:
+            resp.set_cookie("seen", "1")
+            return resp
+
+    assert va.get("/public/1").headers["X-Cache"] == "MISS"
+    hit = va.get("/public/1")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers.getlist("Set-Cookie") == ["seen=1; Path=/"]
+
+
 @pytest.mark.parametrize(
     ("cache_control", "path"),
     [("no-store", "/rooms/r1/items"), ("no-store", "/public/1"), ("private", "/public/1")],
