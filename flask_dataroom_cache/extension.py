@@ -64,11 +64,12 @@ class DataRoomCache:
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
 
-        @app.teardown_request
-        def _forget_captures(_exc: BaseException | None) -> None:
-            store.forget_captures()
-
         from . import views
+
+        @app.teardown_request
+        def _end_request(_exc: BaseException | None) -> None:
+            store.forget_captures()
+            views.end_request()
 
         views.install(app, state)
 

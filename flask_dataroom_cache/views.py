@@ -16,7 +16,11 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
 4. A miss joins the in-process single flight for the key (one computes, the others wait and
    read what it stored), optionally takes a cross-process lock (``lock=True``), captures the
    tag versions *before* running the view, runs it, and stores the response only if it is
-   a complete 200 that is safe to share with whoever the key belongs to.
+   a complete 200 that is safe to share with whoever the key belongs to. The view's own
+   response is checked and snapshotted when it returns; the write waits for the final
+   response (``request_finished``, after every after-request function and the session
+   save), which may still forbid it (``no-store``); the flight and lock are released after
+   the write.
 
 Stored value: raw bytes (the codec's ``B`` flag, compressed above the threshold), never
 pickle: ``DRV2`` + a few text lines (soft expiry, ETag, headers) + a blank line + the
@@ -37,7 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request_finished
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
 
@@ -70,6 +74,13 @@ _MAGIC_B = b"DRV2\n"
 KEY_MEMO_MAX = 4096
 _ENTITY = "~view"
 _SKIP_KEY = "dataroom_cache.skip"
+#: Set in the WSGI environ while a cached view runs: a cached view function it calls (an
+#: alias route returning ``other_view()``) runs directly, without a caching layer of its
+#: own (it would key itself by the outer endpoint and wait on the outer's single flight).
+_ACTIVE_KEY = "dataroom_cache.active"
+#: The :class:`_CachedCall` whose response passed the view-level checks and waits for
+#: the final response (after Flask's after-request processing) to be stored.
+_PENDING_KEY = "dataroom_cache.pending"
 #: Never stored: recomputed, per connection, or per response.
 _DROP_HEADERS = frozenset(
     {
@@ -93,11 +104,15 @@ _DROP_HEADERS = frozenset(
 _304_HEADERS = frozenset(
     {"etag", "cache-control", "vary", "content-location", "expires", "x-cache", "x-cache-stale"}
 )
+#: Kept on a 304 built on a miss from the view's own response: its cookies must reach the
+#: client (such a response is never stored, so a later hit has none to drop).
+_304_MISS_HEADERS = _304_HEADERS | {"set-cookie"}
 _HIT = ("X-Cache", "HIT")
 _STALE = ("X-Cache-Stale", "1")
 _IDENTITY_EXTRA = "identity"
 _FLIGHTS_EXTRA = "view_flights"
 _KEYS_EXTRA = "view_keys"
+_WARNED_EXTRA = "view_warned"
 
 
 #: A decoded entry: ``(soft_expiry, etag, headers, body)``.
@@ -160,9 +175,34 @@ class _Flights:
 
 
 def install(app: Flask, state: CacheState) -> None:
-    """Called once by ``DataRoomCache.init_app``: per-app view state."""
+    """Called once by ``DataRoomCache.init_app``: per-app view state, and the hook that
+    stores a miss's response once the final response is known."""
     state.extras[_FLIGHTS_EXTRA] = _Flights()
     state.extras[_KEYS_EXTRA] = {}
+    state.extras[_WARNED_EXTRA] = set()
+    request_finished.connect(_request_finished, sender=app, weak=False)
+
+
+def _request_finished(sender: Flask, response: Response | None = None, **_: Any) -> None:
+    """``request_finished``: after every after-request function and the session save, so
+    ``response`` is what the client gets. Stores the pending fill of this request, if
+    any (a miss), when the final response still allows it."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        call = ctx.request.environ.pop(_PENDING_KEY, None)
+        if call is not None:
+            call.finish(response)
+
+
+def end_request() -> None:
+    """Teardown (``DataRoomCache.init_app``): a pending fill that never saw the final
+    response (the request failed after the view, or the view was called without Flask's
+    dispatch) is dropped, and the single flight and lock it held are released."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        call = ctx.request.environ.pop(_PENDING_KEY, None)
+        if call is not None:
+            call.finish(None)
 
 
 def skip() -> None:
@@ -282,6 +322,7 @@ class _Options:
         "unless",
         "vary",
         "vary_environ",
+        "vary_names",
     )
 
     def __init__(
@@ -311,6 +352,8 @@ class _Options:
         self.tags = tags if tags is None or callable(tags) else tuple(tags)
         self.shared = bool(shared)
         self.vary = tuple(h.strip() for h in vary)
+        #: Response ``Vary`` names the key covers (lower case): the declared ones.
+        self.vary_names = frozenset(h.lower() for h in self.vary)
         self.vary_environ = tuple(
             "HTTP_" + h.upper().replace("-", "_")
             if h.lower() not in ("content-type", "content-length")
@@ -371,6 +414,8 @@ class _CachedCall:
         "key",
         "kwargs",
         "opts",
+        "pending",
+        "releases",
         "state",
         "store",
         "tag_list",
@@ -397,6 +442,10 @@ class _CachedCall:
         self.tag_list: list[str] = []
         #: Tag versions seen by the last missing read: stamped on what the view computes.
         self.versions: tuple[str, ...] | None = None
+        #: ``(headers, etag, body, tags, versions)`` to store once the final response is
+        #: known (:meth:`finish`); ``releases`` run after that (flight, lock).
+        self.pending: tuple[list[tuple[str, str]], str, bytes, list[str], Any] | None = None
+        self.releases: list[Callable[[], None]] = []
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -407,6 +456,9 @@ class _CachedCall:
         req = ctx.request
         if req.method != "GET" and req.method != "HEAD":
             return self.view(*self.args, **self.kwargs)
+        environ = req.environ
+        if _ACTIVE_KEY in environ:  # called by a cached view: its response is the outer's
+            return self.view(*self.args, **self.kwargs)
         app = self.app = ctx.app
         state = app.extensions.get(EXTENSION_KEY)
         if state is None:
@@ -415,7 +467,6 @@ class _CachedCall:
         self.store = state.store
         self.endpoint = req.endpoint
         opts = self.opts
-        environ = req.environ
 
         if not opts.shared:
             fn = _identity_fn(state)
@@ -541,8 +592,10 @@ class _CachedCall:
             return self.not_modified(headers)
         return self.app.response_class(body, status=200, headers=_headers(headers))
 
-    def not_modified(self, headers: Iterable[tuple[str, str]]) -> Response:
-        keep = [(k, v) for k, v in headers if k.lower() in _304_HEADERS]
+    def not_modified(
+        self, headers: Iterable[tuple[str, str]], kept: frozenset[str] = _304_HEADERS
+    ) -> Response:
+        keep = [(k, v) for k, v in headers if k.lower() in kept]
         resp = self.app.response_class(status=304, headers=keep)
         resp.automatically_set_content_length = False
         return resp
@@ -551,7 +604,7 @@ class _CachedCall:
         self.store.metrics.incr("bypasses", endpoint=self.endpoint)
         if fill:
             return self.compute(self.ctx.request.environ, "BYPASS")
-        resp = self.app.make_response(self.view(*self.args, **self.kwargs))
+        resp = self.app.make_response(self.call_view())
         resp.headers["X-Cache"] = "BYPASS"
         return resp
 
@@ -569,7 +622,7 @@ class _CachedCall:
                 return self.compute(environ, "MISS")
             return self.compute_locked(environ)
         finally:
-            flights.done(self.key)
+            self.after_fill(functools.partial(flights.done, self.key))
 
     def lock_key(self, kind: str) -> str:
         prefix = self.state.settings.key_prefix
@@ -583,21 +636,32 @@ class _CachedCall:
             return True
 
     def compute_locked(self, environ: dict[str, Any]) -> Any:
+        """Compute holding the cross-process lock; if another process holds it, poll the
+        cache for what it stores, taking the lock as soon as it is free: a holder whose
+        response is not stored (a 404, ``skip()``, a cookie, a HEAD) releases it and
+        leaves nothing to read, so the waiters must not poll out ``LOCK_WAIT``."""
         lock_key = self.lock_key("lock")
-        if self.try_lock(lock_key):
-            try:
-                return self.compute(environ, "MISS")
-            finally:
-                self.safe_delete(lock_key)
-        deadline = time.monotonic() + LOCK_WAIT
-        delay = 0.01
-        while time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-            value = self.lookup()
-            if value is not None:
-                return self.hit(value, environ)
-        return self.compute(environ, "MISS")
+        if not self.try_lock(lock_key):
+            deadline = time.monotonic() + LOCK_WAIT
+            delay = 0.01
+            while True:
+                if time.monotonic() >= deadline:
+                    return self.compute(environ, "MISS")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+                value = self.lookup()
+                if value is not None:
+                    return self.hit(value, environ)
+                if self.try_lock(lock_key):
+                    value = self.lookup()  # stored and released since our read
+                    if value is not None:
+                        self.safe_delete(lock_key)
+                        return self.hit(value, environ)
+                    break
+        try:
+            return self.compute(environ, "MISS")
+        finally:
+            self.after_fill(functools.partial(self.safe_delete, lock_key))
 
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
@@ -612,9 +676,26 @@ class _CachedCall:
             try:
                 return self.compute(self.ctx.request.environ, "MISS")
             finally:
-                self.safe_delete(lock_key)
+                self.after_fill(functools.partial(self.safe_delete, lock_key))
         finally:
-            flights.done(self.key)
+            self.after_fill(functools.partial(flights.done, self.key))
+
+    def after_fill(self, release: Callable[[], None]) -> None:
+        """Run ``release`` (end the single flight, free a lock) now, or after the pending
+        fill is stored: waiters must find the entry when they wake up."""
+        if self.pending is None:
+            release()
+        else:
+            self.releases.append(release)
+
+    def call_view(self) -> Any:
+        """Run the view, marked as the active cached call of this request."""
+        environ = self.ctx.request.environ
+        environ[_ACTIVE_KEY] = True
+        try:
+            return self.view(*self.args, **self.kwargs)
+        finally:
+            environ.pop(_ACTIVE_KEY, None)
 
     def tags(self) -> list[str]:
         spec = self.opts.tags
@@ -645,11 +726,16 @@ class _CachedCall:
                     captured = self.store.capture(tags)
                 except Exception as exc:
                     self.store._error("view version read", exc)
-        resp = self.app.make_response(self.view(*self.args, **self.kwargs))
+        hooks = getattr(self.ctx, "_after_request_functions", None)
+        hooks_before = len(hooks) if hooks is not None else 0
+        resp = self.app.make_response(self.call_view())
         if resp.status_code != 200:
             resp.headers["X-Cache"] = outcome
             return resp
-        store_it = captured is not None and self.storable(resp)
+        # after_this_request functions registered by the view run on this response only,
+        # never on a hit: what they add (a cookie, a header) would be lost on every hit.
+        view_hooks = hooks is not None and len(hooks) > hooks_before
+        store_it = captured is not None and not view_hooks and self.storable(resp)
         if resp.is_streamed or resp.direct_passthrough:
             resp.headers["X-Cache"] = outcome
             return resp
@@ -664,11 +750,11 @@ class _CachedCall:
             for name in self.opts.vary:
                 resp.vary.add(name)
         if store_it and captured is not None:
-            self.fill(resp, etag, body, tags, captured[1])
+            self.defer_fill(resp, etag, body, tags, captured[1])
         resp.headers["X-Cache"] = outcome
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and _etag_matches(inm, etag):
-            return self.not_modified(resp.headers.items())
+            return self.not_modified(resp.headers.items(), _304_MISS_HEADERS)
         return resp
 
     def storable(self, resp: Response) -> bool:
@@ -682,12 +768,120 @@ class _CachedCall:
         tokens = _cache_control_tokens(resp.headers.get("Cache-Control"))
         if "no-store" in tokens:
             return False
-        return not (self.opts.shared and "private" in tokens)
+        if self.opts.shared and "private" in tokens:
+            return False
+        return self.vary_covered(resp)
 
-    def fill(self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any) -> None:
+    def vary_covered(self, resp: Response) -> bool:
+        """The view's own ``Vary`` says which request headers its body depends on: each
+        must be in the key (declared with ``vary=``), or one entry would serve every
+        variant. ``Cookie`` is covered by the identity on a per-user view. ``*`` never is."""
+        if "Vary" not in resp.headers:
+            return True
+        opts = self.opts
+        uncovered = [
+            name
+            for name in resp.vary
+            if name.lower() not in opts.vary_names
+            and (opts.shared or name.lower() != "cookie")
+        ]
+        if not uncovered:
+            return True
+        self.warn_once(
+            "vary",
+            "cached view %r answers with Vary: %s, not covered by its key (vary=%r%s); "
+            "not storing it: declare the headers with vary=(...)",
+            self.endpoint,
+            ", ".join(uncovered),
+            opts.vary,
+            ", shared=True" if opts.shared else "",
+        )
+        return False
+
+    def warn_once(self, kind: str, msg: str, *args: Any) -> None:
+        """Log a refusal to store once per endpoint and kind (it repeats on every miss)."""
+        warned: set[tuple[str, str | None]] = self.state.extras[_WARNED_EXTRA]
+        mark = (kind, self.endpoint)
+        if mark not in warned:
+            warned.add(mark)
+            log.warning(msg, *args)
+
+    def defer_fill(
+        self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any
+    ) -> None:
+        """Snapshot the view's own headers and body now (after-request functions of the
+        app also run on every hit: what they add must not be stored), store them in
+        :meth:`finish` once Flask's after-request processing has produced the final
+        response, which may still forbid storing (``no-store`` added by an app hook)."""
         headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
         if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
             return
+        environ = self.ctx.request.environ
+        if _PENDING_KEY in environ:  # a plain view called two cached functions: keep one
+            return
+        self.pending = (headers, etag, body, tags, versions)
+        environ[_PENDING_KEY] = self
+
+    def finish(self, final: Response | None) -> None:
+        """Store the pending fill if ``final`` (the response the client gets, ``None``
+        when it is not known) allows it, then run the releases."""
+        pending, self.pending = self.pending, None
+        try:
+            if pending is not None and final is not None and self.final_storable(final):
+                self.fill(*pending)
+        finally:
+            releases, self.releases = self.releases, []
+            for release in releases:
+                release()
+
+    def final_storable(self, final: Response) -> bool:
+        """The checks only the final response can answer: after-request functions of the
+        app or its blueprints may have changed it (they run on hits too, so a cookie they
+        set is not a reason to refuse: it is set again on every hit, never stored)."""
+        if final.status_code != 200 and final.status_code != 304:
+            return False
+        tokens = _cache_control_tokens(final.headers.get("Cache-Control"))
+        if "no-store" in tokens:
+            return False
+        opts = self.opts
+        if opts.shared and "private" in tokens:
+            return False
+        vary = final.vary if "Vary" in final.headers else None
+        if vary is not None and "*" in vary:
+            return False
+        if opts.shared and "cookie" not in opts.vary_names and self.read_session(vary):
+            self.warn_once(
+                "session",
+                "shared cached view %r: the session was read during the request (Vary: "
+                "Cookie); not storing it, one user's entry would be served to another: "
+                "make the view per-user, or do not read the session on its requests",
+                self.endpoint,
+            )
+            return False
+        return True
+
+    def read_session(self, vary: Any) -> bool:
+        """Whether this request's response may depend on the session cookie: Flask adds
+        ``Vary: Cookie`` when the session was accessed (by the view, or by a hook whose
+        result the view may use through ``g``); a session interface that does not is
+        caught by ``session.accessed``. The null session (no secret key) holds nothing."""
+        if vary is not None and "cookie" in vary:
+            return True
+        session = getattr(self.ctx, "_session", None)
+        return (
+            session is not None
+            and bool(getattr(session, "accessed", False))
+            and not self.app.session_interface.is_null_session(session)
+        )
+
+    def fill(
+        self,
+        headers: list[tuple[str, str]],
+        etag: str,
+        body: bytes,
+        tags: list[str],
+        versions: Any,
+    ) -> None:
         timeout = self.opts.timeout or self.state.settings.ttl
         value = _pack(headers, etag, time.time() + timeout, body)
         try:

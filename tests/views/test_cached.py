@@ -8,7 +8,15 @@ import types
 from typing import Any
 
 import pytest
-from flask import Response, jsonify, make_response, request, session, stream_with_context
+from flask import (
+    Response,
+    after_this_request,
+    jsonify,
+    make_response,
+    request,
+    session,
+    stream_with_context,
+)
 
 from flask_dataroom_cache import DataRoomCache, MissingIdentityError, user_tag
 from flask_dataroom_cache.backends.base import BackendError
@@ -134,6 +142,131 @@ def test_vary_headers_split_entries_and_are_announced(views_app: Any) -> None:
     assert again.headers["X-Cache"] == "HIT"
     assert again.get_json() == {"lang": "fr"}
     assert "Accept-Language" in again.headers["Vary"]
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_views_own_vary_must_be_covered_by_the_key(
+    views_app: Any, declared: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A view announcing ``Vary: Accept-Language`` itself: without ``vary=`` one entry
+    would serve every language, so nothing is stored (one warning); declared, each
+    language gets its entry."""
+    va: ViewsApp = views_app()
+
+    @va.app.get("/greeting")
+    @va.cache.cached(shared=True, vary=("accept-language",) if declared else ())
+    def greeting() -> Any:
+        va.calls["greeting"] += 1
+        lang = request.accept_languages.best_match(["en", "fr"]) or "en"
+        resp = make_response({"en": "Hello", "fr": "Bonjour"}[lang])
+        resp.vary.add("Accept-Language")
+        return resp
+
+    for _ in range(2):
+        en = va.get("/greeting", headers={"Accept-Language": "en"})
+        fr = va.get("/greeting", headers={"Accept-Language": "fr"})
+        assert (en.data, fr.data) == (b"Hello", b"Bonjour")
+    assert fr.headers["X-Cache"] == ("HIT" if declared else "MISS")
+    assert va.calls["greeting"] == (2 if declared else 4)
+    warnings = [r for r in caplog.records if "Vary: Accept-Language" in r.getMessage()]
+    assert len(warnings) == (0 if declared else 1)  # once per endpoint, not per miss
+
+
+def test_vary_star_or_uncovered_cookie_is_never_stored(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    def varying(value: str) -> Any:
+        resp = make_response(jsonify(ok=1))
+        resp.headers["Vary"] = value
+        return resp
+
+    @va.app.get("/star")
+    @va.cache.cached()
+    def star() -> Any:
+        return varying("*")
+
+    @va.app.get("/cookie-shared")
+    @va.cache.cached(shared=True)
+    def cookie_shared() -> Any:
+        return varying("Cookie")
+
+    @va.app.get("/cookie-user")
+    @va.cache.cached()
+    def cookie_user() -> Any:
+        return varying("Cookie")  # the identity is in the key: covered
+
+    for path in ("/star", "/cookie-shared"):
+        assert va.get(path).headers["X-Cache"] == "MISS"
+        assert va.get(path).headers["X-Cache"] == "MISS"
+    assert va.get("/cookie-user").headers["X-Cache"] == "MISS"
+    hit = va.get("/cookie-user")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers["Vary"] == "Cookie"
+
+
+def test_shared_view_reading_the_session_is_never_stored(views_app: Any) -> None:
+    """Flask adds ``Vary: Cookie`` after the view when the session was read: a shared
+    entry built from Alice's session must not be served to Bob."""
+    va: ViewsApp = views_app(SECRET_KEY="s")
+
+    @va.app.get("/login/<name>")
+    def login(name: str) -> Any:
+        session["name"] = name
+        return "ok"
+
+    @va.app.get("/banner")
+    @va.cache.cached(shared=True)
+    def banner() -> Any:
+        va.calls["banner"] += 1
+        return f"Welcome {session.get('name', 'guest')}"
+
+    @va.app.get("/banner-per-cookie")
+    @va.cache.cached(shared=True, vary=("Cookie",))  # the cookie itself is in the key
+    def banner_per_cookie() -> Any:
+        return f"Welcome {session.get('name', 'guest')}"
+
+    @va.app.get("/banner-user")
+    @va.cache.cached()  # per user: the identity is in the key
+    def banner_user() -> Any:
+        return f"Welcome {session.get('name', 'guest')}"
+
+    alice, bob = va.app.test_client(), va.app.test_client()
+    alice.get("/login/alice")
+    bob.get("/login/bob")
+    for path in ("/banner", "/banner-per-cookie"):
+        a = alice.get(path)
+        assert a.data == b"Welcome alice"
+        assert "Cookie" in a.headers["Vary"]
+        b = bob.get(path)
+        assert b.data == b"Welcome bob"
+        assert b.headers["X-Cache"] == "MISS"
+    assert va.calls["banner"] == 2
+    assert alice.get("/banner").headers["X-Cache"] == "MISS"  # never stored
+    assert alice.get("/banner-per-cookie").headers["X-Cache"] == "HIT"
+    assert alice.get("/banner-per-cookie").data == b"Welcome alice"
+    user = {"X-User-Id": "alice"}
+    assert alice.get("/banner-user", headers=user).headers["X-Cache"] == "MISS"
+    assert alice.get("/banner-user", headers=user).headers["X-Cache"] == "HIT"
+
+
+def test_shared_view_is_not_stored_when_a_hook_read_the_session(views_app: Any) -> None:
+    """A before_request hook reading the session into ``g``: the view may depend on it
+    without touching ``session``; the final ``Vary: Cookie`` says so."""
+    from flask import g
+
+    va: ViewsApp = views_app(SECRET_KEY="s")
+
+    @va.app.before_request
+    def load_user() -> None:
+        g.name = session.get("name", "guest")
+
+    @va.app.get("/hello")
+    @va.cache.cached(shared=True)
+    def hello() -> Any:
+        return f"Hello {g.name}"
+
+    assert va.get("/hello").headers["X-Cache"] == "MISS"
+    assert va.get("/hello").headers["X-Cache"] == "MISS"
 
 
 def test_non_get_methods_pass_through(views_app: Any) -> None:
@@ -278,6 +411,132 @@ def test_cookie_set_after_the_view_is_not_stored(views_app: Any) -> None:
     hit = va.get("/public/1")
     assert hit.headers["X-Cache"] == "HIT"
     assert hit.headers.getlist("Set-Cookie") == ["tracker=1; Path=/"]  # once, not replayed
+
+
+def test_after_this_request_in_the_view_is_never_stored(views_app: Any) -> None:
+    """Functions the view registers with ``after_this_request`` run on this response
+    only, never on a hit: a cookie (or anything) they add would be lost on every hit."""
+    va: ViewsApp = views_app()
+
+    @va.app.get("/csrf")
+    @va.cache.cached()
+    def csrf() -> Any:
+        va.calls["csrf"] += 1
+
+        @after_this_request
+        def set_token(resp: Response) -> Response:
+            resp.set_cookie("csrf", "tok")
+            return resp
+
+        return jsonify(ok=1)
+
+    @va.app.get("/stamped")
+    @va.cache.cached(shared=True)
+    def stamped() -> Any:
+        va.calls["stamped"] += 1
+
+        @after_this_request
+        def stamp(resp: Response) -> Response:
+            resp.headers["X-Stamp"] = "1"
+            return resp
+
+        return jsonify(ok=1)
+
+    for _ in range(2):
+        resp = va.get("/csrf")
+        assert resp.headers["X-Cache"] == "MISS"
+        assert resp.headers.getlist("Set-Cookie") == ["csrf=tok; Path=/"]
+        resp = va.get("/stamped")
+        assert resp.headers["X-Cache"] == "MISS"
+        assert resp.headers["X-Stamp"] == "1"
+    assert va.calls["csrf"] == va.calls["stamped"] == 2
+
+
+def test_after_this_request_from_a_before_request_hook_does_not_block(views_app: Any) -> None:
+    """Registered by a before_request hook, the function runs on every request, hits
+    included: only the ones the view registers make a response unstorable."""
+    va: ViewsApp = views_app()
+
+    @va.app.before_request
+    def every_request() -> None:
+        @after_this_request
+        def stamp(resp: Response) -> Response:
+            resp.set_cookie("seen", "1")
+            return resp
+
+    assert va.get("/public/1").headers["X-Cache"] == "MISS"
+    hit = va.get("/public/1")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers.getlist("Set-Cookie") == ["seen=1; Path=/"]
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "path"),
+    [("no-store", "/rooms/r1/items"), ("no-store", "/public/1"), ("private", "/public/1")],
+)
+def test_cache_control_set_by_an_after_request_hook_is_obeyed(
+    views_app: Any, cache_control: str, path: str
+) -> None:
+    """The store decision waits for the final response: an app-wide ``after_request``
+    policy (``no-store`` for account data, ``private`` on a shared view) is honoured."""
+    va: ViewsApp = views_app()
+
+    @va.app.after_request
+    def policy(resp: Response) -> Response:
+        resp.headers["Cache-Control"] = cache_control
+        return resp
+
+    for _ in range(2):
+        resp = va.get(path)
+        assert resp.headers["X-Cache"] == "MISS"
+        assert resp.headers["Cache-Control"] == cache_control
+    assert va.calls["items"] + va.calls["public"] == 2
+
+
+def test_headers_added_by_after_request_hooks_are_not_stored(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.after_request
+    def add_header(resp: Response) -> Response:
+        resp.headers.add("X-Hook", "1")  # runs on hits too: storing it would double it
+        return resp
+
+    assert va.get("/public/1").headers.getlist("X-Hook") == ["1"]
+    hit = va.get("/public/1")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers.getlist("X-Hook") == ["1"]
+
+
+def test_failure_after_the_view_stores_nothing_and_releases_the_flight(
+    views_app: Any,
+) -> None:
+    """An after-request hook that raises: the final response is never known, so the
+    pending fill is dropped at teardown and the single flight (and lock) released."""
+    from flask_dataroom_cache import views as views_module
+
+    va: ViewsApp = views_app()
+    fail = [True]
+
+    @va.app.after_request
+    def flaky(resp: Response) -> Response:
+        if fail and fail.pop():
+            raise RuntimeError("hook failed")
+        return resp
+
+    @va.app.get("/locked")
+    @va.cache.cached(shared=True, lock=True)
+    def locked() -> Any:
+        va.calls["locked"] += 1
+        return jsonify(n=va.calls["locked"])
+
+    with pytest.raises(RuntimeError, match="hook failed"):
+        va.get("/locked")
+    flights = DataRoomCache.state(va.app).extras[views_module._FLIGHTS_EXTRA]
+    assert flights._running == {}
+    resp = va.get("/locked")
+    assert resp.headers["X-Cache"] == "MISS"  # not stored, and the lock was free
+    assert resp.get_json() == {"n": 2}
+    assert va.get("/locked").headers["X-Cache"] == "HIT"
 
 
 @pytest.mark.parametrize(
@@ -455,6 +714,26 @@ def test_if_none_match_gives_304_on_miss_when_fresh_etag_matches(views_app: Any)
     assert resp.headers["X-Cache"] == "MISS"
     assert va.calls["stable"] == 2
     assert va.get("/stable").headers["X-Cache"] == "HIT"  # the miss stored the entry
+
+
+def test_304_on_miss_keeps_the_views_cookies(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/prefs")
+    @va.cache.cached()
+    def prefs() -> Any:
+        va.calls["prefs"] += 1
+        resp = make_response(jsonify(theme="dark"))
+        resp.set_cookie("seen", "1")
+        return resp
+
+    first = va.get("/prefs")
+    assert first.headers.getlist("Set-Cookie") == ["seen=1; Path=/"]
+    again = va.get("/prefs", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.headers["X-Cache"] == "MISS"  # never stored: it sets a cookie
+    assert again.headers.getlist("Set-Cookie") == ["seen=1; Path=/"]
+    assert va.calls["prefs"] == 2
 
 
 def test_head_is_served_from_the_get_entry(views_app: Any) -> None:

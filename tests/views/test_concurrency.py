@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -133,6 +134,45 @@ def test_follower_stops_waiting_after_the_flight_timeout(
     leader.join(30)
 
 
+def test_cached_view_calling_another_cached_view_runs_it_directly(
+    views_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A legacy alias route returning another cached view function: the inner call has
+    no caching layer of its own (it used to key itself by the outer endpoint and wait
+    FLIGHT_WAIT on the outer's own single flight)."""
+    va: ViewsApp = views_app()
+    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 3.0)
+    flights = _flights(va)
+
+    @va.app.get("/v2/rooms")
+    @va.cache.cached(shared=True, tags=["rooms"])
+    def rooms_v2() -> Any:
+        va.calls["v2"] += 1
+        return jsonify(rooms=[1, 2])
+
+    @va.app.get("/rooms")
+    @va.cache.cached(shared=True, tags=["rooms"])
+    def rooms_legacy() -> Any:
+        va.calls["legacy"] += 1
+        return rooms_v2()
+
+    started = time.monotonic()
+    first = va.get("/rooms")
+    assert time.monotonic() - started < 1.5
+    assert first.status_code == 200
+    assert first.get_json() == {"rooms": [1, 2]}
+    assert first.headers["X-Cache"] == "MISS"
+    assert flights.arrived == 1  # the inner call never joined a flight
+    hit = va.get("/rooms")
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.get_json() == {"rooms": [1, 2]}
+    assert va.calls == {"legacy": 1, "v2": 1}
+    # the inner view's own route is still cached under its own key
+    assert va.get("/v2/rooms").headers["X-Cache"] == "MISS"
+    assert va.get("/v2/rooms").headers["X-Cache"] == "HIT"
+    assert va.calls == {"legacy": 1, "v2": 2}
+
+
 def _lock_key(app: Flask, path_key: str) -> str:
     prefix = DataRoomCache.state(app).settings.key_prefix
     return f"{prefix}:~lock:{path_key[len(prefix) + 1 :]}"
@@ -217,6 +257,60 @@ def test_lock_waiter_reads_what_the_other_process_stored(
     assert resp.headers["X-Cache"] == "HIT"
     assert resp.get_json() == {"by": "a"}
     assert calls == {"a": 1, "b": 0}
+
+
+def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
+    cache_kind: str, cache_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Process A holds the lock and answers a 404 (not stored), then releases it: process
+    B, polling, takes the lock at its next poll and computes, instead of polling an entry
+    that never comes until LOCK_WAIT runs out."""
+    if cache_kind == "memory":
+        pytest.skip("two apps share nothing on the memory backend")
+    from flask import abort
+
+    calls = {"a": 0, "b": 0}
+    held_by_b: list[bool] = []
+    apps: dict[str, Flask] = {}
+    for name in ("a", "b"):
+        app = Flask(f"lock_{name}_{uuid.uuid4().hex[:6]}")
+        app.config.update(TESTING=True, **cache_config)
+        cache = DataRoomCache()
+        cache.init_app(app)
+
+        def view(rid: str, name: str = name) -> Any:
+            calls[name] += 1
+            if name == "b":
+                held_by_b.append(not store_a.add(_lock_key(apps["a"], key), 1, 5))
+            abort(404)
+
+        app.add_url_rule("/rooms/<rid>", "room", cache.cached(shared=True, lock=True)(view))
+        apps[name] = app
+
+    store_a = DataRoomCache.state(apps["a"]).store
+    key = build_key(store_a.settings.key_prefix, "~view", "room", {"rid": "x"})
+    assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
+
+    real_sleep = views_module.time.sleep
+    sleeps: list[float] = []
+
+    def sleep_and_let_a_finish(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            store_a.delete(_lock_key(apps["a"], key))
+            assert apps["a"].test_client().get("/rooms/x").status_code == 404
+        real_sleep(0)
+
+    monkeypatch.setattr(views_module.time, "sleep", sleep_and_let_a_finish)
+    started = time.monotonic()
+    resp = apps["b"].test_client().get("/rooms/x")
+    assert resp.status_code == 404
+    assert time.monotonic() - started < views_module.LOCK_WAIT / 2
+    assert len(sleeps) == 1  # took the lock at the first poll after A released it
+    assert calls == {"a": 1, "b": 1}
+    assert held_by_b == [True]  # B computed holding the lock...
+    with apps["a"].app_context():
+        assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # ...and released it
 
 
 # -- stale-while-revalidate ---------------------------------------------------------------------
