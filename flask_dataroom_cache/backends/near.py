@@ -36,8 +36,16 @@ queues and re-delivers them, and re-delivery broadcasts too.
 
 Payloads are kept as bytes and decoded per hit, so a caller mutating a returned value can
 never change what the next reader gets. L1 is bounded by ``max_entries`` and evicts in fill
-order (a hit does not take a lock to reorder: the hit path stays a dict lookup); each entry
-also expires ``ttl`` seconds after its fill.
+order (a hit does not take a lock to reorder: the hit path stays a dict lookup).
+
+An L1 copy never outlives the Redis entry it copies (so an entry's own ``timeout``, and the
+stale-while-revalidate windows built on it, mean the same with and without L1): a copy made
+by ``set`` expires ``min(ttl, self.ttl)`` after the ``SET`` was sent; a copy made from a
+Redis hit expires at ``start + min(PTTL, self.ttl)``, where ``start`` is taken before the
+read and ``PTTL`` is the entry's remaining lifetime, fetched atomically with the hit in the
+same round trip (``MULTI MGET PTTL EXEC`` in one packet; on Cluster the read script returns
+it). A hit whose remaining lifetime is unknown is not copied. With L1 off (lease expired)
+reads are the plain one-``MGET`` hit.
 """
 
 from __future__ import annotations
@@ -98,6 +106,10 @@ class NearCache:
         self._seq = 0
         self._healthy = False
         self._lease_from = float("-inf")
+        #: ``get`` + the hit's remaining lifetime, one round trip (RedisBackend and Cluster).
+        self._get_expiring: Callable[..., tuple[Lookup, float | None]] | None = getattr(
+            inner, "get_expiring", None
+        )
         self._acks: dict[str, int] = {}
         self._ack_cond = threading.Condition()
         self._closed = threading.Event()
@@ -238,12 +250,14 @@ class NearCache:
             for key in keys:
                 self._remove(key)
 
-    def _fill(self, key: str, payload: bytes, tags: tuple[str, ...], seq: int) -> None:
+    def _fill(
+        self, key: str, payload: bytes, tags: tuple[str, ...], seq: int, expires: float
+    ) -> None:
         with self._lock:
             if seq != self._seq or not self._healthy:
                 return  # an invalidation was handled meanwhile: the copy may be stale
             self._remove(key)
-            self._entries[key] = (payload, tags, self._clock() + self.ttl)
+            self._entries[key] = (payload, tags, expires)
             for tag in tags:
                 self._by_tag.setdefault(tag, set()).add(key)
             while len(self._entries) > self.max_entries:
@@ -302,10 +316,13 @@ class NearCache:
                 self.l1_hits += 1
                 return entry[0], None
         seq = self._seq
-        healthy = self._usable()
-        res = self.inner.get(key, tags)
-        if res[0] is not None and healthy:
-            self._fill(key, res[0], tuple(tags), seq)
+        start = self._clock()
+        if not (self._healthy and start - self._lease_from < self.lease) or not self._get_expiring:
+            return self.inner.get(key, tags)  # L1 off: a plain Redis read, no fill
+        res, remaining = self._get_expiring(key, tags)
+        if res[0] is not None and remaining is not None:
+            # The copy dies no later than the Redis entry (its PTTL was read after `start`).
+            self._fill(key, res[0], tuple(tags), seq, start + min(self.ttl, remaining))
         return res
 
     def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
@@ -315,10 +332,12 @@ class NearCache:
         self, key: str, payload: bytes, ttl: int, tags: Sequence[str], versions: Sequence[str]
     ) -> bool:
         seq = self._seq
+        start = self._clock()
         healthy = self._usable()
         stored = self.inner.set(key, payload, ttl, tags, versions)
-        if stored and healthy:
-            self._fill(key, payload, tuple(tags), seq)
+        if stored and healthy and ttl > 0:
+            # Never outlive the entry's own timeout (Redis expires it `ttl` after the SET).
+            self._fill(key, payload, tuple(tags), seq, start + min(self.ttl, ttl))
         return stored
 
     def add(self, key: str, payload: bytes, ttl: int) -> bool:

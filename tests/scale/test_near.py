@@ -122,18 +122,49 @@ def test_fill_racing_an_invalidation_is_discarded(
     a, b = pair
     key = f"{a.channel}:race"
     _fill(a, key, b"old")
-    real_get = b.inner.get
+    real_get = b._get_expiring
+    assert real_get is not None
 
     def get_then_invalidate(k: str, tags: Any) -> Any:
         res = real_get(k, tags)
         a.invalidate(["room:1"])  # lands (and is acked by b) between read and fill
         return res
 
-    monkeypatch.setattr(b.inner, "get", get_then_invalidate)
+    monkeypatch.setattr(b, "_get_expiring", get_then_invalidate)
     assert b.get(key, TAGS)[0] == b"old"  # this read started before the commit: allowed
-    monkeypatch.setattr(b.inner, "get", real_get)
+    monkeypatch.setattr(b, "_get_expiring", real_get)
     assert key not in b._entries
     assert b.get(key, TAGS)[0] is None
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["hand-packed", "redis-py"])
+def test_l1_copy_never_outlives_the_entry_timeout(
+    pair: tuple[NearCache, NearCache], packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """L1 copies expire with the Redis entry: the writer's copy after the ``ttl`` it set,
+    a reader's copy (filled from a Redis hit) after the entry's remaining PTTL, read in the
+    same round trip as the hit."""
+    a, b = pair
+    if not packed:  # the MULTI/MGET/PTTL/EXEC through redis-py's pipeline
+        monkeypatch.setattr(b.inner, "_direct", None)
+    key = f"{a.channel}:short"
+    got, versions = a.get(key, TAGS)
+    assert got is None and versions is not None
+    start = time.monotonic()
+    assert a.set(key, b"v", 1, TAGS, versions)
+    time.sleep(0.3)
+    assert b.get(key, TAGS)[0] == b"v"  # a Redis hit with ~0.7 s left, copied into L1
+    assert a._entries[key][2] <= start + 1.0 + 0.01
+    assert b._entries[key][2] <= start + 1.0 + 0.01  # not CACHE_TTL (300 s) from the fill
+    hits = b.l1_hits
+    assert b.get(key, TAGS)[0] == b"v"
+    assert b.l1_hits == hits + 1
+    wait_until(lambda: time.monotonic() > start + 1.05, 5, "entry timeout")
+    assert a.get(key, TAGS)[0] is None  # Redis expired it; neither L1 still serves it
+    assert b.get(key, TAGS)[0] is None
+    assert b.l1_hits == hits + 1
+    # An entry without a (known) remaining lifetime is not copied: PTTL -2 (gone).
+    assert b.inner.get_expiring(f"{a.channel}:absent", TAGS)[1] is None  # type: ignore[attr-defined]
 
 
 def test_subscription_drop_clears_and_bypasses_l1(
