@@ -115,6 +115,101 @@ def test_frozen_subscriber_makes_the_writer_wait_for_its_lease(
     wait_until(lambda: b.l1_active and key not in b._entries, 5, "b catches up")
 
 
+def test_peer_dropped_by_redis_is_waited_for_not_served_stale(own_redis: RedisProcess) -> None:
+    """b's subscriber thread stalls (GC pause, starved CPU) and Redis drops b's pub/sub
+    connection (output-buffer limit, CLIENT KILL) while b's lease is still running.
+    PUBLISH no longer counts b, but b is in the peer registry: a's invalidation waits
+    for b's ack or lease, so a read b starts after it returned is never stale."""
+    prefix = "n" + uuid.uuid4().hex[:10]
+    name = f"near-b-{prefix}"
+    sub_client = own_redis.client(client_name=name)  # b's channel client: killable by name
+    lease = 1.0  # long enough that b's lease surely still runs when a invalidates
+    made = []
+    for channel_client in (None, sub_client):
+        backend = RedisBackend.from_url(_url(own_redis), prefix, 60, 0.5)
+        made.append(
+            NearCache(
+                backend,
+                (lambda b=backend: b.client) if channel_client is None else (lambda: sub_client),
+                prefix=prefix,
+                max_entries=100,
+                lease=lease,
+            )
+        )
+    a, b = made
+    release = threading.Event()
+    try:
+        wait_until(lambda: a.l1_active and b.l1_active, 5, "L1 subscriptions")
+        key = f"{a.channel}:dropped"
+        _fill(a, key, b"old")
+        assert b.get(key, TAGS)[0] == b"old" and key in b._entries
+        real = b._handle
+
+        def stuck(message: dict[str, Any], client: Any) -> None:
+            release.wait(10)
+            real(message, client)
+
+        b._handle = stuck  # type: ignore[method-assign]
+        time.sleep(0.1)  # b's thread is now blocked in `stuck`
+        admin = own_redis.client()
+        killed = 0
+        for info in admin.client_list():
+            if info.get("name") == name and int(info.get("sub", 0)) > 0:
+                admin.client_kill_filter(_id=info["id"])
+                killed += 1
+        assert killed == 1
+        assert b.l1_active  # b's lease still runs: without the registry a would not wait
+        assert admin.pubsub_numsub(a.channel)[0][1] == 1  # PUBLISH counts only a itself
+        hits = b.l1_hits
+        start = time.monotonic()
+        a.invalidate(["room:1"])  # "the commit returned"
+        waited = time.monotonic() - start
+        assert waited >= lease * 0.9, waited  # waited for b (registered, cannot ack)
+        assert a.ack_timeouts == 1
+        assert key in b._entries  # b never heard of the invalidation...
+        assert not b.l1_active  # ...but its lease ran out before a returned
+        assert b.get(key, TAGS)[0] is None  # a read started after the return: not "old"
+        assert b.l1_hits == hits
+    finally:
+        release.set()
+        a.clear()
+        for near in made:
+            near.close()
+        sub_client.close()
+
+
+def test_peer_registry_membership_expiry_and_cleanup(
+    pair: tuple[NearCache, NearCache], own_redis: RedisProcess
+) -> None:
+    a, b = pair
+    r = own_redis.client()
+    assert a.peers_key == b.peers_key and not a.peers_key.startswith(a.channel)  # not `clear`ed
+
+    def members() -> set[str]:
+        return {m.decode() for m in r.zrange(a.peers_key, 0, -1)}
+
+    assert {a.origin, b.origin} <= members()
+    # A crashed process (registered, will never ack) costs each invalidation one lease...
+    now_s, now_us = r.time()
+    r.zadd(a.peers_key, {"crashed": now_s * 1000 + now_us // 1000 + 600})
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    assert time.monotonic() - start >= a.lease * 0.9
+    assert a.ack_timeouts == 1
+    # ...only until its registration expires; then it is ignored and trimmed.
+    wait_until(lambda: "crashed" not in members(), 5, "expired entry trimmed")
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    assert time.monotonic() - start < a.lease / 2
+    assert a.ack_timeouts == 1
+    b.close()  # a clean exit leaves the registry at once
+    assert b.origin not in members() and a.origin in members()
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    assert time.monotonic() - start < a.lease / 2
+    assert a.ack_timeouts == 1
+
+
 def test_fill_racing_an_invalidation_is_discarded(
     pair: tuple[NearCache, NearCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
