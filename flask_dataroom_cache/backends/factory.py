@@ -121,7 +121,8 @@ def _near(primary: Backend, settings: Settings) -> Backend:
 
         def channel_client() -> Any:
             # Every process subscribes and publishes on the node owning the channel's
-            # slot, so PUBLISH counts every subscriber (acks are awaited per receiver).
+            # slot, so PUBLISH counts every subscriber; the peer registry lives in that
+            # slot too (acks are awaited per receiver and per registered process).
             return cluster.client.get_node_from_key(channel).redis_connection
 
     else:

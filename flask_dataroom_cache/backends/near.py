@@ -9,26 +9,55 @@ commit returned is never served data older than that commit*):
 
 1. **Invalidate = bump tokens, then broadcast, then wait.** ``invalidate`` first gives
    the tags new tokens in Redis (as without L1), drops matching local entries, then
-   ``PUBLISH``es the tags on ``{prefix}:~l1`` and waits until every subscriber that
-   ``PUBLISH`` reported has *acknowledged* (each process's subscriber thread drops the
-   matching entries, then publishes an ack on the origin's reply channel). Only then does
-   ``invalidate`` (and so the after-commit hook, and so ``commit()``) return.
-2. **Leases bound the wait.** A subscriber that does not ack (frozen, overloaded) must not
-   block commits for long. Each subscriber sends ``PING <send time>`` on its subscription
-   connection every ``ping_interval``; Redis answers in order with the messages, so when
-   the pong for send time ``s`` arrives, every message published before ``s`` has been
-   received and handled. A process serves from L1 only while its latest such ``s`` is
-   less than ``lease`` old. If acks are missing, the invalidating process waits until
-   ``lease`` (plus a margin) has passed since its ``PUBLISH`` returned: a subscriber that
-   has not handled the message by then has no pong newer than the message, so its lease
+   ``PUBLISH``es the tags on ``{prefix}:~l1`` and waits until every process that could
+   still serve the old value has *acknowledged* (its subscriber thread drops the matching
+   entries, then publishes an ack carrying its id on the origin's reply channel). Only
+   then does ``invalidate`` (and so the after-commit hook, and so ``commit()``) return.
+   "Every process" is the union of two sets, both returned by the one script that
+   publishes (one round trip): the subscribers ``PUBLISH`` counted, and the **peer
+   registry** (below). ``PUBLISH`` alone is not enough: a process whose subscription
+   Redis has just dropped (output-buffer limit, ``CLIENT KILL``, a network cut) while its
+   subscriber thread was stalled is not counted, yet it has not noticed the drop and its
+   lease still runs.
+2. **Leases bound the wait.** A subscriber that does not ack (frozen, overloaded,
+   dropped) must not block commits for long. Each subscriber sends ``PING <send time>`` on
+   its subscription connection every ``ping_interval``; Redis answers in order with the
+   messages, so when the pong for send time ``s`` arrives, every message published before
+   ``s`` has been received and handled. A process serves from L1 only while its latest
+   such ``s`` is less than ``lease`` old (and its registration holds, below). If acks are
+   missing, the invalidating process waits until ``lease`` (plus a margin) has passed
+   since its ``PUBLISH`` returned: a subscriber that has not handled the message by then
+   has no pong newer than the message (a dropped one gets no pong at all), so its lease
    has expired and it reads Redis instead. Worst case: one ``invalidate`` waits ``lease``.
+   All processes of a prefix must use the same ``lease``.
+
+   **Peer registry.** ``{P:~l1}:peers`` for prefix ``P`` (a sorted set; the braces are
+   a Cluster hash tag putting it in the channel's slot; outside the ``P:*`` keys that
+   ``clear`` deletes): member = a process's id,
+   score = when its registration expires, on *Redis's* clock (``TIME`` in the scripts, so
+   hosts' clocks never meet). The subscriber thread re-registers every ``lease / 2`` for
+   ``2 * lease`` (first right after subscribing, before its first ping), trimming expired
+   entries; ``close`` removes its own, and the key expires when every process is gone. A
+   process caps its lease at the end of its own registration (measured from before the
+   registering call, minus 5% + 2 ms), so an entry the publish script finds expired
+   belongs to a process whose lease had already ended: ignored. Every live entry is
+   waited for (ack or lease). A crashed process thus slows invalidations (one lease each)
+   only until its registration expires, at most ``2 * lease``.
 3. **No stale fill.** A fill (copying a Redis hit into L1) is kept only if no
    invalidation was handled by this process between the start of the Redis read and the
    insert (a per-process sequence number) and the subscription was healthy when the read
    started.
 4. **Subscription trouble = L1 off.** If the subscription connection fails, L1 is
    cleared and bypassed (reads go to Redis, still one round trip) until the subscription
-   is back and a pong has renewed the lease.
+   is back, the process has re-registered and a pong has renewed the lease. Until the
+   process notices (its thread may be stalled), points 1 and 2 keep it safe: it stays in
+   the registry, so invalidators wait out its lease.
+
+Limits: the registry relies on Redis's clock advancing at the rate of the processes'
+monotonic clocks over ``2 * lease`` (5% margin): a forward step of the Redis host's clock
+larger than the margin could make a live registration look expired. Acks now carry the
+acking process's id (``"<msg id> <origin>"``); a process running an older version does
+not recognise them, so during a rolling upgrade its invalidations wait one lease each.
 
 ``delete`` and ``clear`` are broadcast the same way. Invalidations that cannot reach
 Redis raise :class:`BackendError`, so :class:`ResilientBackend` (which wraps this class)
@@ -36,8 +65,16 @@ queues and re-delivers them, and re-delivery broadcasts too.
 
 Payloads are kept as bytes and decoded per hit, so a caller mutating a returned value can
 never change what the next reader gets. L1 is bounded by ``max_entries`` and evicts in fill
-order (a hit does not take a lock to reorder: the hit path stays a dict lookup); each entry
-also expires ``ttl`` seconds after its fill.
+order (a hit does not take a lock to reorder: the hit path stays a dict lookup).
+
+An L1 copy never outlives the Redis entry it copies (so an entry's own ``timeout``, and the
+stale-while-revalidate windows built on it, mean the same with and without L1): a copy made
+by ``set`` expires ``min(ttl, self.ttl)`` after the ``SET`` was sent; a copy made from a
+Redis hit expires at ``start + min(PTTL, self.ttl)``, where ``start`` is taken before the
+read and ``PTTL`` is the entry's remaining lifetime, fetched atomically with the hit in the
+same round trip (``MULTI MGET PTTL EXEC`` in one packet; on Cluster the read script returns
+it). A hit whose remaining lifetime is unknown is not copied. With L1 off (lease expired)
+reads are the plain one-``MGET`` hit.
 """
 
 from __future__ import annotations
@@ -62,6 +99,49 @@ __all__ = ["NearCache"]
 log = logging.getLogger("flask_dataroom_cache")
 
 _Entry = tuple[bytes, tuple[str, ...], float]
+
+# The peer registry, a sorted set: member = a process's origin id, score = when its
+# registration expires (ms, Redis's clock). KEYS[1] registry; ARGV[1] origin; ARGV[2] ms.
+_REGISTER = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+return 1
+"""
+
+# PUBLISH, then the peers whose registration has not expired (one atomic script, one round
+# trip). KEYS[1] registry; ARGV[1] channel; ARGV[2] message.
+_PUBLISH = """
+local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {n, redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')}
+"""
+
+
+def _peers_key(channel: str) -> str:
+    """The registry's key: in the channel's hash slot (on a Cluster both are used on the
+    node owning the channel's slot), and outside the ``{prefix}:*`` pattern that ``clear``
+    deletes (a registry wiped by ``clear`` would let the next invalidation skip a peer)."""
+    key = "{" + channel + "}:peers"
+    with contextlib.suppress(Exception):  # redis-py missing: no cluster either
+        from redis.crc import key_slot
+
+        if key_slot(key.encode()) != key_slot(channel.encode()):
+            key = channel + ":peers"  # the channel has a hash tag of its own: keep it first
+    return key
+
+
+class _Pending:
+    """Acks received for one broadcast: how many, and from which processes."""
+
+    __slots__ = ("count", "origins")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.origins: set[str] = set()
 
 
 class NearCache:
@@ -92,13 +172,27 @@ class NearCache:
         self._clock = clock
         self._channel_client = channel_client
         self.channel = f"{prefix}:~l1"
+        self.peers_key = _peers_key(self.channel)
+        #: Registration period and lifetime: a live process re-registers every lease/2;
+        #: an entry not refreshed for 2 leases (a dead process) is ignored, then trimmed.
+        self._register_every = lease / 2
+        self._register_ttl = 2 * lease
+        self._scripts: tuple[Any, Any, Any] | None = None  # (client, register, publish)
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_tag: dict[str, set[str]] = {}
         self._seq = 0
         self._healthy = False
         self._lease_from = float("-inf")
-        self._acks: dict[str, int] = {}
+        #: L1 may serve until then: min(newest pong's send time + lease, registration end).
+        self._lease_until = float("-inf")
+        #: Local time until which our registration in the peer registry surely holds.
+        self._registered_until = float("-inf")
+        #: ``get`` + the hit's remaining lifetime, one round trip (RedisBackend and Cluster).
+        self._get_expiring: Callable[..., tuple[Lookup, float | None]] | None = getattr(
+            inner, "get_expiring", None
+        )
+        self._acks: dict[str, _Pending] = {}
         self._ack_cond = threading.Condition()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,7 +221,7 @@ class NearCache:
         with self._lock:
             self._drop_all()
             self._healthy = False
-            self._lease_from = float("-inf")
+            self._lease_from = self._lease_until = self._registered_until = float("-inf")
         self._thread = threading.Thread(
             target=self._run, name=f"dataroom-cache-l1-{self.origin}", daemon=True
         )
@@ -141,9 +235,14 @@ class NearCache:
                 client = self._channel_client()
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.channel, self.reply_channel)
-                last_ping = float("-inf")
+                last_ping = last_register = float("-inf")
                 while not self._closed.is_set():
                     now = self._clock()
+                    if now - last_register >= self._register_every:
+                        # Before the ping: a pong can only extend the lease up to the
+                        # registration's end (see _handle).
+                        self._register(client, now)
+                        last_register = now
                     if now - last_ping >= self.ping_interval:
                         pubsub.ping(repr(now))
                         last_ping = now
@@ -162,11 +261,36 @@ class NearCache:
                     with contextlib.suppress(Exception):
                         pubsub.close()
 
+    def _scripts_for(self, client: Any) -> tuple[Any, Any]:
+        scripts = self._scripts
+        if scripts is None or scripts[0] is not client:
+            scripts = self._scripts = (
+                client,
+                client.register_script(_REGISTER),
+                client.register_script(_PUBLISH),
+            )
+        return scripts[1], scripts[2]
+
+    def _register(self, client: Any, sent: float) -> None:
+        """(Re-)register this process in the peer registry until ``2 * lease`` from now.
+
+        Redis stamps the entry with its own clock when it runs the script, after ``sent``:
+        so the entry surely lasts until ``sent + ttl`` here (5% + 2 ms for clock-rate
+        drift and the ms rounding)."""
+        register, _ = self._scripts_for(client)
+        register(
+            keys=[self.peers_key],
+            args=[self.origin, int(self._register_ttl * 1000)],
+            client=client,
+        )
+        with self._lock:
+            self._registered_until = sent + self._register_ttl * 0.95 - 0.002
+
     def _down(self, exc: BaseException) -> None:
         with self._lock:
             was = self._healthy
             self._healthy = False
-            self._lease_from = float("-inf")
+            self._lease_from = self._lease_until = self._registered_until = float("-inf")
             self._drop_all()
         if was and not self._closed.is_set():
             self.subscription_drops += 1
@@ -183,6 +307,9 @@ class NearCache:
                 with self._lock:
                     if sent > self._lease_from:
                         self._lease_from = sent
+                        # Invalidators wait for our ack only while our registration
+                        # holds, so the lease must not outlast it.
+                        self._lease_until = min(sent + self.lease, self._registered_until)
                     self._healthy = True
             return
         if kind != "message":
@@ -191,9 +318,13 @@ class NearCache:
         if isinstance(channel, bytes):
             channel = channel.decode()
         if channel == self.reply_channel:
+            msg_id, _, who = str(data).partition(" ")
             with self._ack_cond:
-                if data in self._acks:
-                    self._acks[data] += 1
+                pending = self._acks.get(msg_id)
+                if pending is not None:
+                    pending.count += 1
+                    if who:
+                        pending.origins.add(who)
                     self._ack_cond.notify_all()
             return
         try:
@@ -203,11 +334,13 @@ class NearCache:
             return  # not ours
         if origin != self.origin:  # our own change was applied before it was published
             self._apply(body.get("t", ()), body.get("k", ()), bool(body.get("c")))
-            client.publish(f"{self.channel}:ack:{origin}", msg_id)
+            client.publish(f"{self.channel}:ack:{origin}", f"{msg_id} {self.origin}")
         else:
             with self._ack_cond:
-                if msg_id in self._acks:
-                    self._acks[msg_id] += 1
+                pending = self._acks.get(msg_id)
+                if pending is not None:
+                    pending.count += 1
+                    pending.origins.add(self.origin)
                     self._ack_cond.notify_all()
 
     # -- local L1 -----------------------------------------------------------------------
@@ -238,19 +371,21 @@ class NearCache:
             for key in keys:
                 self._remove(key)
 
-    def _fill(self, key: str, payload: bytes, tags: tuple[str, ...], seq: int) -> None:
+    def _fill(
+        self, key: str, payload: bytes, tags: tuple[str, ...], seq: int, expires: float
+    ) -> None:
         with self._lock:
             if seq != self._seq or not self._healthy:
                 return  # an invalidation was handled meanwhile: the copy may be stale
             self._remove(key)
-            self._entries[key] = (payload, tags, self._clock() + self.ttl)
+            self._entries[key] = (payload, tags, expires)
             for tag in tags:
                 self._by_tag.setdefault(tag, set()).add(key)
             while len(self._entries) > self.max_entries:
                 self._remove(next(iter(self._entries)))
 
     def _usable(self) -> bool:
-        return self._healthy and self._clock() - self._lease_from < self.lease
+        return self._healthy and self._clock() < self._lease_until
 
     @property
     def l1_active(self) -> bool:
@@ -265,27 +400,39 @@ class NearCache:
         body = json.dumps(
             {"o": self.origin, "m": msg_id, "t": list(tags), "k": list(keys), "c": int(clear)}
         )
+        pending = _Pending()
         with self._ack_cond:
-            self._acks[msg_id] = 0
+            self._acks[msg_id] = pending
         try:
             try:
-                receivers = int(self._channel_client().publish(self.channel, body))
+                client = self._channel_client()
+                _, publish = self._scripts_for(client)
+                res = publish(keys=[self.peers_key], args=[self.channel, body], client=client)
+                receivers = int(res[0])
+                peers = {p.decode() if isinstance(p, bytes) else str(p) for p in res[1]}
             except Exception as exc:
                 raise BackendError(f"near cache publish failed: {exc}") from exc
+            peers.discard(self.origin)  # our own L1 was cleaned before the publish
             published = self._clock()
             # Past this point every subscriber that has not handled the message has an
             # expired lease (see the module docstring); 5% + 2 ms for clock-rate drift.
             deadline = published + self.lease * 1.05 + 0.002
             with self._ack_cond:
-                while self._acks[msg_id] < receivers:
+                # Every receiver PUBLISH counted, and every registered peer: a peer whose
+                # subscription Redis dropped is not counted by PUBLISH, yet its lease may
+                # still be running.
+                while pending.count < receivers or not peers <= pending.origins:
                     left = deadline - self._clock()
                     if left <= 0:
                         self.ack_timeouts += 1
                         log.info(
-                            "near cache: %d of %d processes did not ack an invalidation "
-                            "within the lease; their L1 is off until they catch up",
-                            receivers - self._acks[msg_id],
+                            "near cache: %d of %d subscribers and %d of %d registered "
+                            "processes did not ack an invalidation within the lease; "
+                            "their L1 is off until they catch up",
+                            max(receivers - pending.count, 0),
                             receivers,
+                            len(peers - pending.origins),
+                            len(peers),
                         )
                         break
                     self._ack_cond.wait(left)
@@ -298,14 +445,17 @@ class NearCache:
         entry = self._entries.get(key)
         if entry is not None and self._healthy:
             now = self._clock()
-            if now - self._lease_from < self.lease and entry[2] > now and entry[1] == tuple(tags):
+            if now < self._lease_until and entry[2] > now and entry[1] == tuple(tags):
                 self.l1_hits += 1
                 return entry[0], None
         seq = self._seq
-        healthy = self._usable()
-        res = self.inner.get(key, tags)
-        if res[0] is not None and healthy:
-            self._fill(key, res[0], tuple(tags), seq)
+        start = self._clock()
+        if not (self._healthy and start < self._lease_until) or not self._get_expiring:
+            return self.inner.get(key, tags)  # L1 off: a plain Redis read, no fill
+        res, remaining = self._get_expiring(key, tags)
+        if res[0] is not None and remaining is not None:
+            # The copy dies no later than the Redis entry (its PTTL was read after `start`).
+            self._fill(key, res[0], tuple(tags), seq, start + min(self.ttl, remaining))
         return res
 
     def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
@@ -315,10 +465,12 @@ class NearCache:
         self, key: str, payload: bytes, ttl: int, tags: Sequence[str], versions: Sequence[str]
     ) -> bool:
         seq = self._seq
+        start = self._clock()
         healthy = self._usable()
         stored = self.inner.set(key, payload, ttl, tags, versions)
-        if stored and healthy:
-            self._fill(key, payload, tuple(tags), seq)
+        if stored and healthy and ttl > 0:
+            # Never outlive the entry's own timeout (Redis expires it `ttl` after the SET).
+            self._fill(key, payload, tuple(tags), seq, start + min(self.ttl, ttl))
         return stored
 
     def add(self, key: str, payload: bytes, ttl: int) -> bool:
@@ -361,6 +513,8 @@ class NearCache:
         self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        with contextlib.suppress(Exception):  # leave the peer registry (else: expires)
+            self._channel_client().zrem(self.peers_key, self.origin)
         with self._lock:
             self._drop_all()
             self._healthy = False

@@ -67,7 +67,7 @@ _PLANS_MAX = 4096
 DEFAULT_SHARD_GROUPS = 16
 
 # KEYS[1] entry; ARGV[1] token-key prefix, ARGV[2] candidate token, ARGV[3] token TTL,
-# ARGV[4..] tags to capture on a miss.
+# ARGV[4..] tags to capture on a miss. A hit returns {1, payload, PTTL of the entry}.
 _GET = """
 local e = redis.call('GET', KEYS[1])
 local pre = ARGV[1]
@@ -97,7 +97,7 @@ if e then
       end
     end
   end
-  if ok then return {1, string.sub(e, pos)} end
+  if ok then return {1, string.sub(e, pos), redis.call('PTTL', KEYS[1])} end
   redis.call('DEL', KEYS[1])
 end
 local out = {0}
@@ -313,6 +313,19 @@ def _direct_encoding(client: Any) -> tuple[str, str] | None:
     return kwargs.get("encoding", "utf-8"), kwargs.get("encoding_errors", "strict")
 
 
+_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
+
+def _remaining(pttl: Any) -> float | None:
+    """Seconds left from a ``PTTL`` reply: ``inf`` without expiry, ``None`` if unknown."""
+    if not isinstance(pttl, int):
+        return None
+    if pttl == -1:
+        return float("inf")
+    return pttl / 1000.0 if pttl >= 0 else None
+
+
 def _frame(tags: Sequence[str], versions: Sequence[str], payload: bytes) -> bytes:
     head = "\n".join([str(len(tags)), *tags, *versions, ""])
     return head.encode("utf-8") + payload
@@ -415,7 +428,7 @@ class RedisBackend:
             and "execute_command" not in client.__dict__
         )
 
-    def _send(self, command: bytes, what: str) -> Any:
+    def _send(self, command: bytes, what: str, replies: int = 1) -> Any:
         """Send one pre-packed RESP command on a pooled connection and read its reply.
 
         redis-py's generic ``execute_command`` (argument packing, retry wrapper,
@@ -423,7 +436,9 @@ class RedisBackend:
         itself on loopback. An error reply (``ResponseError``) is raised as is: the reply
         was read whole, the connection is clean. Any other error disconnects the
         connection (its state is unknown) and becomes a :class:`BackendError`; the
-        connection always goes back to the pool.
+        connection always goes back to the pool. ``replies > 1``: ``command`` holds that
+        many pipelined commands; their replies are returned as a list (all are read before
+        an error reply is raised).
         """
         pool = self.client.connection_pool
         try:
@@ -433,7 +448,19 @@ class RedisBackend:
         try:
             # a list: send_packed_command iterates over its argument's chunks
             conn.send_packed_command([command])
-            return conn.read_response()
+            if replies == 1:
+                return conn.read_response()
+            out: list[Any] = []
+            error: _ResponseError | None = None
+            for _ in range(replies):
+                try:
+                    out.append(conn.read_response())
+                except _ResponseError as exc:
+                    error = error or exc
+                    out.append(None)
+            if error is not None:
+                raise error
+            return out
         except _ResponseError:
             raise
         except BaseException as exc:
@@ -466,27 +493,74 @@ class RedisBackend:
 
     def get(self, key: str, tags: Sequence[str]) -> Lookup:
         header, token_keys, tail = self._plan(tags)
-        res = self._mget(key, token_keys, tail)
+        return self._decide(key, tags, header, self._mget(key, token_keys, tail), None)[0]
+
+    def get_expiring(self, key: str, tags: Sequence[str]) -> tuple[Lookup, float | None]:
+        """``get`` plus, for a hit, the entry's remaining lifetime in seconds (``inf``: no
+        expiry; ``None``: unknown, e.g. the key expired meanwhile), in the same single round
+        trip: ``MULTI MGET PTTL EXEC`` sent as one packet. Used by the near cache to bound
+        its copy by the entry's own expiry."""
+        header, token_keys, tail = self._plan(tags)
+        res, pttl = self._mget_pttl(key, token_keys, tail)
+        return self._decide(key, tags, header, res, pttl)
+
+    def _decide(
+        self, key: str, tags: Sequence[str], header: bytes, res: Any, pttl: Any
+    ) -> tuple[Lookup, float | None]:
         entry, current = res[0], res[1:]
         if entry is None or entry.startswith(header):
             if None not in current:
                 if entry is not None:
                     parts = entry[len(header) :].split(b"\n", len(current))
                     if parts[:-1] == current:
-                        return parts[-1], None
-                return None, tuple(t.decode() for t in current)
+                        return (parts[-1], None), _remaining(pttl)
+                return (None, tuple(t.decode() for t in current)), None
             if entry is None:
-                return None, self.versions(tags)  # creates the missing tokens
+                return (None, self.versions(tags)), None  # creates the missing tokens
         return self._get_scripted(key, tags)
 
-    def _get_scripted(self, key: str, tags: Sequence[str]) -> Lookup:
+    def _get_scripted(self, key: str, tags: Sequence[str]) -> tuple[Lookup, float | None]:
         try:
             res = self._get(keys=[key], args=[self._tagv, self._candidate(), self.tag_ttl, *tags])
         except RedisError as exc:
             raise BackendError(f"redis GET failed: {exc}") from exc
         if res[0] == 1:
-            return bytes(res[1]), None
-        return None, tuple(t.decode() if isinstance(t, bytes) else str(t) for t in res[1:])
+            return (bytes(res[1]), None), _remaining(res[2] if len(res) > 2 else None)
+        return (
+            None,
+            tuple(t.decode() if isinstance(t, bytes) else str(t) for t in res[1:]),
+        ), None
+
+    def _mget_pttl(self, key: str, token_keys: list[str], tail: bytes) -> tuple[Any, Any]:
+        """``MGET key *token_keys`` and ``PTTL key`` in one ``MULTI``/``EXEC`` (atomic: the
+        TTL is the one of the entry read), one packet, one round trip."""
+        if not self._plain():
+            try:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.execute_command("MGET", key, *token_keys)
+                pipe.execute_command("PTTL", key)
+                res, pttl = pipe.execute()
+            except RedisError as exc:
+                raise BackendError(f"redis GET failed: {exc}") from exc
+            return res, pttl
+        enc, errors = self._direct  # type: ignore[misc]
+        bkey = _bulk(key.encode(enc, errors))
+        command = b"%b*%d\r\n$4\r\nMGET\r\n%b%b*2\r\n$4\r\nPTTL\r\n%b%b" % (
+            _MULTI,
+            len(token_keys) + 2,
+            bkey,
+            tail,
+            bkey,
+            _EXEC,
+        )
+        try:
+            replies = self._send(command, "GET", replies=4)
+        except _ResponseError as exc:
+            raise BackendError(f"redis GET failed: {exc}") from exc
+        done = replies[-1]
+        if not isinstance(done, list) or len(done) != 2:  # EXEC aborted: not expected
+            raise BackendError(f"redis GET failed: unexpected EXEC reply {done!r}")
+        return done[0], done[1]
 
     def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
         try:
@@ -700,6 +774,10 @@ class ClusterRedisBackend(RedisBackend):
 
     # -- protocol -----------------------------------------------------------------------
     def get(self, key: str, tags: Sequence[str]) -> Lookup:
+        return self.get_expiring(key, tags)[0]
+
+    def get_expiring(self, key: str, tags: Sequence[str]) -> tuple[Lookup, float | None]:
+        # The script returns the entry's PTTL with a hit: still one EVALSHA.
         g = self._group(key)
         cand = self._candidate()
         try:
@@ -710,12 +788,12 @@ class ClusterRedisBackend(RedisBackend):
                 args=[self._group_tagv[g], cand, self.tag_ttl, *tags],
             )
             if res[0] == 1:
-                return bytes(res[1]), None
+                return (bytes(res[1]), None), _remaining(res[2] if len(res) > 2 else None)
             tokens = tuple(t.decode() if isinstance(t, bytes) else str(t) for t in res[1:])
             self._propagate(g, cand, tags, tokens)
         except RedisError as exc:
             raise BackendError(f"redis GET failed: {exc}") from exc
-        return None, tokens
+        return (None, tokens), None
 
     def versions(self, tags: Sequence[str]) -> tuple[str, ...]:
         g = zlib.crc32("\n".join(tags).encode("utf-8")) % self.shard_groups

@@ -115,6 +115,101 @@ def test_frozen_subscriber_makes_the_writer_wait_for_its_lease(
     wait_until(lambda: b.l1_active and key not in b._entries, 5, "b catches up")
 
 
+def test_peer_dropped_by_redis_is_waited_for_not_served_stale(own_redis: RedisProcess) -> None:
+    """b's subscriber thread stalls (GC pause, starved CPU) and Redis drops b's pub/sub
+    connection (output-buffer limit, CLIENT KILL) while b's lease is still running.
+    PUBLISH no longer counts b, but b is in the peer registry: a's invalidation waits
+    for b's ack or lease, so a read b starts after it returned is never stale."""
+    prefix = "n" + uuid.uuid4().hex[:10]
+    name = f"near-b-{prefix}"
+    sub_client = own_redis.client(client_name=name)  # b's channel client: killable by name
+    lease = 1.0  # long enough that b's lease surely still runs when a invalidates
+    made = []
+    for channel_client in (None, sub_client):
+        backend = RedisBackend.from_url(_url(own_redis), prefix, 60, 0.5)
+        made.append(
+            NearCache(
+                backend,
+                (lambda b=backend: b.client) if channel_client is None else (lambda: sub_client),
+                prefix=prefix,
+                max_entries=100,
+                lease=lease,
+            )
+        )
+    a, b = made
+    release = threading.Event()
+    try:
+        wait_until(lambda: a.l1_active and b.l1_active, 5, "L1 subscriptions")
+        key = f"{a.channel}:dropped"
+        _fill(a, key, b"old")
+        assert b.get(key, TAGS)[0] == b"old" and key in b._entries
+        real = b._handle
+
+        def stuck(message: dict[str, Any], client: Any) -> None:
+            release.wait(10)
+            real(message, client)
+
+        b._handle = stuck  # type: ignore[method-assign]
+        time.sleep(0.1)  # b's thread is now blocked in `stuck`
+        admin = own_redis.client()
+        killed = 0
+        for info in admin.client_list():
+            if info.get("name") == name and int(info.get("sub", 0)) > 0:
+                admin.client_kill_filter(_id=info["id"])
+                killed += 1
+        assert killed == 1
+        assert b.l1_active  # b's lease still runs: without the registry a would not wait
+        assert admin.pubsub_numsub(a.channel)[0][1] == 1  # PUBLISH counts only a itself
+        hits = b.l1_hits
+        start = time.monotonic()
+        a.invalidate(["room:1"])  # "the commit returned"
+        waited = time.monotonic() - start
+        assert waited >= lease * 0.9, waited  # waited for b (registered, cannot ack)
+        assert a.ack_timeouts == 1
+        assert key in b._entries  # b never heard of the invalidation...
+        assert not b.l1_active  # ...but its lease ran out before a returned
+        assert b.get(key, TAGS)[0] is None  # a read started after the return: not "old"
+        assert b.l1_hits == hits
+    finally:
+        release.set()
+        a.clear()
+        for near in made:
+            near.close()
+        sub_client.close()
+
+
+def test_peer_registry_membership_expiry_and_cleanup(
+    pair: tuple[NearCache, NearCache], own_redis: RedisProcess
+) -> None:
+    a, b = pair
+    r = own_redis.client()
+    assert a.peers_key == b.peers_key and not a.peers_key.startswith(a.channel)  # not `clear`ed
+
+    def members() -> set[str]:
+        return {m.decode() for m in r.zrange(a.peers_key, 0, -1)}
+
+    assert {a.origin, b.origin} <= members()
+    # A crashed process (registered, will never ack) costs each invalidation one lease...
+    now_s, now_us = r.time()
+    r.zadd(a.peers_key, {"crashed": now_s * 1000 + now_us // 1000 + 600})
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    assert time.monotonic() - start >= a.lease * 0.9
+    assert a.ack_timeouts == 1
+    # ...only until its registration expires; then it is ignored and trimmed.
+    wait_until(lambda: "crashed" not in members(), 5, "expired entry trimmed")
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    assert time.monotonic() - start < a.lease / 2
+    assert a.ack_timeouts == 1
+    b.close()  # a clean exit leaves the registry at once
+    assert b.origin not in members() and a.origin in members()
+    start = time.monotonic()
+    a.invalidate(["room:1"])
+    assert time.monotonic() - start < a.lease / 2
+    assert a.ack_timeouts == 1
+
+
 def test_fill_racing_an_invalidation_is_discarded(
     pair: tuple[NearCache, NearCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,18 +217,49 @@ def test_fill_racing_an_invalidation_is_discarded(
     a, b = pair
     key = f"{a.channel}:race"
     _fill(a, key, b"old")
-    real_get = b.inner.get
+    real_get = b._get_expiring
+    assert real_get is not None
 
     def get_then_invalidate(k: str, tags: Any) -> Any:
         res = real_get(k, tags)
         a.invalidate(["room:1"])  # lands (and is acked by b) between read and fill
         return res
 
-    monkeypatch.setattr(b.inner, "get", get_then_invalidate)
+    monkeypatch.setattr(b, "_get_expiring", get_then_invalidate)
     assert b.get(key, TAGS)[0] == b"old"  # this read started before the commit: allowed
-    monkeypatch.setattr(b.inner, "get", real_get)
+    monkeypatch.setattr(b, "_get_expiring", real_get)
     assert key not in b._entries
     assert b.get(key, TAGS)[0] is None
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["hand-packed", "redis-py"])
+def test_l1_copy_never_outlives_the_entry_timeout(
+    pair: tuple[NearCache, NearCache], packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """L1 copies expire with the Redis entry: the writer's copy after the ``ttl`` it set,
+    a reader's copy (filled from a Redis hit) after the entry's remaining PTTL, read in the
+    same round trip as the hit."""
+    a, b = pair
+    if not packed:  # the MULTI/MGET/PTTL/EXEC through redis-py's pipeline
+        monkeypatch.setattr(b.inner, "_direct", None)
+    key = f"{a.channel}:short"
+    got, versions = a.get(key, TAGS)
+    assert got is None and versions is not None
+    start = time.monotonic()
+    assert a.set(key, b"v", 1, TAGS, versions)
+    time.sleep(0.3)
+    assert b.get(key, TAGS)[0] == b"v"  # a Redis hit with ~0.7 s left, copied into L1
+    assert a._entries[key][2] <= start + 1.0 + 0.01
+    assert b._entries[key][2] <= start + 1.0 + 0.01  # not CACHE_TTL (300 s) from the fill
+    hits = b.l1_hits
+    assert b.get(key, TAGS)[0] == b"v"
+    assert b.l1_hits == hits + 1
+    wait_until(lambda: time.monotonic() > start + 1.05, 5, "entry timeout")
+    assert a.get(key, TAGS)[0] is None  # Redis expired it; neither L1 still serves it
+    assert b.get(key, TAGS)[0] is None
+    assert b.l1_hits == hits + 1
+    # An entry without a (known) remaining lifetime is not copied: PTTL -2 (gone).
+    assert b.inner.get_expiring(f"{a.channel}:absent", TAGS)[1] is None  # type: ignore[attr-defined]
 
 
 def test_subscription_drop_clears_and_bypasses_l1(
