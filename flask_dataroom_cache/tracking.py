@@ -12,6 +12,10 @@ Flow (see ``docs/transactions.md``)::
                    WHERE matches (one SELECT) or from the parameters; type:{entity} too
     engine events  Core insert/update/delete on a tracked table: the same, into the
                    owning session's pending set, or the connection's own
+    cascades       any DELETE (the flush's own, bulk ORM, Core) of a table the database
+                   cascades from (ondelete CASCADE / SET NULL / SET DEFAULT reaching
+                   tracked tables: a graph built once from the metadata): the dependent
+                   rows are read before it runs, level by level, and tagged by their rules
     after_commit   savepoint released -> its set merges into the enclosing one;
                    outermost commit -> the whole set is sent, once, before commit() returns
     after_transaction_end  a set still attached to the ending transaction was rolled back
