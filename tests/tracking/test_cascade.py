@@ -16,13 +16,19 @@ Tree used by most tests (room 1; the database cascades below folder 10)::
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flask_dataroom_cache import (
+    DataRoomCache,
     contents_tag,
     dataroom_tag,
     entity_tag,
@@ -34,7 +40,7 @@ from flask_dataroom_cache import (
 from flask_dataroom_cache import tracking as tracking_module
 from flask_dataroom_cache.tracking import BULK_ROW_CAP
 
-from .conftest import Env
+from .conftest import Env, sqlite_fk
 from .models import DataRoom, File, Folder, Membership, Shortcut
 
 DESCENDANT_TAGS = {
@@ -410,3 +416,80 @@ def test_nested_subqueries_stop_at_the_nesting_limit(
     sent = env.backend.all_invalidated()
     assert ["folders"] in fallbacks  # folders 11, 13 (> 1): their children by type
     assert {type_tag("folder"), type_tag("file"), contents_tag(10)} <= sent
+
+
+class _OtherBase(DeclarativeBase):
+    pass
+
+
+class Shelf(_OtherBase):  # tracked
+    __tablename__ = "shelves"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Box(_OtherBase):  # NOT tracked: the cascade passes through it
+    __tablename__ = "boxes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shelf_id: Mapped[int] = mapped_column(ForeignKey("shelves.id", ondelete="CASCADE"))
+
+
+class Item(_OtherBase):  # tracked, two levels below a shelf
+    __tablename__ = "items"
+    # a composite primary key; the tag id is another column
+    box_id: Mapped[int] = mapped_column(
+        ForeignKey("boxes.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+
+
+def test_cascade_through_an_untracked_table(
+    cache_config: dict[str, Any], database_url: str
+) -> None:
+    """Shelf (tracked) -> Box (untracked) -> Item (tracked): deleting a shelf with Core
+    tags the items the database removes two levels down."""
+    app = Flask(f"t_{uuid.uuid4().hex[:6]}")
+    app.config.update(TESTING=True, **cache_config, SQLALCHEMY_DATABASE_URI=database_url)
+    db = SQLAlchemy()
+    cache = DataRoomCache()
+    cache.track(Shelf, entity="shelf")
+    cache.track(Item, entity="item", id_attr="code", parents={"box_id": "box"})
+    db.init_app(app)
+    cache.init_app(app)
+    with app.app_context():
+        sqlite_fk(db.engine)
+        _OtherBase.metadata.create_all(db.engine)
+        try:
+            s = db.session
+            s.add(Shelf(id=1))
+            s.add(Shelf(id=2))
+            s.flush()
+            s.add_all([Box(id=10, shelf_id=1), Box(id=20, shelf_id=2)])
+            s.flush()
+            s.add_all(
+                [
+                    Item(box_id=10, slot=1, code="a"),
+                    Item(box_id=10, slot=2, code="b"),
+                    Item(box_id=20, slot=1, code="c"),
+                ]
+            )
+            s.commit()
+            store = cache.state(app).store
+            sent: list[str] = []
+            original = store.invalidate
+
+            def spy(tags: Any, *args: Any, **kwargs: Any) -> Any:
+                sent.extend(tags)
+                return original(tags, *args, **kwargs)
+
+            store.invalidate = spy  # type: ignore[method-assign]
+            shelves = Shelf.__table__
+            s.execute(sa.delete(shelves).where(shelves.c.id == 1))
+            s.commit()
+            assert {"item:a", "item:b", "box:10", "item:list", "shelf:1"} <= set(sent)
+            assert "item:c" not in sent and "box:20" not in sent
+            assert s.scalar(sa.select(sa.func.count()).select_from(Item)) == 1
+        finally:
+            db.session.remove()
+            _OtherBase.metadata.drop_all(db.engine)
+            db.engine.dispose()
