@@ -16,8 +16,9 @@ From the declaration the library derives, for every insert, update and delete:
   delete, before the row is gone),
 * whatever the model's ``cache_tags(self, change)`` method returns.
 
-``type:{entity}`` is not bumped by ordinary changes: only by bulk statements whose rows
-cannot be known (see :mod:`flask_dataroom_cache.tracking`).
+``type:{entity}`` is not bumped by ordinary changes: only by bulk statements, and by
+database cascades, whose rows cannot be known cheaply (see
+:mod:`flask_dataroom_cache.tracking`).
 
 Unregistered models cost one dict lookup per flushed object and trigger nothing.
 The same tag functions (:mod:`flask_dataroom_cache.tags`) build the tags that views put on

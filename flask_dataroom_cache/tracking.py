@@ -12,6 +12,10 @@ Flow (see ``docs/transactions.md``)::
                    WHERE matches (one SELECT) or from the parameters; type:{entity} too
     engine events  Core insert/update/delete on a tracked table: the same, into the
                    owning session's pending set, or the connection's own
+    cascades       any DELETE (the flush's own, bulk ORM, Core) of a table the database
+                   cascades from (ondelete CASCADE / SET NULL / SET DEFAULT reaching
+                   tracked tables: a graph built once from the metadata): the dependent
+                   rows are read before it runs, level by level, and tagged by their rules
     after_commit   savepoint released -> its set merges into the enclosing one;
                    outermost commit -> the whole set is sent, once, before commit() returns
     after_transaction_end  a set still attached to the ending transaction was rolled back
@@ -58,7 +62,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
-from .tags import entity_tag, list_tag, type_tag, user_tag
+from .tags import entity_tag, list_tag, type_tag
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -176,6 +180,27 @@ def install(app: Flask, state: CacheState) -> Tracker:
     return tracker
 
 
+#: ``ondelete`` actions of a foreign key that change rows the statement does not name.
+_ON_DELETE = {"CASCADE": "delete", "SET NULL": "null", "SET DEFAULT": "default"}
+#: A database cascade deeper than this many levels stops descending: ``type:{entity}``
+#: (and ``{entity}:list``) of every table still reachable stands for the rest.
+CASCADE_MAX_DEPTH = 256
+#: Levels selected through nested subqueries (below a level above ``BULK_ROW_CAP``) stop
+#: the same way after this many, before the SQL nests too deep for the database.
+CASCADE_MAX_NESTING = 8
+
+
+@dataclass(frozen=True)
+class _Edge:
+    """A foreign key of ``child`` referencing ``parent`` with an ``ondelete`` action."""
+
+    parent: sa.Table
+    child: sa.Table
+    fk_cols: tuple[sa.Column[Any], ...]  # in child
+    ref_cols: tuple[sa.Column[Any], ...]  # in parent
+    action: str  # "delete" (CASCADE), "null" (SET NULL), "default" (SET DEFAULT)
+
+
 @dataclass
 class _TableInfo:
     rule: Rule
@@ -256,6 +281,9 @@ class Tracker:
         )
         self._tables: dict[sa.Table, _TableInfo | None] = {}
         self._tables_version = -1
+        self._cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
+        self._cascade_metas: list[sa.MetaData] = []
+        self._cascade_sig: tuple[int, int] | None = None
         self._late_hook: Any = None
         self.skew = _skew_setting(app)
         self._own_nonces = _nonces(self.store.backend)
@@ -649,6 +677,253 @@ class Tracker:
                     self._tables.setdefault(tbl, self._info(rule, mapper, tbl))
         return self._tables.get(table)
 
+    # -- database cascades (ON DELETE CASCADE / SET NULL / SET DEFAULT) ------------------------
+    def _cascade_edges(self, table: Any) -> tuple[_Edge, ...]:
+        """The ``ondelete`` foreign keys referencing ``table`` that reach tracked rows
+        (directly, or through further cascades). Built once from the table metadata (again
+        after a ``track()`` or a new table); empty for most tables: the hot path."""
+        self._table_info(None)  # refreshes the tracked tables after a registry change
+        sig = self._cascade_sig
+        if (
+            sig is None
+            or sig[0] != self._tables_version
+            or sig[1] != sum(len(md.tables) for md in self._cascade_metas)
+        ):
+            self._build_cascades()
+        return self._cascades.get(table, ())
+
+    def _build_cascades(self) -> None:
+        tracked = {t for t, i in self._tables.items() if i is not None}
+        metas = list({id(t.metadata): t.metadata for t in tracked}.values())
+        edges: dict[sa.Table, list[_Edge]] = {}
+        for md in metas:
+            for child in md.tables.values():
+                for fkc in child.foreign_key_constraints:
+                    action = _ON_DELETE.get((fkc.ondelete or "").strip().upper())
+                    if action is None or not fkc.elements:
+                        continue
+                    try:
+                        refs = tuple(fk.column for fk in fkc.elements)
+                    except sa.exc.SQLAlchemyError:  # unresolvable reference: no edge
+                        continue
+                    parent = refs[0].table
+                    if not isinstance(parent, sa.Table):
+                        continue
+                    fks = tuple(fk.parent for fk in fkc.elements)
+                    edges.setdefault(parent, []).append(_Edge(parent, child, fks, refs, action))
+        # a table matters if it is tracked or its deletion cascades to one that matters
+        relevant = set(tracked)
+        changed = True
+        while changed:
+            changed = False
+            for parent, found in edges.items():
+                if parent not in relevant and any(
+                    e.action == "delete" and e.child in relevant for e in found
+                ):
+                    relevant.add(parent)
+                    changed = True
+        cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
+        for parent, found in edges.items():
+            kept = tuple(
+                e
+                for e in found
+                if e.child in tracked or (e.action == "delete" and e.child in relevant)
+            )
+            if kept:
+                cascades[parent] = kept
+        self._cascades = cascades
+        self._cascade_metas = metas
+        self._cascade_sig = (self._tables_version, sum(len(md.tables) for md in metas))
+
+    def _cascade_tags(
+        self,
+        table: sa.Table,
+        cond: Any,
+        run: Callable[[Any], Any],
+        connection: Callable[[], Connection | None],
+        tags: set[str],
+    ) -> None:
+        """Add the tags of every row the database itself deletes (``ON DELETE CASCADE``)
+        or changes (``SET NULL`` / ``SET DEFAULT``) because the rows of ``table`` matching
+        ``cond`` are deleted. Runs *before* the DELETE: one SELECT per foreign key and
+        level, descending through nested rows (a folder's subfolders' files...). Above
+        :data:`BULK_ROW_CAP` rows of a table at one level, ``type:{entity}`` stands for
+        their entity tags (their parent tags stay exact) and the next level is selected
+        through a subquery instead of by id."""
+        # frontier: (table, condition on it, its deleted primary keys when known, how
+        # many subqueries the condition nests)
+        frontier: list[tuple[sa.Table, Any, list[Any] | None, int]] = [(table, cond, None, 0)]
+        visited: dict[sa.Table, set[Any]] = {}
+        depth = 0
+        while frontier:
+            depth += 1
+            if depth > CASCADE_MAX_DEPTH:
+                log.warning("database cascade deeper than %d levels: type tags", depth - 1)
+                self._reachable_type_tags([f[0] for f in frontier], tags)
+                return
+            nxt: list[tuple[sa.Table, Any, list[Any] | None, int]] = []
+            for parent, pcond, pkeys, nesting in frontier:
+                if nesting > CASCADE_MAX_NESTING:
+                    self._reachable_type_tags([parent], tags, include_self=False)
+                    continue
+                for edge in self._cascades.get(parent, ()):
+                    found = self._cascade_level(edge, pcond, pkeys, run, connection, tags, visited)
+                    if found is not None and edge.action == "delete":
+                        ccond, ckeys = found
+                        nxt.append((edge.child, ccond, ckeys, 0 if ckeys else nesting + 1))
+            frontier = nxt
+
+    def _reachable_type_tags(
+        self, tables: list[sa.Table], tags: set[str], include_self: bool = True
+    ) -> None:
+        todo = (
+            list(tables)
+            if include_self
+            else [e.child for t in tables for e in self._cascades.get(t, ())]
+        )
+        seen: set[sa.Table] = set()
+        while todo:
+            tbl = todo.pop()
+            if tbl in seen:
+                continue
+            seen.add(tbl)
+            info = self._tables.get(tbl)
+            if info is not None:
+                tags.add(type_tag(info.rule.entity))
+                if info.rule.list_tag:
+                    tags.add(list_tag(info.rule.entity))
+            todo.extend(e.child for e in self._cascades.get(tbl, ()))
+
+    def _cascade_level(
+        self,
+        edge: _Edge,
+        pcond: Any,
+        pkeys: list[Any] | None,
+        run: Callable[[Any], Any],
+        connection: Callable[[], Connection | None],
+        tags: set[str],
+        visited: dict[sa.Table, set[Any]],
+    ) -> tuple[Any, list[Any] | None] | None:
+        """Tag the rows of ``edge.child`` referencing the deleted parent rows; return the
+        condition (and primary keys) of those rows for the next level, None if none."""
+        child = edge.child
+        info = self._tables.get(child)
+        parent_pk = tuple(edge.parent.primary_key.columns)
+        fk = edge.fk_cols[0] if len(edge.fk_cols) == 1 else sa.tuple_(*edge.fk_cols)
+        conds: list[Any]
+        if pkeys is not None and edge.ref_cols == parent_pk:
+            values = [k[0] for k in pkeys] if len(parent_pk) == 1 else pkeys
+            conds = [fk.in_(values[i : i + 500]) for i in range(0, len(values), 500)]
+        else:
+            conds = [fk.in_(sa.select(*edge.ref_cols).where(pcond))]
+        pk = tuple(child.primary_key.columns)
+        cols: list[Any] = list(pk)
+        if info is not None:
+            cols.extend(c for c in (info.id_col, *info.parent_cols.values()) if c is not None)
+        cols = list(dict.fromkeys(cols))
+        if not cols:
+            cols = list(edge.fk_cols)
+        rows: list[Any] = []
+        for c in conds:
+            rows.extend(run(sa.select(*cols).where(c).limit(BULK_ROW_CAP + 1)).all())
+            if len(rows) > BULK_ROW_CAP:
+                break
+        if not rows:
+            return None
+        whole = conds[0] if len(conds) == 1 else sa.or_(*conds)
+        kind = "delete" if edge.action == "delete" else "update"
+        if len(rows) > BULK_ROW_CAP or not pk:
+            if info is not None:
+                rule = info.rule
+                tags.add(type_tag(rule.entity))
+                if rule.list_tag:
+                    tags.add(list_tag(rule.entity))
+                for attr, column in info.parent_cols.items():
+                    q = sa.select(column).distinct().where(whole)
+                    ptype = rule.parents[attr]
+                    tags.update(parent_tag(ptype, v) for (v,) in run(q) if v is not None)
+                if edge.action == "default":
+                    self._default_tags(info, edge, tags)
+            return whole, None
+        seen = visited.setdefault(child, set())
+        keys: list[Any] = []
+        new_rows = []
+        for row in rows:
+            key = tuple(row[i] for i in range(len(pk)))
+            if key in seen:
+                continue  # already tagged (a cycle, or reached through two foreign keys)
+            seen.add(key)
+            keys.append(key)
+            new_rows.append(row)
+        if not keys:
+            return None
+        if info is not None:
+            rule = info.rule
+            ids = []
+            for row in new_rows:
+                m = row._mapping
+                current = {a: m[c] for a, c in info.parent_cols.items()}
+                if info.id_col is not None:
+                    current[rule.id_attr] = m[info.id_col]
+                    ids.append(m[info.id_col])
+                rule.collect(tags, None, kind, current)
+            if rule.needs_obj and ids:  # type: ignore[attr-defined]
+                self._object_tags(info, ids, kind, connection, tags)
+            if edge.action == "default":
+                self._default_tags(info, edge, tags)
+        if len(pk) == 1:
+            return pk[0].in_([k[0] for k in keys]), keys
+        return sa.tuple_(*pk).in_(keys), keys
+
+    @staticmethod
+    def _default_tags(info: _TableInfo, edge: _Edge, tags: set[str]) -> None:
+        """``ON DELETE SET DEFAULT``: the parent the rows now point to, if the default is a
+        literal; else ``type:{entity}``."""
+        rule = info.rule
+        for fk_col in edge.fk_cols:
+            attr = next((a for a, c in info.parent_cols.items() if c is fk_col), None)
+            if attr is None:
+                continue
+            default = fk_col.server_default
+            value = getattr(default, "arg", None)
+            if isinstance(value, TextClause):
+                value = value.text
+            if isinstance(value, str):
+                value = value.strip().strip("'\"")
+            if default is None:
+                continue  # NULL: no new parent
+            if isinstance(value, str | int) and value != "":
+                tags.add(parent_tag(rule.parents[attr], value))
+            else:
+                tags.add(type_tag(rule.entity))
+
+    def _object_tags(
+        self,
+        info: _TableInfo,
+        ids: list[Any],
+        kind: str,
+        connection: Callable[[], Connection | None],
+        tags: set[str],
+    ) -> None:
+        """``members`` and ``cache_tags`` of rows a bulk statement matched or a database
+        cascade deletes: they need the objects, loaded (before the statement) in a
+        throwaway session on the same connection (inside the same transaction)."""
+        conn = connection()
+        if conn is None or info.id_col is None:
+            tags.add(type_tag(info.rule.entity))
+            return
+        rule = info.rule
+        tmp = Session(bind=conn, autoflush=False, expire_on_commit=False)
+        try:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query: Any = sa.select(rule.model).where(info.id_col.in_(chunk))
+                for obj in tmp.scalars(query):
+                    rule.collect(tags, obj, kind, obj.__dict__)
+        finally:
+            tmp.expunge_all()
+            tmp.close()
+
     @staticmethod
     def _info(rule: Rule, mapper: Any, table: sa.Table) -> _TableInfo:
         def col(attr: str) -> sa.Column[Any] | None:
@@ -822,39 +1097,6 @@ class Tracker:
                 self._row_tags(info, row._mapping, tags)
         return tags
 
-    @staticmethod
-    def _member_tags(
-        info: _TableInfo, ids: list[Any], session: Session | None, conn: Connection | None
-    ) -> set[str]:
-        """``user:{id}`` of every member of the rows a bulk statement matched (a rule with
-        ``members=``): those users' views list the rows. Runs before the statement (a
-        deleted row's members are gone after it); loads at most ``BULK_ROW_CAP`` objects,
-        through the session, or for a Core statement a throwaway session on the same
-        connection (it joins the connection's transaction and ends nothing)."""
-        rule = info.rule
-        members = rule.members
-        id_attr = getattr(rule.model, rule.id_attr, None)
-        if members is None or id_attr is None:
-            return set()
-        own = session is None
-        if own:
-            session = Session(bind=conn)
-        assert session is not None
-        tags: set[str] = set()
-        try:
-            with session.no_autoflush:
-                for start in range(0, len(ids), 500):
-                    query: Any = sa.select(rule.model).where(id_attr.in_(ids[start : start + 500]))
-                    found = session.scalars(
-                        query, execution_options={"_dataroom_internal": True}
-                    ).all()
-                    for obj in found:
-                        tags.update(user_tag(m) for m in members(obj) if m is not None)
-        finally:
-            if own:
-                session.close()
-        return tags
-
     def _on_orm_execute(self, orm_state: Any) -> Any:
         if not (orm_state.is_update or orm_state.is_delete or orm_state.is_insert):
             return None
@@ -868,7 +1110,8 @@ class Tracker:
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
         info = self._table_info(table) if table is not None else None
-        if info is None:
+        cascade = orm_state.is_delete and table is not None and bool(self._cascade_edges(table))
+        if info is None and not cascade:
             return None
         if session.get_transaction() is None:
             session.begin()  # what execute() would autobegin: the tags need a home
@@ -884,11 +1127,25 @@ class Tracker:
         def run(q: Any) -> Any:
             return session.execute(q, execution_options={"_dataroom_internal": True})
 
-        tags, ids = self._statement_tags(info, stmt, rows_params, run)
-        if ids and info.rule.members is not None:
-            tags |= self._member_tags(info, ids, session, None)
+        def connection() -> Connection | None:
+            conn: Connection = session.connection(bind_arguments=orm_state.bind_arguments)
+            return conn
+
+        tags: set[str]
+        ids: list[Any] = []
+        if info is not None:
+            tags, ids = self._statement_tags(info, stmt, rows_params, run)
+            if ids and info.rule.needs_obj:  # type: ignore[attr-defined]
+                # members / cache_tags of the matched rows (a delete: before it runs)
+                kind = "delete" if orm_state.is_delete else "update"
+                self._object_tags(info, ids, kind, connection, tags)
+        else:
+            tags = set()
+        if cascade:
+            cond = _rows_condition(table, stmt.whereclause, rows_params)
+            self._cascade_tags(table, cond, run, connection, tags)  # type: ignore[arg-type]
         result = None
-        if ids and self._update_needs_reselect(info, stmt):
+        if info is not None and ids and self._update_needs_reselect(info, stmt):
             result = orm_state.invoke_statement()
             tags |= self._reselect(info, ids, run)
         bucket = self._bucket(session, st)
@@ -916,33 +1173,48 @@ class Tracker:
             return  # ORM-enabled statement: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self._table_info(table) if table is not None else None
+        # a DELETE whose rows the database cascades to tracked rows: read them first
+        cascade = (
+            isinstance(clauseelement, dml.Delete)
+            and table is not None
+            and bool(self._cascade_edges(table))
+        )
         owner = self._conn_owner.get(conn)
         if owner is not None:
             if _in_unit_of_work(owner):
-                return  # the flush's own statements: after_flush handles them
-        elif info is not None and execution_options:
+                # the flush's own statements: after_flush tags the flushed objects, but
+                # not the rows the database deletes with them (passive_deletes)
+                if cascade:
+                    rows = _rows_params(multiparams, params)
+                    self._deliver_core(
+                        conn, owner, self._delete_cascade(conn, table, clauseelement, rows)
+                    )
+                return
+        elif execution_options:
             cache = execution_options.get("compiled_cache")
-            if cache is not None and cache is info.mapper_cache:
+            if cache is not None and (info is None or cache is info.mapper_cache):
                 return  # an untracked session's flush (or bulk_save_*): not ours
-        if info is None:
+        if info is None and not cascade:
             if owner is not None:
                 owner.wrote = True
             return
-        rows_params: list[Mapping[str, Any]] = []
-        for p in (multiparams, params):
-            if isinstance(p, Mapping):
-                if p:
-                    rows_params.append(p)
-            elif isinstance(p, list | tuple):
-                rows_params.extend(x for x in p if isinstance(x, Mapping))
+        rows_params = _rows_params(multiparams, params)
 
         def run(q: Any) -> Any:
             return conn.execute(q)
 
-        tags, ids = self._statement_tags(info, clauseelement, rows_params or None, run)
-        if ids and info.rule.members is not None:
-            tags |= self._member_tags(info, ids, None, conn)
-        if ids and self._update_needs_reselect(info, clauseelement):
+        tags: set[str]
+        ids: list[Any] = []
+        if info is not None:
+            tags, ids = self._statement_tags(info, clauseelement, rows_params or None, run)
+            if ids and info.rule.needs_obj:  # type: ignore[attr-defined]
+                kind = "delete" if isinstance(clauseelement, dml.Delete) else "update"
+                self._object_tags(info, ids, kind, lambda: conn, tags)
+        else:
+            tags = set()
+        if cascade:
+            tags |= self._delete_cascade(conn, table, clauseelement, rows_params)
+        if info is not None and ids and self._update_needs_reselect(info, clauseelement):
             # the new parents are only known once the statement ran: after_execute
             conn.info[self.key + ".reselect"] = (info, ids, owner)
         self._deliver_core(conn, owner, tags)
@@ -981,6 +1253,14 @@ class Tracker:
                 tags.add(list_tag(info.rule.entity))
         if tags:
             self._deliver_core(conn, owner, tags)
+
+    def _delete_cascade(
+        self, conn: Connection, table: Any, stmt: Any, rows_params: list[Mapping[str, Any]]
+    ) -> set[str]:
+        tags: set[str] = set()
+        cond = _rows_condition(table, stmt.whereclause, rows_params or None)
+        self._cascade_tags(table, cond, conn.execute, lambda: conn, tags)
+        return tags
 
     def _deliver_core(self, conn: Connection, owner: _SessionState | None, tags: set[str]) -> None:
         session = owner.session_ref() if owner is not None else None
@@ -1084,6 +1364,49 @@ def _in_unit_of_work(owner: _SessionState) -> bool:
         return False
     tx = getattr(ctx, "transaction", None)
     return tx is not None and tx is getattr(session, "_transaction", tx)
+
+
+def _rows_params(multiparams: Any, params: Any) -> list[Mapping[str, Any]]:
+    rows_params: list[Mapping[str, Any]] = []
+    for p in (multiparams, params):
+        if isinstance(p, Mapping):
+            if p:
+                rows_params.append(p)
+        elif isinstance(p, list | tuple):
+            rows_params.extend(x for x in p if isinstance(x, Mapping))
+    return rows_params
+
+
+def _rows_condition(table: Any, where: Any, rows_params: Sequence[Mapping[str, Any]] | None) -> Any:
+    """A condition on ``table`` matching (at least) the rows a DELETE removes: its WHERE,
+    with each parameter row's values when the criteria are ``bindparam()``s (executemany;
+    the unit of work's own ``DELETE ... WHERE id = :id`` becomes ``id IN (...)``)."""
+    if where is None:
+        return sa.true()
+    if not rows_params or not _unbound(where):
+        return where
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    keys = {
+        el.key
+        for el in visitors.iterate(where)
+        if isinstance(el, BindParameter) and el.value is None and el.callable is None
+    }
+    pk = list(table.primary_key.columns)
+    if len(pk) == 1 and keys == {pk[0].key} and all(pk[0].key in p for p in rows_params):
+        return pk[0].in_([p[pk[0].key] for p in rows_params])
+
+    def bound(params: Mapping[str, Any]) -> Any:
+        def replace(el: Any) -> Any:
+            if isinstance(el, BindParameter) and el.key in params and el.key in keys:
+                return sa.literal(params[el.key], type_=el.type)  # an anonymous bind
+            return None
+
+        found: Any = visitors.replacement_traverse(where, {}, replace)  # type: ignore[call-overload]
+        return found
+
+    return sa.or_(*(bound(p) for p in rows_params))
 
 
 def _unbound(where: Any) -> bool:

@@ -2,6 +2,7 @@
 
 * DataRoom -> folders/files/memberships: ORM cascade (``all, delete-orphan``).
 * Folder -> subfolders and files: the database's ``ON DELETE CASCADE`` (passive_deletes).
+* Shortcut -> folder: the database's ``ON DELETE SET NULL`` (untracked by default).
 * Note: an untracked model.
 """
 
@@ -64,6 +65,18 @@ class Membership(Base):
     data_room_id: Mapped[int] = mapped_column(ForeignKey("datarooms.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(40))
     room: Mapped[DataRoom] = relationship(back_populates="memberships")
+
+
+class Shortcut(Base):
+    """A link to a folder that outlives it (``ON DELETE SET NULL``); untracked unless a
+    test tracks it."""
+
+    __tablename__ = "shortcuts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="SET NULL"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
 
 
 class Note(Base):

@@ -285,24 +285,38 @@ def test_orm_cascade_delete_invalidates_descendants(env: Env) -> None:
         assert tag in sent, tag
 
 
-def test_database_cascade_delete_is_covered_by_the_room_tag(env: Env) -> None:
+def test_database_cascade_delete_invalidates_the_removed_rows(env: Env) -> None:
     """Deleting folder 10 makes the DATABASE delete 11, 100, 101 (ON DELETE CASCADE): the
-    ORM never sees them, but every folder/file view carries dataroom:{room}, which the
-    deletion of 10 bumps."""
+    ORM never sees them, so the tracker reads them before the DELETE and bumps their own
+    tags, not only the room's (tests/tracking/test_cascade.py has the full matrix)."""
     seed(env)
     fill(env, 10, 11)
     s = env.session
     s.execute(sa.delete(Folder).where(Folder.id == 10))  # no ORM cascade at all
     s.commit()
     sent = env.backend.all_invalidated()
-    assert dataroom_tag(1) in sent
+    removed = {
+        entity_tag("folder", 11),
+        entity_tag("file", 100),
+        entity_tag("file", 101),
+        contents_tag(10),
+        contents_tag(11),
+        list_tag("file"),
+        dataroom_tag(1),
+    }
+    assert removed <= sent, removed - sent
     assert s.get(File, 101) is None  # the database cascaded
     assert not is_cached(env, 11)
     assert env.contents(1, 11) == {"folders": [], "files": []}
     env.backend.reset()
-    s.delete(s.get(Folder, 20))  # the ORM delete path with passive_deletes
+    s.add(File(id=200, data_room_id=1, folder_id=20, name="f200"))
     s.commit()
-    assert dataroom_tag(1) in env.backend.all_invalidated()
+    s.expunge_all()
+    env.backend.reset()
+    s.delete(s.get(Folder, 20))  # the ORM delete path with passive_deletes, file not loaded
+    s.commit()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("folder", 20), entity_tag("file", 200), contents_tag(20)} <= sent
 
 
 def test_membership_changes_invalidate_the_user(env: Env) -> None:

@@ -45,8 +45,8 @@ def file_view(env: Env, room: int, file_id: int) -> Any:
 
 def fine_contents(env: Env, room: int, folder_id: int) -> Any:
     """Tagged with the folder's contents tag ONLY (no room tag): exact for folders that
-    exist; after a database-level cascade a deleted folder's view relies on the room tag,
-    so the check reads this one for existing folders only (docs/tags.md, cascades)."""
+    exist and for deleted ones, the database's cascades included (their removed children
+    bump it; docs/tags.md, cascades)."""
     key = get_cache_key("fine-contents", folder_id, room=room)
     return env.store.get_or_set(
         key, lambda: env.contents_fresh(room, folder_id), tags=[contents_tag(folder_id)]
@@ -141,14 +141,17 @@ def make_machine(env: Env) -> type[RuleBasedStateMachine]:
                     )
                     if scope is not None:
                         self.seen_folders.add((room, scope))
-                for folder_id, _ in self.folders(room):
+                fine_scopes = {f for f, _ in self.folders(room)}
+                fine_scopes |= {f for r, f in self.seen_folders if r == room}
+                for folder_id in sorted(fine_scopes):  # deleted folders too
                     assert fine_contents(env, room, folder_id) == env.contents_fresh(
                         room, folder_id
                     ), ("fine", room, folder_id)
                 for file_id in self.files(room):
                     self.seen_files.add((room, file_id))
-                    cached, fresh = fine_file_view(env, file_id)
-                    assert cached == fresh, ("fine file", file_id)
+            for _room, file_id in sorted(self.seen_files):  # deleted files too
+                cached, fresh = fine_file_view(env, file_id)
+                assert cached == fresh, ("fine file", file_id)
             for room, file_id in sorted(self.seen_files):
                 cached, fresh = file_view(env, room, file_id)
                 assert cached == fresh, (room, file_id)
