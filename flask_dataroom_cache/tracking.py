@@ -1181,9 +1181,10 @@ class Tracker:
         )
         owner = self._conn_owner.get(conn)
         if owner is not None:
-            if _in_unit_of_work(owner):
+            if _in_unit_of_work(owner) and _flush_statement(execution_options, info):
                 # the flush's own statements: after_flush tags the flushed objects, but
-                # not the rows the database deletes with them (passive_deletes)
+                # not the rows the database deletes with them (passive_deletes). Other
+                # statements during a flush (a mapper event's Core DML) are tracked below.
                 if cascade:
                     rows = _rows_params(multiparams, params)
                     self._deliver_core(
@@ -1350,6 +1351,16 @@ def _autocommit(conn: Connection) -> bool:
         return bool(check()) if check is not None else False
     except Exception:  # pragma: no cover - private API changed
         return False
+
+
+def _flush_statement(execution_options: Any, info: _TableInfo | None) -> bool:
+    """True for a statement the unit of work itself emits: SQLAlchemy's persistence layer
+    runs them with the mapper's own ``compiled_cache``; a statement a flush *event* runs
+    on the flush's connection does not carry it."""
+    cache = execution_options.get("compiled_cache") if execution_options else None
+    if cache is None:
+        return False
+    return info is None or cache is info.mapper_cache
 
 
 def _in_unit_of_work(owner: _SessionState) -> bool:

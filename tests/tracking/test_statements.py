@@ -241,3 +241,24 @@ def test_tracked_factory_is_owned_under_another_apps_context(tmp_path: Any) -> N
     assert entity_tag("folder", 10) in counting.all_invalidated()
     assert admin_counting.calls["invalidate"] == 0
     engine.dispose()
+
+
+def test_core_dml_run_by_a_flush_event_is_tracked(env: Env) -> None:
+    """A mapper event denormalising into another tracked table during the flush: not the
+    flush's own statement, so it is tracked like any Core statement in the session."""
+    seed(env)
+
+    def touch_files(mapper: Any, connection: Any, target: Any) -> None:
+        connection.execute(
+            sa.update(files).where(files.c.folder_id == target.id).values(name=files.c.name + "*")
+        )
+
+    sa.event.listen(Folder, "after_update", touch_files)
+    try:
+        fill(env, 10)
+        env.session.get(Folder, 10).name = "A-renamed"
+        env.session.commit()
+    finally:
+        sa.event.remove(Folder, "after_update", touch_files)
+    assert {entity_tag("file", 100), contents_tag(10)} <= env.backend.all_invalidated()
+    assert env.contents(1, 10)["files"] == ["f1*"]
