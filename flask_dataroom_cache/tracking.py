@@ -280,6 +280,8 @@ class Tracker:
             weakref.WeakKeyDictionary()
         )
         self._tables: dict[sa.Table, _TableInfo | None] = {}
+        self._child_plans: dict[type, tuple[tuple[str, Rule], ...]] = {}
+        self._child_version = -1
         self._tables_version = -1
         self._cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
         self._cascade_metas: list[sa.MetaData] = []
@@ -452,8 +454,17 @@ class Tracker:
         if modified is None:  # pragma: no cover - private attribute gone
             modified = [sa.inspect(o) for o in session.dirty]
         rules = self.registry.resolved
+        if self._child_version != self.registry.version:
+            self._child_plans.clear()
+            self._child_version = self.registry.version
+        plans = self._child_plans
         for state in list(modified):
             cls = state.class_
+            children = plans.get(cls)
+            if children is None:
+                children = self._child_collections(cls)
+            if children:
+                self._pre_children(session, state, children, pre)
             rule = rules.get(cls, _NO_RULE)
             if rule is _NO_RULE:
                 rule = rule_for(cls)
@@ -475,6 +486,48 @@ class Tracker:
             old = self._load_old(session, state, unknown)
             prev = pre.get(state)
             pre[state] = (old, prev[1] if prev else None)
+
+    def _child_collections(self, cls: type) -> tuple[tuple[str, Rule], ...]:
+        """One-to-many relationships of ``cls`` whose children are tracked with parents:
+        appending a child to (or removing it from) such a collection moves the child
+        without the child itself being modified first. Cached per class."""
+        plan = self._child_plans.get(cls)
+        if plan is None:
+            found: list[tuple[str, Rule]] = []
+            try:
+                mapper: Any = sa.inspect(cls)
+            except sa.exc.NoInspectionAvailable:
+                mapper = None
+            for rel in getattr(mapper, "relationships", ()):
+                if rel.direction is not sa.orm.interfaces.ONETOMANY or rel.viewonly:
+                    continue
+                child_rule = self.registry.rule_for(rel.mapper.class_)
+                if child_rule is not None and child_rule.parents:
+                    found.append((rel.key, child_rule))
+            plan = self._child_plans[cls] = tuple(found)
+        return plan
+
+    def _pre_children(
+        self, session: Session, state: Any, children: Any, pre: dict[Any, Any]
+    ) -> None:
+        """Old parent values of children added to / removed from a collection of
+        ``state`` whose foreign keys are not loaded (expired): the flush's sync would
+        overwrite them without recording the old value."""
+        passive = sa.orm.base.PASSIVE_NO_INITIALIZE
+        for key, child_rule in children:
+            history = state.get_history(key, passive)
+            for child in (*history.added, *history.deleted):
+                cstate = sa.inspect(child)
+                if cstate.key is None or cstate in pre:
+                    continue
+                data, committed = cstate.dict, cstate.committed_state
+                unknown = [
+                    a
+                    for a in child_rule.parents
+                    if a not in data or (committed and committed.get(a) is _ORM_NO_VALUE)
+                ]
+                if unknown:
+                    pre[cstate] = (self._load_old(session, cstate, unknown), None)
 
     @staticmethod
     def _load_old(session: Session, state: Any, attrs: list[str]) -> dict[str, Any]:

@@ -719,3 +719,58 @@ def test_primary_key_change_invalidates_the_old_id(env: Env) -> None:
     s.get(File, 101).id = 109
     s.commit()
     assert {entity_tag("file", 101), entity_tag("file", 109)} <= env.backend.all_invalidated()
+
+
+def test_move_through_a_one_way_collection_of_expired_children(tmp_path: Any) -> None:
+    """``box.items.append(item)`` with no backref, everything expired by the last commit:
+    the child is not modified before the flush, its old parent is read from the database."""
+    import uuid
+
+    from flask import Flask
+    from sqlalchemy.orm import DeclarativeBase, relationship
+
+    from flask_dataroom_cache import DataRoomCache
+
+    from .conftest import CountingBackend
+
+    class B(DeclarativeBase):
+        pass
+
+    class Box(B):
+        __tablename__ = "box"
+        id = sa.Column(sa.Integer, primary_key=True)
+        items = relationship("Item")  # one-way
+
+    class Item(B):
+        __tablename__ = "item"
+        id = sa.Column(sa.Integer, primary_key=True)
+        box_id = sa.Column(sa.Integer, sa.ForeignKey("box.id"))
+
+    app = Flask("oneway")
+    app.config.update(REDIS_URL="", CACHE_KEY_PREFIX="o" + uuid.uuid4().hex[:8])
+    cache = DataRoomCache()
+    cache.track(Item, entity="item", parents={"box_id": "folder"})
+    cache.init_app(app)
+    store = cache.state(app).store
+    counting = CountingBackend(store.backend)
+    store.backend = counting  # type: ignore[assignment]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    B.metadata.create_all(engine)
+    factory = sa.orm.sessionmaker(engine)
+    cache.track_session(factory, app=app)
+    with factory() as s:
+        s.add_all([Box(id=1), Box(id=2), Item(id=5, box_id=1)])
+        s.commit()
+        b1, b2, item = s.get(Box, 1), s.get(Box, 2), s.get(Item, 5)
+        assert b1 is not None and b2 is not None and item is not None
+        assert b1.items and not b2.items
+        s.commit()  # expires everything
+        counting.reset()
+        b2.items.append(item)
+        s.commit()
+        assert {contents_tag(1), contents_tag(2)} <= counting.all_invalidated()
+        counting.reset()
+        b2.items.remove(item)  # unlinked: box_id -> NULL
+        s.commit()
+        assert contents_tag(2) in counting.all_invalidated()
+    engine.dispose()
