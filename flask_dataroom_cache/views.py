@@ -20,7 +20,12 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
    response is checked and snapshotted when it returns; the write waits for the final
    response (``request_finished``, after every after-request function and the session
    save), which may still forbid it (``no-store``); the flight and lock are released after
-   the write.
+   the write. What waits is kept on the request context (:class:`_RequestFills`), never in
+   the WSGI environ a copied context shares. A request never waits on a single flight
+   while it leads one itself (a plain view calling cached functions: the same key twice,
+   or two requests each holding the key the other wants): it computes instead. A cached
+   function called after ``request_finished`` (in a ``stream_with_context`` generator) is
+   stored at once, on the view-level checks.
 
 Stored value: raw bytes (the codec's ``B`` flag, compressed above the threshold), never
 pickle: ``DRV2`` + a few text lines (soft expiry, ETag, headers) + a blank line + the
@@ -78,9 +83,13 @@ _SKIP_KEY = "dataroom_cache.skip"
 #: alias route returning ``other_view()``) runs directly, without a caching layer of its
 #: own (it would key itself by the outer endpoint and wait on the outer's single flight).
 _ACTIVE_KEY = "dataroom_cache.active"
-#: The :class:`_CachedCall` whose response passed the view-level checks and waits for
-#: the final response (after Flask's after-request processing) to be stored.
-_PENDING_KEY = "dataroom_cache.pending"
+#: Attribute of Flask's ``RequestContext`` holding its :class:`_RequestFills`, or
+#: :data:`_FINISHED` once ``request_finished`` fired with nothing pending. On the context
+#: object, not in the WSGI environ: a context copied by ``copy_current_request_context``
+#: shares the environ, and its teardown must not finish this request's fills.
+_FILLS_ATTR = "_dataroom_cache_fills"
+#: ``request_finished`` fired for this context, which had no :class:`_RequestFills`.
+_FINISHED = "finished"
 #: Never stored: recomputed, per connection, or per response.
 _DROP_HEADERS = frozenset(
     {
@@ -174,6 +183,46 @@ class _Flights:
             event.set()
 
 
+class _RequestFills:
+    """One request context's cached calls: the keys whose single flight it leads, and
+    the calls whose response passed the view-level checks and waits for the final
+    response to be stored (by key: a second call of a key in one request keeps the
+    first)."""
+
+    __slots__ = ("finished", "leading", "pending")
+
+    def __init__(self, finished: bool = False) -> None:
+        #: ``request_finished`` fired: a cached call made now (a ``stream_with_context``
+        #: generator) fills at once, on the view-level checks.
+        self.finished = finished
+        self.leading: set[str] = set()
+        self.pending: dict[str, _CachedCall] = {}
+
+    def finish(self, final: Response | None) -> None:
+        """Store every pending fill ``final`` allows and release what each held; every
+        call is finished even if one raises."""
+        calls = list(self.pending.values())
+        self.pending.clear()
+        error: BaseException | None = None
+        for call in calls:
+            try:
+                call.finish(final)
+            except BaseException as exc:  # finish the others, then raise the first
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
+
+
+def _fills_of(ctx: RequestContext) -> _RequestFills:
+    """The :class:`_RequestFills` of ``ctx``, created on its first miss."""
+    fills = ctx.__dict__.get(_FILLS_ATTR)
+    if fills is None or fills is _FINISHED:
+        fills = _RequestFills(finished=fills is _FINISHED)
+        ctx.__dict__[_FILLS_ATTR] = fills
+    return cast(_RequestFills, fills)
+
+
 def install(app: Flask, state: CacheState) -> None:
     """Called once by ``DataRoomCache.init_app``: per-app view state, and the hook that
     stores a miss's response once the final response is known."""
@@ -185,24 +234,29 @@ def install(app: Flask, state: CacheState) -> None:
 
 def _request_finished(sender: Flask, response: Response | None = None, **_: Any) -> None:
     """``request_finished``: after every after-request function and the session save, so
-    ``response`` is what the client gets. Stores the pending fill of this request, if
-    any (a miss), when the final response still allows it."""
+    ``response`` is what the client gets. Stores the pending fills of this request, if
+    any (misses), when the final response still allows it, and marks the context
+    finished (a cached call made later cannot wait for a response already sent)."""
     ctx = _cv_request.get(None)
     if ctx is not None:
-        call = ctx.request.environ.pop(_PENDING_KEY, None)
-        if call is not None:
-            call.finish(response)
+        fills = ctx.__dict__.get(_FILLS_ATTR)
+        if fills is None:
+            ctx.__dict__[_FILLS_ATTR] = _FINISHED
+        elif fills is not _FINISHED:
+            fills.finished = True
+            fills.finish(response)
 
 
 def end_request() -> None:
     """Teardown (``DataRoomCache.init_app``): a pending fill that never saw the final
     response (the request failed after the view, or the view was called without Flask's
-    dispatch) is dropped, and the single flight and lock it held are released."""
+    dispatch) is dropped, and the single flight and lock it held are released. Only the
+    fills of the context being torn down: a copy of it popped in another thread has none."""
     ctx = _cv_request.get(None)
     if ctx is not None:
-        call = ctx.request.environ.pop(_PENDING_KEY, None)
-        if call is not None:
-            call.finish(None)
+        fills = ctx.__dict__.get(_FILLS_ATTR)
+        if fills is not None and fills is not _FINISHED:
+            fills.finish(None)
 
 
 def skip() -> None:
@@ -410,6 +464,7 @@ class _CachedCall:
         "ctx",
         "endpoint",
         "ext",
+        "fills",
         "identity",
         "key",
         "kwargs",
@@ -446,6 +501,8 @@ class _CachedCall:
         #: known (:meth:`finish`); ``releases`` run after that (flight, lock).
         self.pending: tuple[list[tuple[str, str]], str, bytes, list[str], Any] | None = None
         self.releases: list[Callable[[], None]] = []
+        #: This request's :class:`_RequestFills` (set on a miss).
+        self.fills: _RequestFills | None = None
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -610,19 +667,37 @@ class _CachedCall:
 
     def miss(self, environ: dict[str, Any]) -> Any:
         flights: _Flights = self.state.extras[_FLIGHTS_EXTRA]
+        fills = self.fills = _fills_of(self.ctx)
+        if self.key in fills.leading:
+            # called again in this request (a plain view calling the function twice): the
+            # flight is this request's own, released once its final response is known
+            return self.compute(environ, "MISS")
         waiting = flights.lead(self.key)
         if waiting is not None:
+            if fills.leading:
+                # this request holds a flight until its final response: the leader of
+                # this one may be waiting on it (a plain view calling a then b, another b
+                # then a); compute rather than wait
+                return self.compute(environ, "MISS")
             waiting.wait(FLIGHT_WAIT)
             value = self.lookup()
             if value is not None:
                 return self.hit(value, environ)
             return self.compute(environ, "MISS")
+        holding = bool(fills.leading)
+        fills.leading.add(self.key)
         try:
             if not self.opts.lock:
                 return self.compute(environ, "MISS")
-            return self.compute_locked(environ)
+            return self.compute_locked(environ, wait=not holding)
         finally:
-            self.after_fill(functools.partial(flights.done, self.key))
+            self.after_fill(self.end_flight)
+
+    def end_flight(self) -> None:
+        """Release the single flight this call leads."""
+        if self.fills is not None:
+            self.fills.leading.discard(self.key)
+        self.state.extras[_FLIGHTS_EXTRA].done(self.key)
 
     def lock_key(self, kind: str) -> str:
         prefix = self.state.settings.key_prefix
@@ -635,13 +710,17 @@ class _CachedCall:
             self.store._error("view lock", exc)
             return True
 
-    def compute_locked(self, environ: dict[str, Any]) -> Any:
+    def compute_locked(self, environ: dict[str, Any], wait: bool = True) -> Any:
         """Compute holding the cross-process lock; if another process holds it, poll the
         cache for what it stores, taking the lock as soon as it is free: a holder whose
         response is not stored (a 404, ``skip()``, a cookie, a HEAD) releases it and
-        leaves nothing to read, so the waiters must not poll out ``LOCK_WAIT``."""
+        leaves nothing to read, so the waiters must not poll out ``LOCK_WAIT``. Without
+        ``wait`` (this request holds another flight and lock until its final response,
+        which the holder may be waiting for) a held lock means compute at once."""
         lock_key = self.lock_key("lock")
         if not self.try_lock(lock_key):
+            if not wait:
+                return self.compute(environ, "MISS")
             deadline = time.monotonic() + LOCK_WAIT
             delay = 0.01
             while True:
@@ -669,6 +748,8 @@ class _CachedCall:
         flights: _Flights = self.state.extras[_FLIGHTS_EXTRA]
         if flights.lead(self.key) is not None:
             return None
+        fills = self.fills = _fills_of(self.ctx)
+        fills.leading.add(self.key)
         try:
             lock_key = self.lock_key("swr")
             if not self.try_lock(lock_key):
@@ -678,7 +759,7 @@ class _CachedCall:
             finally:
                 self.after_fill(functools.partial(self.safe_delete, lock_key))
         finally:
-            self.after_fill(functools.partial(flights.done, self.key))
+            self.after_fill(self.end_flight)
 
     def after_fill(self, release: Callable[[], None]) -> None:
         """Run ``release`` (end the single flight, free a lock) now, or after the pending
@@ -816,11 +897,17 @@ class _CachedCall:
         headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
         if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
             return
-        environ = self.ctx.request.environ
-        if _PENDING_KEY in environ:  # a plain view called two cached functions: keep one
+        fills = self.fills or _fills_of(self.ctx)
+        if fills.finished:
+            # called after request_finished (a stream_with_context generator): the final
+            # response is already sent, the view's own response is all there is to check
+            if self.final_storable(resp):
+                self.fill(headers, etag, body, tags, versions)
+            return
+        if self.key in fills.pending:  # called twice in one request: the first one fills
             return
         self.pending = (headers, etag, body, tags, versions)
-        environ[_PENDING_KEY] = self
+        fills.pending[self.key] = self
 
     def finish(self, final: Response | None) -> None:
         """Store the pending fill if ``final`` (the response the client gets, ``None``

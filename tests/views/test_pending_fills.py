@@ -1,0 +1,241 @@
+"""Where a miss's fill waits for the final response: per request context.
+
+The write happens at ``request_finished`` and the single flight is held until then, so
+a request must never wait on a flight it leads itself, nor on one whose leader waits on
+it; a context copied to another thread must not finish the request's fills; a cached
+function called after ``request_finished`` (in a streamed body) fills at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import (
+    Response,
+    copy_current_request_context,
+    jsonify,
+    request,
+    stream_with_context,
+)
+
+from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache import views as views_module
+from flask_dataroom_cache.keys import build_key
+
+from .conftest import ViewsApp
+
+
+def _running(va: ViewsApp) -> dict[str, threading.Event]:
+    """The keys whose single flight is held."""
+    flights: views_module._Flights = DataRoomCache.state(va.app).extras[
+        views_module._FLIGHTS_EXTRA
+    ]
+    return flights._running
+
+
+def test_plain_view_calling_a_cached_function_twice_does_not_wait_on_itself(
+    views_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first call leads the key's flight until request_finished; the second call
+    misses (the fill is pending) and used to wait FLIGHT_WAIT on that flight."""
+    va: ViewsApp = views_app()
+    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 1.0)
+
+    @va.app.get("/item")
+    @va.cache.cached(shared=True)
+    def item() -> Any:
+        va.calls["item"] += 1
+        return jsonify(v=1)
+
+    @va.app.get("/page")
+    def page() -> Any:
+        first, second = item(), item()
+        return first.get_data() + second.get_data() + (
+            first.headers["X-Cache"] + second.headers["X-Cache"]
+        ).encode()
+
+    started = time.monotonic()
+    resp = va.get("/page")
+    assert time.monotonic() - started < 0.5
+    assert resp.status_code == 200
+    assert resp.data == b'{"v":1}\n{"v":1}\nMISSMISS'
+    assert va.calls["item"] == 2  # the second call computed (its flight is this request's)
+    assert _running(va) == {}
+    again = va.get("/page")  # both calls hit what the first call stored
+    assert again.data == b'{"v":1}\n{"v":1}\nHITHIT'
+    assert va.calls["item"] == 2
+
+
+def _two_keys(va: ViewsApp) -> tuple[Any, Any]:
+    """Two cached functions a plain view calls, keyed apart: both are keyed by the
+    request's endpoint (not its query string), ``b`` also by ``X-Variant``."""
+
+    @va.cache.cached(shared=True, lock=True, query=False)
+    def a() -> Any:
+        va.calls["a"] += 1
+        return jsonify(a=1)
+
+    @va.cache.cached(shared=True, lock=True, query=False, vary=("X-Variant",))
+    def b() -> Any:
+        va.calls["b"] += 1
+        return jsonify(b=1)
+
+    return a, b
+
+
+def test_two_cached_functions_called_by_one_plain_view_are_both_stored(
+    views_app: Any,
+) -> None:
+    va: ViewsApp = views_app()
+    a, b = _two_keys(va)
+
+    @va.app.get("/page")
+    def page() -> Any:
+        return a().get_data() + b().get_data()
+
+    for _ in range(2):
+        resp = va.get("/page", headers={"X-Variant": "1"})
+        assert resp.data == b'{"a":1}\n{"b":1}\n'
+    assert va.calls == {"a": 1, "b": 1}
+    assert _running(va) == {}
+
+
+def test_requests_holding_the_flight_the_other_wants_do_not_wait(
+    views_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request calls a then b, another b then a: each leads its first key until its
+    final response, so waiting on the other's flight was a cycle (both waited
+    FLIGHT_WAIT, then computed)."""
+    va: ViewsApp = views_app()
+    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 1.0)
+    a, b = _two_keys(va)
+    both_hold_one = threading.Barrier(2, timeout=10)
+
+    @va.app.get("/page")
+    def page() -> Any:
+        first, second = (a, b) if request.args["order"] == "ab" else (b, a)
+        out = first().get_data()
+        both_hold_one.wait()
+        return out + second().get_data()
+
+    results: dict[str, Any] = {}
+
+    def worker(order: str) -> None:
+        results[order] = va.get(f"/page?order={order}", headers={"X-Variant": "1"})
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(o,)) for o in ("ab", "ba")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert time.monotonic() - started < 0.8
+    assert results["ab"].status_code == results["ba"].status_code == 200
+    assert _running(va) == {}
+    # each computed the key the other held, or read it if the other was already done
+    assert va.calls["a"] + va.calls["b"] in (3, 4)
+
+
+def test_request_holding_a_flight_does_not_poll_a_lock_held_elsewhere(
+    views_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same cycle across processes: this request holds a's flight and lock until its
+    final response; b's lock is held by another process, which may be waiting for a."""
+    va: ViewsApp = views_app()
+    monkeypatch.setattr(views_module, "LOCK_WAIT", 1.0)
+    a, b = _two_keys(va)
+
+    @va.app.get("/page")
+    def page() -> Any:
+        return a().get_data() + b().get_data()
+
+    prefix = va.store.settings.key_prefix
+    b_key = build_key(prefix, "~view", "page", {"~v0": "1"})
+    assert va.store.add(f"{prefix}:~lock:{b_key[len(prefix) + 1 :]}", 1, 5)
+    started = time.monotonic()
+    resp = va.get("/page", headers={"X-Variant": "1"})
+    assert time.monotonic() - started < 0.5
+    assert resp.status_code == 200
+    assert va.calls == {"a": 1, "b": 1}
+    assert _running(va) == {}
+
+
+def test_copied_context_ending_in_a_thread_does_not_drop_the_fill(
+    views_app: Any,
+) -> None:
+    """A cached view hands work to a thread with copy_current_request_context; the copy
+    shares the WSGI environ, and its teardown, run when the thread ends (here between
+    the view's return and request_finished), used to finish the request's pending fill
+    with nothing: the 200 was never stored, the flight and lock released early."""
+    va: ViewsApp = views_app()
+    go = threading.Event()
+    threads: list[threading.Thread] = []
+
+    @va.app.get("/item")
+    @va.cache.cached(shared=True, lock=True)
+    def item() -> Any:
+        va.calls["item"] += 1
+
+        @copy_current_request_context
+        def audit() -> None:
+            assert go.wait(10)
+
+        t = threading.Thread(target=audit)
+        t.start()
+        threads.append(t)
+        return jsonify(v=1)
+
+    held: list[bool] = []
+
+    @va.app.after_request
+    def wait_for_the_thread(resp: Response) -> Response:
+        go.set()
+        for t in threads:
+            t.join(10)
+        threads.clear()
+        go.clear()
+        held.append(bool(_running(va)))  # the flight is held until the write
+        return resp
+
+    assert va.get("/item").headers["X-Cache"] == "MISS"
+    assert _running(va) == {}
+    assert va.get("/item").headers["X-Cache"] == "HIT"
+    assert va.get("/item").headers["X-Cache"] == "HIT"
+    assert va.calls["item"] == 1
+    assert held == [True, False, False]
+
+
+def test_cached_function_called_while_streaming_is_stored_at_once(
+    views_app: Any,
+) -> None:
+    """A stream_with_context generator runs after request_finished: a fill deferred to
+    the final response was dropped at teardown, so every request recomputed."""
+    va: ViewsApp = views_app()
+
+    @va.app.get("/feed")
+    def feed() -> Any:
+        def gen() -> Any:
+            yield item().get_data()
+            yield no_store().get_data()
+
+        return va.app.response_class(stream_with_context(gen()))
+
+    @va.cache.cached(shared=True)
+    def item() -> Any:
+        va.calls["item"] += 1
+        return jsonify(v=1)
+
+    @va.cache.cached(shared=True, vary=("X-Variant",))
+    def no_store() -> Any:
+        va.calls["no_store"] += 1
+        resp = jsonify(n=1)
+        resp.headers["Cache-Control"] = "no-store"  # the view-level checks still apply
+        return resp
+
+    for _ in range(3):
+        assert va.get("/feed", headers={"X-Variant": "1"}).data == b'{"v":1}\n{"n":1}\n'
+    assert va.calls == {"item": 1, "no_store": 3}
+    assert _running(va) == {}
