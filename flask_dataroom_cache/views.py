@@ -445,9 +445,11 @@ def cached(
     )
 
     def decorator(view: F) -> F:
+        name = f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', repr(view))}"
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return _CachedCall(ext, opts, view, args, kwargs).run()
+            return _CachedCall(ext, opts, view, args, kwargs, (wrapper, name)).run()
 
         wrapper.__dataroom_cache__ = opts  # type: ignore[attr-defined]
         return cast(F, wrapper)
@@ -465,6 +467,7 @@ class _CachedCall:
         "endpoint",
         "ext",
         "fills",
+        "func",
         "identity",
         "key",
         "kwargs",
@@ -485,12 +488,16 @@ class _CachedCall:
         view: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        func: tuple[Callable[..., Any], str] | None = None,
     ) -> None:
         self.ext = ext
         self.opts = opts
         self.view = view
         self.args = args
         self.kwargs = kwargs
+        #: ``(the decorated wrapper, its qualified name)``: tells a route's own call from a
+        #: cached function another view calls (keyed by the function and its arguments).
+        self.func = func
         self.identity: str | None = None
         self.key = ""
         #: The entry's tags, built once per request (the read checks them, the fill uses them).
@@ -547,7 +554,10 @@ class _CachedCall:
         if not store.enabled or (store.bypass_checks and store.must_bypass()):
             return self.bypass(fill=False)
         try:
-            self.key = self.build_key(req.view_args or {}, environ)
+            if self.called_by_another_view(app):
+                self.key = self._build_key({}, environ, self.call_params())
+            else:
+                self.key = self.build_key(req.view_args or {}, environ)
         except TypeError:
             log.warning("cannot build a cache key for %r; not caching", self.endpoint)
             return self.bypass(fill=False)
@@ -566,6 +576,30 @@ class _CachedCall:
                 return self.hit(entry, environ, stale=True)
             return self.hit(entry, environ)
         return self.miss(environ)
+
+    def called_by_another_view(self, app: Any) -> bool:
+        """True when this cached function is not the request's route view (another view
+        calls it): the route's arguments do not identify its result, its own do."""
+        if self.func is None:
+            return False
+        wrapper = self.func[0]
+        view = app.view_functions.get(self.endpoint)
+        for _ in range(8):  # through decorators applied on top (functools.wraps)
+            if view is None or view is wrapper:
+                break
+            view = getattr(view, "__wrapped__", None)
+        return view is not wrapper
+
+    def call_params(self) -> dict[str, Any]:
+        """Key parameters of a cached function called by another view: its name and the
+        arguments of this call (a value a key cannot hold raises TypeError: not cached)."""
+        assert self.func is not None
+        params: dict[str, Any] = {"~fn": self.func[1]}
+        for i, value in enumerate(self.args):
+            params[f"~a{i}"] = value
+        for name, value in self.kwargs.items():
+            params[f"~k.{name}"] = value
+        return params
 
     def build_key(self, view_args: dict[str, Any], environ: dict[str, Any]) -> str:
         """The entry's key; memoised per app (``build_key`` is deterministic, the memo is
@@ -592,10 +626,17 @@ class _CachedCall:
             memo[memo_key] = key
         return key
 
-    def _build_key(self, view_args: dict[str, Any], environ: dict[str, Any]) -> str:
+    def _build_key(
+        self,
+        view_args: dict[str, Any],
+        environ: dict[str, Any],
+        call: dict[str, Any] | None = None,
+    ) -> str:
         params: dict[str, Any] = {}
         for name, val in view_args.items():
             params[name] = val if isinstance(val, str | int) else str(val)
+        if call:
+            params.update(call)  # as given: a type a key cannot hold raises TypeError
         query = self.opts.query
         if query and environ.get("QUERY_STRING"):
             items = self.ctx.request.args.items(multi=True)

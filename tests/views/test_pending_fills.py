@@ -239,3 +239,38 @@ def test_cached_function_called_while_streaming_is_stored_at_once(
         assert va.get("/feed", headers={"X-Variant": "1"}).data == b'{"v":1}\n{"n":1}\n'
     assert va.calls == {"item": 1, "no_store": 3}
     assert _running(va) == {}
+
+
+def test_cached_functions_called_by_a_plain_view_are_keyed_by_function_and_arguments(
+    views_app: Any,
+) -> None:
+    """Keyed like the request, ``item(5)`` and ``item(6)`` (or two different functions
+    with the same options) shared one entry: the second call was served the first's body."""
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True)
+    def item(n: int) -> Any:
+        va.calls[f"item{n}"] += 1
+        return jsonify(item=n)
+
+    @va.cache.cached(shared=True)
+    def other() -> Any:
+        va.calls["other"] += 1
+        return jsonify(other=1)
+
+    @va.cache.cached(shared=True)
+    def odd(value: Any) -> Any:
+        va.calls["odd"] += 1
+        return jsonify(odd=1)
+
+    @va.app.get("/page")
+    def page() -> Any:
+        return b"".join(
+            r.get_data() for r in (item(5), item(6), item(n=5), other(), odd(object()))
+        )
+
+    for _ in range(2):
+        resp = va.get("/page")
+        assert resp.data == b'{"item":5}\n{"item":6}\n{"item":5}\n{"other":1}\n{"odd":1}\n'
+    # every call cached under its own key; an argument a key cannot hold is not cached
+    assert va.calls == {"item5": 2, "item6": 1, "other": 1, "odd": 2}
