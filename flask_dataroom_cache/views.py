@@ -559,7 +559,9 @@ class _CachedCall:
             else:
                 self.key = self.build_key(req.view_args or {}, environ)
         except TypeError:
-            log.warning("cannot build a cache key for %r; not caching", self.endpoint)
+            self.warn_once(
+                "key", "cannot build a cache key for %r; not caching", self.func_name()
+            )
             return self.bypass(fill=False)
         self.tag_list = tags = self.tags()
         normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
@@ -589,6 +591,9 @@ class _CachedCall:
                 break
             view = getattr(view, "__wrapped__", None)
         return view is not wrapper
+
+    def func_name(self) -> str:
+        return self.func[1] if self.func is not None else str(self.endpoint)
 
     def call_params(self) -> dict[str, Any]:
         """Key parameters of a cached function called by another view: its name and the
