@@ -116,14 +116,24 @@ def _near(primary: Backend, settings: Settings) -> Backend:
 
     assert isinstance(primary, RedisBackend)
     channel = f"{settings.key_prefix}:~l1"
+    script_client: Callable[[], Any] | None = None
     if isinstance(primary, ClusterRedisBackend):
         cluster = primary
 
         def channel_client() -> Any:
-            # Every process subscribes and publishes on the node owning the channel's
-            # slot, so PUBLISH counts every subscriber; the peer registry lives in that
-            # slot too (acks are awaited per receiver and per registered process).
-            return cluster.client.get_node_from_key(channel).redis_connection
+            # Every process subscribes on the node owning the channel's slot, so PUBLISH
+            # (run there by the publish script) counts every subscriber. Resolved again
+            # by the subscriber after each registration: once the cluster client has
+            # followed a MOVED (reshard, failover), this is the new owner.
+            client = cluster.client
+            return client.get_redis_connection(client.get_node_from_key(channel))
+
+        def cluster_client() -> Any:
+            # The registry and publish scripts (keys in the channel's slot) go through
+            # the RedisCluster client: routed by key, MOVED/ASK followed.
+            return cluster.client
+
+        script_client = cluster_client
 
     else:
         standalone = primary
@@ -134,6 +144,7 @@ def _near(primary: Backend, settings: Settings) -> Backend:
     return NearCache(
         primary,
         channel_client,
+        script_client=script_client,
         prefix=settings.key_prefix,
         max_entries=settings.l1_max_entries,
         ttl=float(settings.ttl),

@@ -37,12 +37,18 @@ commit returned is never served data older than that commit*):
    score = when its registration expires, on *Redis's* clock (``TIME`` in the scripts, so
    hosts' clocks never meet). The subscriber thread re-registers every ``lease / 2`` for
    ``2 * lease`` (first right after subscribing, before its first ping), trimming expired
-   entries; ``close`` removes its own, and the key expires when every process is gone. A
+   entries; the key expires when every process is gone. A
    process caps its lease at the end of its own registration (measured from before the
    registering call, minus 5% + 2 ms), so an entry the publish script finds expired
    belongs to a process whose lease had already ended: ignored. Every live entry is
-   waited for (ack or lease). A crashed process thus slows invalidations (one lease each)
-   only until its registration expires, at most ``2 * lease``.
+   waited for (ack or lease). A process leaves the registry on ``close`` and on a normal
+   exit without it (an ``atexit`` hook, and a ``multiprocessing`` finalizer with
+   ``exitpriority=0`` for ``multiprocessing`` children, which end with ``os._exit``; both
+   hold a weak reference, stop the subscriber, turn L1 off, then remove the entry this
+   process registered). A process that dies without its exit hooks (killed, crashed)
+   slows invalidations (one lease each) only until its registration expires, at most
+   ``2 * lease``. If the registry cannot be read (the publish script fails), the
+   invalidation is sent with a plain ``PUBLISH`` and waits out the whole lease.
 3. **No stale fill.** A fill (copying a Redis hit into L1) is kept only if no
    invalidation was handled by this process between the start of the Redis read and the
    insert (a per-process sequence number) and the subscription was healthy when the read
@@ -52,12 +58,31 @@ commit returned is never served data older than that commit*):
    is back, the process has re-registered and a pong has renewed the lease. Until the
    process notices (its thread may be stalled), points 1 and 2 keep it safe: it stays in
    the registry, so invalidators wait out its lease.
+5. **Fork = a new process, subscribed lazily.** A forked child gets a new id and an
+   empty L1 and starts no subscriber: it starts it on its first use of L1 (a ``get`` or
+   ``set`` that would use L1, or an invalidation, which then waits up to one lease for
+   the subscription to be confirmed so that acks reach it). A helper that never touches
+   the cache never subscribes nor registers, so it never makes invalidations wait.
+
+**Cluster.** Every process subscribes on the node owning the channel's slot
+(``channel_client``), and the registry and publish scripts, whose key is in that slot,
+run through the ``RedisCluster`` client (``script_client``): routed by key, ``MOVED`` and
+``ASK`` followed. After the slot moves (resharding), the next registration follows the
+redirection, and the subscriber, seeing that ``channel_client()`` now returns another
+node's connection, clears L1 and resubscribes there (``channel_client`` must return the
+same object while the node is unchanged). A process still subscribed on the old node
+meanwhile (at most ``lease / 2``) gets the messages over the cluster bus, unordered with
+its pings there, and is waited for through the registry.
 
 Limits: the registry relies on Redis's clock advancing at the rate of the processes'
 monotonic clocks over ``2 * lease`` (5% margin): a forward step of the Redis host's clock
-larger than the margin could make a live registration look expired. Acks now carry the
-acking process's id (``"<msg id> <origin>"``); a process running an older version does
-not recognise them, so during a rolling upgrade its invalidations wait one lease each.
+larger than the margin could make a live registration look expired. During a Cluster slot
+move, a cluster-bus delay longer than the lease could let a process still subscribed on
+the old node serve a stale copy. A process that forks without ``multiprocessing`` and
+ends its child with ``os._exit`` after the child used L1 leaves that child's entry until
+it expires. Acks now carry the acking process's id (``"<msg id> <origin>"``); a process
+running an older version does not recognise them, so during a rolling upgrade its
+invalidations wait one lease each.
 
 ``delete`` and ``clear`` are broadcast the same way. Invalidations that cannot reach
 Redis raise :class:`BackendError`, so :class:`ResilientBackend` (which wraps this class)
@@ -79,9 +104,11 @@ reads are the plain one-``MGET`` hit.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
+import multiprocessing.util
 import os
 import secrets
 import threading
@@ -134,6 +161,10 @@ def _peers_key(channel: str) -> str:
     return key
 
 
+class _ChannelMoved(Exception):
+    """The channel's hash slot has moved to another Cluster node: resubscribe there."""
+
+
 class _Pending:
     """Acks received for one broadcast: how many, and from which processes."""
 
@@ -158,6 +189,7 @@ class NearCache:
         lease: float = 0.5,
         ping_interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        script_client: Callable[[], Any] | None = None,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
@@ -170,7 +202,12 @@ class NearCache:
         self.lease = lease
         self.ping_interval = ping_interval
         self._clock = clock
+        #: The connection the subscriber listens on (and acks are published on): on a
+        #: Cluster, the node owning the channel's slot, resolved again after a reshard.
         self._channel_client = channel_client
+        #: The client the registry and publish scripts run on: on a Cluster, the
+        #: ``RedisCluster`` client itself (routes by key, follows MOVED/ASK).
+        self._script_client = script_client or channel_client
         self.channel = f"{prefix}:~l1"
         self.peers_key = _peers_key(self.channel)
         #: Registration period and lifetime: a live process re-registers every lease/2;
@@ -179,6 +216,7 @@ class NearCache:
         self._register_ttl = 2 * lease
         self._scripts: tuple[Any, Any, Any] | None = None  # (client, register, publish)
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_tag: dict[str, set[str]] = {}
         self._seq = 0
@@ -188,6 +226,8 @@ class NearCache:
         self._lease_until = float("-inf")
         #: Local time until which our registration in the peer registry surely holds.
         self._registered_until = float("-inf")
+        #: The process (pid) that registered ``origin``, so only it removes the entry.
+        self._registered_pid: int | None = None
         #: ``get`` + the hit's remaining lifetime, one round trip (RedisBackend and Cluster).
         self._get_expiring: Callable[..., tuple[Lookup, float | None]] | None = getattr(
             inner, "get_expiring", None
@@ -195,37 +235,79 @@ class NearCache:
         self._acks: dict[str, _Pending] = {}
         self._ack_cond = threading.Condition()
         self._closed = threading.Event()
+        #: Set once the subscription (both channels) is confirmed: acks can be received.
+        self._listening = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started_at = float("-inf")
+        self._finalizer: Any = None
         #: Counters for ``info()`` and the tests.
         self.l1_hits = 0
         self.ack_timeouts = 0
         self.subscription_drops = 0
-        self._start()
+        self.registry_errors = 0
         ref = weakref.ref(self)
 
-        def _after_fork() -> None:  # a forked worker needs its own id, thread and L1
+        def _leave_at_exit() -> None:  # a weak reference: the hook never keeps us alive
+            obj = ref()
+            if obj is not None:
+                obj._leave()
+
+        def _after_fork() -> None:  # a forked child gets its own id, thread and L1...
             obj = ref()
             if obj is not None and not obj._closed.is_set():
-                # Locks may have been held by threads that do not exist in the child.
-                obj._lock = threading.Lock()
-                obj._ack_cond = threading.Condition()
-                obj._acks = {}
-                obj._start()
+                obj._forked()
 
+        self._exit_hook = _leave_at_exit
+        # A normal exit (gunicorn max_requests, a deploy) leaves the peer registry at
+        # once: a registration left behind would make every invalidation wait one lease.
+        atexit.register(_leave_at_exit)
+        self._new_identity()
+        self._start()
         os.register_at_fork(after_in_child=_after_fork)
 
     # -- subscriber ---------------------------------------------------------------------
-    def _start(self) -> None:
+    def _new_identity(self) -> None:
         self.origin = secrets.token_hex(8)
         self.reply_channel = f"{self.channel}:ack:{self.origin}"
         with self._lock:
             self._drop_all()
             self._healthy = False
             self._lease_from = self._lease_until = self._registered_until = float("-inf")
+
+    def _start(self) -> None:
+        self._started_at = self._clock()
         self._thread = threading.Thread(
             target=self._run, name=f"dataroom-cache-l1-{self.origin}", daemon=True
         )
         self._thread.start()
+        # multiprocessing children end with os._exit (no atexit): their finalizers with
+        # an exit priority run first. Registered here, in the process that subscribes
+        # (a forked child's registry of finalizers is emptied when it starts).
+        self._finalizer = multiprocessing.util.Finalize(None, self._exit_hook, exitpriority=0)
+
+    def _forked(self) -> None:
+        """In a forked child: new id, empty L1, no subscriber until L1 is first used.
+
+        A child that never uses L1 (a multiprocessing helper, a worker that only writes)
+        never subscribes nor registers, so it never makes invalidations wait for it."""
+        # Locks may have been held by threads that do not exist in the child.
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._ack_cond = threading.Condition()
+        self._acks = {}
+        self._closed = threading.Event()
+        self._listening = threading.Event()
+        self._thread = None
+        self._finalizer = None
+        self._registered_pid = None
+        self._started_at = float("-inf")
+        self._new_identity()
+
+    def _wake(self) -> None:
+        """Start the subscriber if this (forked) process has none yet: its first L1 use."""
+        with self._start_lock:
+            if self._thread is None and not self._closed.is_set():
+                self._start()
 
     def _run(self) -> None:
         backoff = 0.05
@@ -241,8 +323,13 @@ class NearCache:
                     if now - last_register >= self._register_every:
                         # Before the ping: a pong can only extend the lease up to the
                         # registration's end (see _handle).
-                        self._register(client, now)
+                        self._register(now)
                         last_register = now
+                        if self._channel_client() is not client:
+                            # The script followed a MOVED: the channel's slot now lives
+                            # on another Cluster node; subscribe there (PUBLISH counts
+                            # only the subscribers of the node it runs on).
+                            raise _ChannelMoved("near cache channel moved to another node")
                     if now - last_ping >= self.ping_interval:
                         pubsub.ping(repr(now))
                         last_ping = now
@@ -252,6 +339,8 @@ class NearCache:
                         backoff = 0.05
                     elif now - self._lease_from > 4 * self.lease and self._healthy:
                         raise BackendError("no pong from Redis: subscription stalled")
+            except _ChannelMoved as exc:  # L1 off (messages may be missed), resubscribe now
+                self._down(exc, moved=True)
             except Exception as exc:  # any failure: L1 off until we are back
                 self._down(exc)
                 self._closed.wait(backoff)
@@ -271,13 +360,16 @@ class NearCache:
             )
         return scripts[1], scripts[2]
 
-    def _register(self, client: Any, sent: float) -> None:
+    def _register(self, sent: float) -> None:
         """(Re-)register this process in the peer registry until ``2 * lease`` from now.
 
         Redis stamps the entry with its own clock when it runs the script, after ``sent``:
         so the entry surely lasts until ``sent + ttl`` here (5% + 2 ms for clock-rate
-        drift and the ms rounding)."""
+        drift and the ms rounding). On a Cluster the script goes through the cluster
+        client, which routes it by key and follows MOVED/ASK after a reshard."""
+        client = self._script_client()
         register, _ = self._scripts_for(client)
+        self._registered_pid = os.getpid()  # before: the reply may be lost, not the entry
         register(
             keys=[self.peers_key],
             args=[self.origin, int(self._register_ttl * 1000)],
@@ -286,7 +378,8 @@ class NearCache:
         with self._lock:
             self._registered_until = sent + self._register_ttl * 0.95 - 0.002
 
-    def _down(self, exc: BaseException) -> None:
+    def _down(self, exc: BaseException, *, moved: bool = False) -> None:
+        self._listening.clear()
         with self._lock:
             was = self._healthy
             self._healthy = False
@@ -294,7 +387,12 @@ class NearCache:
             self._drop_all()
         if was and not self._closed.is_set():
             self.subscription_drops += 1
-            log.warning("near cache subscription lost (%s); L1 bypassed until it is back", exc)
+            if moved:
+                log.info("%s; L1 bypassed until resubscribed", exc)
+            else:
+                log.warning(
+                    "near cache subscription lost (%s); L1 bypassed until it is back", exc
+                )
 
     def _handle(self, message: dict[str, Any], client: Any) -> None:
         kind = message.get("type")
@@ -305,18 +403,22 @@ class NearCache:
             with contextlib.suppress(TypeError, ValueError):
                 sent = float(data)
                 with self._lock:
-                    if sent > self._lease_from:
+                    if sent > self._lease_from and not self._closed.is_set():
                         self._lease_from = sent
                         # Invalidators wait for our ack only while our registration
                         # holds, so the lease must not outlast it.
                         self._lease_until = min(sent + self.lease, self._registered_until)
                     self._healthy = True
             return
-        if kind != "message":
+        if kind not in ("message", "subscribe"):
             return
         channel = message.get("channel")
         if isinstance(channel, bytes):
             channel = channel.decode()
+        if kind == "subscribe":  # confirmed in order: the reply channel's comes last
+            if channel == self.reply_channel:
+                self._listening.set()
+            return
         if channel == self.reply_channel:
             msg_id, _, who = str(data).partition(" ")
             with self._ack_cond:
@@ -400,23 +502,51 @@ class NearCache:
         body = json.dumps(
             {"o": self.origin, "m": msg_id, "t": list(tags), "k": list(keys), "c": int(clear)}
         )
+        if not self._listening.is_set():
+            # A forked child's first invalidation starts its subscriber; right after a
+            # start, give the subscription up to a lease to be confirmed, else the acks
+            # sent to us would be lost and we would wait out the lease anyway.
+            if self._thread is None:
+                self._wake()
+            left = self._started_at + self.lease - self._clock()
+            if left > 0:
+                self._listening.wait(left)
         pending = _Pending()
         with self._ack_cond:
             self._acks[msg_id] = pending
         try:
+            peers: set[str] | None
             try:
-                client = self._channel_client()
+                client = self._script_client()
                 _, publish = self._scripts_for(client)
                 res = publish(keys=[self.peers_key], args=[self.channel, body], client=client)
                 receivers = int(res[0])
                 peers = {p.decode() if isinstance(p, bytes) else str(p) for p in res[1]}
-            except Exception as exc:
-                raise BackendError(f"near cache publish failed: {exc}") from exc
-            peers.discard(self.origin)  # our own L1 was cleaned before the publish
+            except Exception as script_exc:
+                # The registry cannot be read: a plain PUBLISH, and then wait out the
+                # lease whatever the acks (a registered peer may not be counted).
+                try:
+                    receivers = int(self._channel_client().publish(self.channel, body))
+                except Exception as exc:
+                    raise BackendError(f"near cache publish failed: {exc}") from exc
+                peers = None
+                self.registry_errors += 1
+                log.warning(
+                    "near cache: peer registry unreadable (%s); invalidation published, "
+                    "waiting out the lease",
+                    script_exc,
+                )
             published = self._clock()
             # Past this point every subscriber that has not handled the message has an
             # expired lease (see the module docstring); 5% + 2 ms for clock-rate drift.
             deadline = published + self.lease * 1.05 + 0.002
+            if peers is None:
+                left = deadline - self._clock()
+                while left > 0:
+                    time.sleep(left)
+                    left = deadline - self._clock()
+                return
+            peers.discard(self.origin)  # our own L1 was cleaned before the publish
             with self._ack_cond:
                 # Every receiver PUBLISH counted, and every registered peer: a peer whose
                 # subscription Redis dropped is not counted by PUBLISH, yet its lease may
@@ -451,6 +581,8 @@ class NearCache:
         seq = self._seq
         start = self._clock()
         if not (self._healthy and start < self._lease_until) or not self._get_expiring:
+            if self._thread is None:  # a forked child's first L1 use: subscribe now
+                self._wake()
             return self.inner.get(key, tags)  # L1 off: a plain Redis read, no fill
         res, remaining = self._get_expiring(key, tags)
         if res[0] is not None and remaining is not None:
@@ -467,6 +599,8 @@ class NearCache:
         seq = self._seq
         start = self._clock()
         healthy = self._usable()
+        if not healthy and self._thread is None:  # a forked child's first L1 use
+            self._wake()
         stored = self.inner.set(key, payload, ttl, tags, versions)
         if stored and healthy and ttl > 0:
             # Never outlive the entry's own timeout (Redis expires it `ttl` after the SET).
@@ -506,16 +640,30 @@ class NearCache:
             l1_hits=self.l1_hits,
             l1_ack_timeouts=self.ack_timeouts,
             l1_subscription_drops=self.subscription_drops,
+            l1_registry_errors=self.registry_errors,
         )
         return info
 
-    def close(self) -> None:
+    def _leave(self) -> None:
+        """Stop the subscriber, turn L1 off and leave the peer registry (``close`` and at
+        exit; idempotent). L1 is off before the entry is removed: an invalidation that no
+        longer waits for us can never find us serving."""
         self._closed.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        with contextlib.suppress(Exception):  # leave the peer registry (else: expires)
-            self._channel_client().zrem(self.peers_key, self.origin)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)  # no re-registration after the removal below
         with self._lock:
             self._drop_all()
             self._healthy = False
+            self._lease_from = self._lease_until = self._registered_until = float("-inf")
+        if self._registered_pid == os.getpid():  # never a parent's entry from a child
+            self._registered_pid = None
+            with contextlib.suppress(Exception):  # else the entry expires by itself
+                self._script_client().zrem(self.peers_key, self.origin)
+
+    def close(self) -> None:
+        self._leave()
+        atexit.unregister(self._exit_hook)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
         self.inner.close()

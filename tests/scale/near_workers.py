@@ -49,3 +49,41 @@ def reader(url: str, prefix: str, db: Any, committed: Any, start: Any, done: Any
             stale += 1
     out.put((reads, stale, store.backend.primary.l1_hits))
     store.backend.close()
+
+
+def exit_normally(url: str, prefix: str) -> None:
+    """A worker with L1 that exits normally without ``close()`` (gunicorn max_requests, a
+    deploy): prints its id once it is registered, then returns (atexit runs)."""
+    import redis
+
+    store = _store(url, prefix)
+    near = store.backend.primary
+    assert near.l1_active
+    assert redis.Redis.from_url(url).zscore(near.peers_key, near.origin) is not None
+    print(near.origin, flush=True)
+
+
+def forked_helper(out: Any) -> None:
+    """A multiprocessing helper (fork) that never touches the cache: CPU work, then exit."""
+    time.sleep(0.1)
+    out.put("done")
+
+
+def forked_l1_user(near: Any, url: str, key: str, out: Any) -> None:
+    """A forked child (``near`` is the parent's NearCache, inherited by the fork) that
+    invalidates first (no subscriber yet), then reads through L1, then returns
+    (multiprocessing ends it with os._exit: no atexit)."""
+    import redis
+
+    assert near._thread is None and not near.l1_active  # nothing started by the fork
+    start = time.monotonic()
+    near.invalidate(["room:other"])  # the first use: starts the subscriber
+    invalidate_s = time.monotonic() - start
+    deadline = time.monotonic() + 5
+    while not near.l1_active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hits = near.l1_hits
+    value = near.get(key, ("~epoch", "room:1"))[0]  # from Redis, copied into L1
+    near.get(key, ("~epoch", "room:1"))  # from L1
+    registered = redis.Redis.from_url(url).zscore(near.peers_key, near.origin) is not None
+    out.put((near.origin, invalidate_s, value, near.l1_hits - hits, registered))

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from redis.crc import key_slot
 
 from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache.backends.near import NearCache
 from flask_dataroom_cache.backends.redis import ClusterRedisBackend, RedisBackend
 from flask_dataroom_cache.backends.resilient import ResilientBackend
 from flask_dataroom_cache.store import MISSING
 
-from .servers import Cluster, running_cluster
+from .servers import Cluster, running_cluster, wait_until
 
 pytestmark = pytest.mark.redis_server
 TAGS = ("~epoch", "dataroom:1", "folder:1/contents")
@@ -188,3 +191,78 @@ def test_breaker_when_a_master_dies(tmp_path: Path) -> None:
         assert isinstance(backend, ResilientBackend)
         assert backend.state == "open"
         assert backend.pending >= 1
+
+
+def _move_slot(cluster: Cluster, slot: int) -> int:
+    """Reshard: move ``slot`` (and its keys) to the next master; returns its index."""
+    clients = [n.client() for n in cluster.nodes]
+    try:
+        ids = [c.execute_command("CLUSTER", "MYID").decode() for c in clients]
+        owner_port = next(
+            int(r[2][1])
+            for r in clients[0].execute_command("CLUSTER", "SLOTS")
+            if int(r[0]) <= slot <= int(r[1])
+        )
+        src = next(i for i, n in enumerate(cluster.nodes) if n.port == owner_port)
+        dst = (src + 1) % len(clients)
+        clients[dst].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+        clients[src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+        while keys := clients[src].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            clients[src].execute_command(
+                "MIGRATE", "127.0.0.1", cluster.nodes[dst].port, "", 0, 5000, "KEYS", *keys
+            )
+        for client in clients:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+        return dst
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_l1_survives_moving_the_channel_slot(tmp_path: Path) -> None:
+    """After the slot of ``{P}:~l1`` (channel and peer registry) moves to another master,
+    the registry and publish scripts follow the MOVED, the subscribers move to the new
+    owner, L1 comes back, and invalidations neither raise nor open the breaker."""
+    with running_cluster(tmp_path) as cluster:
+        prefix = "c" + uuid.uuid4().hex[:10]
+        apps = [_app(cluster.url, CACHE_KEY_PREFIX=prefix, CACHE_L1_MAX_ENTRIES=100)]
+        apps.append(_app(cluster.url, CACHE_KEY_PREFIX=prefix, CACHE_L1_MAX_ENTRIES=100))
+        s1, s2 = (ext.state(app).store for app, ext in apps)
+        n1, n2 = s1.backend.primary, s2.backend.primary
+        assert isinstance(n1, NearCache) and isinstance(n2, NearCache)
+        try:
+            wait_until(lambda: n1.l1_active and n2.l1_active, 5, "L1 on cluster")
+            assert key_slot(n1.peers_key.encode()) == key_slot(n1.channel.encode())
+            dst = _move_slot(cluster, key_slot(n1.channel.encode()))
+            # Every subscriber notices at its next registration (every lease / 2): its
+            # script follows the MOVED; it resubscribes on the new owner (L1 off meanwhile).
+            wait_until(
+                lambda: n1.subscription_drops and n2.subscription_drops, 5, "the move noticed"
+            )
+            wait_until(lambda: n1.l1_active and n2.l1_active, 5, "L1 back after the move")
+            for near in (n1, n2):
+                conn = near._channel_client().connection_pool.connection_kwargs
+                assert conn["port"] == cluster.nodes[dst].port
+            key = f"{prefix}:folder:1"
+            db = {"v": 1}
+            for store in (s1, s2, s2):
+                assert store.get_or_set(key, lambda: db["v"], tags=["room:1"]) == 1
+            assert n2.l1_hits >= 1
+            db["v"] = 2
+            start = time.monotonic()
+            s1.invalidate(["room:1"], defer=False)  # raised BackendError before the fix
+            assert time.monotonic() - start < n1.lease / 2  # n2 acked on the new owner
+            assert n1.ack_timeouts == 0 and n1.registry_errors == 0
+            assert s2.get_or_set(key, lambda: db["v"], tags=["room:1"]) == 2
+            for store in (s1, s2):
+                backend = store.backend
+                assert isinstance(backend, ResilientBackend)
+                assert backend.state == "closed" and backend.pending == 0
+            members = {
+                m.decode()
+                for m in cluster.nodes[dst].client().zrange(n1.peers_key, 0, -1)
+            }
+            assert members == {n1.origin, n2.origin}
+        finally:
+            for store in (s1, s2):
+                store.backend.close()

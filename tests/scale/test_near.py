@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -361,3 +364,123 @@ def test_three_processes_never_read_stale_after_commit_returned(own_redis: Redis
         assert stale == 0, f"{stale} stale reads out of {reads}"
         assert reads > 300
         assert l1_hits > reads // 4, (l1_hits, reads)  # L1 really served most reads
+
+
+def _members(server: RedisProcess, near: NearCache) -> set[str]:
+    return {m.decode() for m in server.client().zrange(near.peers_key, 0, -1)}
+
+
+def _timed_invalidate(near: NearCache) -> float:
+    start = time.monotonic()
+    near.invalidate(["room:1"])
+    return time.monotonic() - start
+
+
+def test_process_exiting_normally_leaves_the_registry(own_redis: RedisProcess) -> None:
+    """A worker with L1 that exits normally without close() (gunicorn max_requests, a
+    deploy) removes its registration at exit: the next invalidation does not wait for it."""
+    prefix = "n" + uuid.uuid4().hex[:10]
+    _, store = _app(_url(own_redis), prefix)
+    near = store.backend.primary
+    try:
+        wait_until(lambda: near.l1_active, 5, "L1")
+        code = (
+            "import sys; from tests.scale import near_workers; "
+            "near_workers.exit_normally(sys.argv[1], sys.argv[2])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, _url(own_redis), prefix],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        child = done.stdout.split()[-1]  # it was registered while it ran...
+        assert child not in _members(own_redis, near)  # ...and left at exit
+        waited = _timed_invalidate(near)
+        assert waited < 0.1, waited
+        assert near.ack_timeouts == 0
+    finally:
+        store.clear()
+        store.backend.close()
+    assert near.origin not in _members(own_redis, near)  # close() leaves too
+
+
+def test_forked_helper_that_never_uses_l1_never_registers(own_redis: RedisProcess) -> None:
+    """A multiprocessing (fork) helper that does not touch the cache starts no subscriber
+    and no registration: it never makes the parent's invalidations wait."""
+    prefix = "n" + uuid.uuid4().hex[:10]
+    _, store = _app(_url(own_redis), prefix)
+    near = store.backend.primary
+    ctx = multiprocessing.get_context("fork")
+    try:
+        wait_until(lambda: near.l1_active, 5, "L1")
+        before = _timed_invalidate(near)
+        out = ctx.Queue()
+        helper = ctx.Process(target=near_workers.forked_helper, args=(out,))
+        helper.start()
+        assert out.get(timeout=10) == "done"
+        assert _members(own_redis, near) == {near.origin}  # the helper never registered
+        helper.join(10)
+        assert helper.exitcode == 0
+        after = _timed_invalidate(near)
+        assert after < 0.1, (before, after)
+        assert near.ack_timeouts == 0
+        assert _members(own_redis, near) == {near.origin}
+    finally:
+        store.clear()
+        store.backend.close()
+
+
+def test_forked_child_subscribes_on_first_use_and_leaves_at_exit(own_redis: RedisProcess) -> None:
+    """A forked child starts its subscriber on its first L1 use (here an invalidation,
+    which waits for the subscription so that acks reach it, not for a lease), serves from
+    L1, and leaves the registry when it ends (multiprocessing: os._exit, no atexit; the
+    multiprocessing finalizer does it)."""
+    prefix = "n" + uuid.uuid4().hex[:10]
+    url = _url(own_redis)
+    _, store = _app(url, prefix)
+    near = store.backend.primary
+    ctx = multiprocessing.get_context("fork")
+    key = f"{prefix}:forked"
+    try:
+        wait_until(lambda: near.l1_active, 5, "L1")
+        _fill(near, key, b"v")
+        out = ctx.Queue()
+        child = ctx.Process(target=near_workers.forked_l1_user, args=(near, url, key, out))
+        child.start()
+        origin, invalidate_s, value, hits, registered = out.get(timeout=20)
+        child.join(10)
+        assert child.exitcode == 0
+        assert origin != near.origin
+        assert invalidate_s < near.lease / 2, invalidate_s  # acks reached the new child
+        assert value == b"v" and hits == 1 and registered
+        assert origin not in _members(own_redis, near)  # left at exit
+        assert _timed_invalidate(near) < 0.1
+        assert near.ack_timeouts == 0
+    finally:
+        store.clear()
+        store.backend.close()
+
+
+def test_unreadable_registry_falls_back_to_publish_and_the_lease(
+    pair: tuple[NearCache, NearCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the publish script fails (the registry cannot be read), the invalidation is
+    still broadcast with a plain PUBLISH and waits out the lease; it does not raise."""
+    a, b = pair
+    key = f"{a.channel}:fallback"
+    _fill(a, key, b"v")
+    assert b.get(key, TAGS)[0] == b"v" and key in b._entries
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("MOVED 1234 127.0.0.1:1")
+
+    monkeypatch.setattr(a, "_scripts_for", lambda client: (broken, broken))
+    waited = _timed_invalidate(a)
+    assert waited >= a.lease, waited  # registered peers unknown: the whole lease
+    assert a.registry_errors == 1 and a.ack_timeouts == 0
+    assert key not in b._entries  # b got the plain PUBLISH
+    assert b.get(key, TAGS)[0] is None
+    monkeypatch.undo()
