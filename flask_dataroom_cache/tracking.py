@@ -78,20 +78,33 @@ log = logging.getLogger("flask_dataroom_cache")
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
 _NO_RULE: Any = object()
+_LEAD = r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
+#: ``EXPLAIN ANALYZE <statement>`` runs the statement (a plain EXPLAIN does not: harmless).
+_EXPLAIN = r"(?:explain\s+(?:\([^)]*\)\s*|analy[sz]e\s+|verbose\s+)*)?"
 _WRITE_SQL = re.compile(
-    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
+    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert|truncate)\b", re.I | re.S
 )
-#: A ``WITH ...`` statement that writes (PostgreSQL's data-modifying CTEs).
-_WRITE_CTE = re.compile(r"\s*with\b.*\b(insert|update|delete|merge)\b", re.I | re.S)
+#: A ``WITH ...`` statement that writes (PostgreSQL's data-modifying CTEs): a CTE body
+#: (``AS (``) or the main statement (after a ``)``) that is a write; ``SELECT ... FOR
+#: UPDATE`` is not one.
+_WRITE_CTE = re.compile(
+    _LEAD
+    + r"with\b.*?(?:\bas\s*(?:not\s+)?(?:materialized\s*)?\(\s*|\)\s*)"
+    + r"(insert|update|delete|merge)\b",
+    re.I | re.S,
+)
 _NAME = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$]+)'
 #: The target table of a textual INSERT/UPDATE/DELETE/REPLACE/MERGE (last name part).
 _TEXT_TARGET = re.compile(
-    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
-    r"(?:(?:insert|replace|upsert)(?:\s+or\s+\w+)?\s+into|merge\s+into|update(?:\s+or\s+\w+)?"
+    _LEAD
+    + _EXPLAIN
+    + r"(?:(?:insert|replace|upsert)(?:\s+or\s+\w+)?\s+into|merge\s+into|update(?:\s+or\s+\w+)?"
     r"|delete\s+from)\s+(?:only\s+)?"
     rf"(?:{_NAME}\s*\.\s*)?({_NAME})",
     re.I | re.S,
 )
+#: More than one statement in one string: anything but blanks/comments after a ``;``.
+_MORE_STATEMENTS = re.compile(r";\s*(?:/\*.*?\*/\s*|--[^\n]*(?:\n|$)\s*)*[^;\s]", re.S)
 _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
@@ -352,6 +365,7 @@ class Tracker:
         event.listen(engine, "before_cursor_execute", self._on_cursor_execute)
         event.listen(engine, "after_cursor_execute", self._on_cursor_executed)
         event.listen(engine, "commit", self._on_conn_commit)
+        event.listen(engine, "commit_twophase", self._on_conn_commit_twophase)
         event.listen(engine, "rollback", self._on_conn_rollback)
         event.listen(engine, "checkin", self._on_checkin)
         # Core has no after-commit event ("commit" fires before the COMMIT): wrap this
@@ -361,10 +375,15 @@ class Tracker:
         tracker_ref = weakref.ref(self)
 
         def do_commit(dbapi_connection: Any) -> None:
-            orig(dbapi_connection)
             tracker = tracker_ref()
+            try:
+                orig(dbapi_connection)
+            except BaseException:
+                if tracker is not None:
+                    tracker._local.committing = None  # failed: nothing to send now
+                raise
             if tracker is not None:
-                tracker._after_core_commit()
+                tracker._after_core_commit(dbapi_connection)
 
         dialect.do_commit = do_commit  # type: ignore[method-assign]
 
@@ -431,6 +450,13 @@ class Tracker:
             st.begin_time = time.time()
         self._conn_owner[conn] = st
         st.conns.append(conn)
+        pending = conn.info.pop(self.key, None)
+        if pending:  # Core statements on this connection before the session joined it
+            bucket = self._bucket(session, st)
+            if bucket is not None:
+                bucket |= pending
+            else:
+                conn.info[self.key] = pending
 
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
         """Only what after_flush cannot know: members of deleted objects (before their
@@ -631,6 +657,14 @@ class Tracker:
         root = session.get_transaction()
         tags = st.buckets.pop(root, None) if root is not None else None
         if tags:
+            for conn in st.conns:
+                if conn.in_transaction():
+                    # joined to a transaction the session does not own (Session(bind=
+                    # conn) inside conn.begin()): the data is committed by that outer
+                    # COMMIT, so the tags wait for it (the Core path sends them)
+                    pending = conn.info.setdefault(self.key, set())
+                    pending |= tags
+                    return
             self.send(tags)
 
     def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
@@ -1289,16 +1323,22 @@ class Tracker:
         self._table_info(None)  # refresh the table map
         target = _TEXT_TARGET.match(sql)
         infos: list[_TableInfo]
-        if target is None or _WRITE_CTE.match(sql):
-            infos = [i for i in self._tables.values() if i is not None]  # unknown: all
+        if target is None or _WRITE_CTE.match(sql) or _MORE_STATEMENTS.search(sql):
+            # TRUNCATE (may name several tables), a WITH ... write, several statements:
+            # the targets are unknown, every tracked type is bumped
+            infos = [i for i in self._tables.values() if i is not None]
         else:
             name = target.group(1)
             quoted = name[0] in '"`['
-            name = name[1:-1] if quoted else name.lower()
+            # quoted names are case-sensitive on PostgreSQL only (SQLite, MySQL: not)
+            exact = quoted and conn.dialect.name == "postgresql"
+            name = name[1:-1] if quoted else name
+            if not exact:
+                name = name.lower()
             infos = [
                 i
                 for t, i in self._tables.items()
-                if i is not None and (t.name if quoted else t.name.lower()) == name
+                if i is not None and (t.name if exact else t.name.lower()) == name
             ]
         tags: set[str] = set()
         for info in infos:
@@ -1356,6 +1396,9 @@ class Tracker:
             self._on_text(conn, statement)
 
     def _on_cursor_executed(self, conn: Connection, *args: Any) -> None:
+        context = args[3] if len(args) > 3 else None
+        if getattr(context, "compiled", None) is not None:
+            return  # a compiled statement (maybe one batch of several): after_execute sends
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the driver-level statement is committed
@@ -1368,33 +1411,66 @@ class Tracker:
             return  # a session's connection: the session's after_commit sends
         tags = conn.info.pop(self.key, None)
         if tags:
-            conn.info[self.key + ".resend"] = conn.info.get(self.key + ".resend", set()) | tags
-            self._local.committing = conn
+            info = conn.info
+            info[self.key + ".resend"] = info.get(self.key + ".resend", set()) | tags
+            # the DBAPI connection identifies this COMMIT in do_commit; the record's info
+            # dict stays valid after the Connection is closed
+            self._local.committing = (_dbapi(conn), info)
 
-    def _after_core_commit(self) -> None:
-        conn = getattr(self._local, "committing", None)
-        if conn is None:
+    def _on_conn_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
+        """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
+        the connection returns to the pool, after it."""
+        if conn in self._conn_owner:
+            return
+        tags = conn.info.pop(self.key, None)
+        if tags:
+            info = conn.info
+            info[self.key + ".resend"] = info.get(self.key + ".resend", set()) | tags
+
+    def _after_core_commit(self, dbapi_connection: Any) -> None:
+        pending = getattr(self._local, "committing", None)
+        if pending is None:
             return
         self._local.committing = None
-        tags = conn.info.pop(self.key + ".resend", None)
+        expected, info = pending
+        if expected is not dbapi_connection:
+            return  # another connection's COMMIT: that one's own check-in resends
+        tags = info.pop(self.key + ".resend", None)
         if tags:
-            self.send(tags)
+            try:
+                self.send(tags)
+            except Exception:  # never fail a COMMIT that went through: check-in retries
+                log.exception("dataroom cache: sending a Core commit's tags failed")
+                info[self.key + ".resend"] = tags
 
     def _on_conn_rollback(self, conn: Connection) -> None:
         conn.info.pop(self.key, None)
         conn.info.pop(self.key + ".reselect", None)
-        if getattr(self._local, "committing", None) is conn:
+        pending = getattr(self._local, "committing", None)
+        if pending is not None and pending[0] is _dbapi(conn):
             self._local.committing = None
 
     def _on_checkin(self, dbapi_conn: Any, record: Any) -> None:
         info = getattr(record, "info", None)
         if not info:
             return
-        info.pop(self.key, None)
+        # Tags still pending here were committed by a path no commit event showed
+        # (a two-phase commit, a session that took over the connection): a rollback
+        # would have dropped them. Sent now (over-invalidating at worst).
+        tags = info.pop(self.key, None) or set()
         info.pop(self.key + ".reselect", None)
-        tags = info.pop(self.key + ".resend", None)
+        tags |= info.pop(self.key + ".resend", None) or set()
         if tags:
             self.send(tags)
+
+
+def _dbapi(conn: Connection) -> Any:
+    """What ``Connection`` hands to ``dialect.do_commit``: its pool-proxied DBAPI
+    connection (None once it is closed)."""
+    try:
+        return conn.connection
+    except Exception:
+        return None
 
 
 def _autocommit(conn: Connection) -> bool:

@@ -262,3 +262,162 @@ def test_core_dml_run_by_a_flush_event_is_tracked(env: Env) -> None:
         sa.event.remove(Folder, "after_update", touch_files)
     assert {entity_tag("file", 100), contents_tag(10)} <= env.backend.all_invalidated()
     assert env.contents(1, 10)["files"] == ["f1*"]
+
+
+def _sent_when(env: Env, file_id: int) -> tuple[list[Any], Any]:
+    """Spy on deliveries: what another connection reads for ``file_id`` at each send."""
+    seen: list[Any] = []
+    real = env.store.invalidate
+    reader = sa.create_engine(env.db.engine.url)
+
+    def spy(tags: Any, *a: Any, **k: Any) -> Any:
+        with reader.connect() as c:
+            seen.append(c.scalar(sa.select(files.c.name).where(files.c.id == file_id)))
+        return real(tags, *a, **k)
+
+    env.store.invalidate = spy  # type: ignore[method-assign]
+
+    def undo() -> None:
+        env.store.invalidate = real  # type: ignore[method-assign]
+        reader.dispose()
+
+    return seen, undo
+
+
+def test_a_failed_core_commit_does_not_break_the_next_commit(env: Env) -> None:
+    """A COMMIT that raises (a deferred constraint) must not leave state behind that makes
+    the next commit in the thread raise after its data is committed."""
+    if env.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps the transaction open after a failed COMMIT (pysqlite)")
+    seed(env)
+    env.session.rollback()
+    with env.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE dfk (id INTEGER PRIMARY KEY, ref INTEGER REFERENCES datarooms(id) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+    with pytest.raises(sa.exc.IntegrityError), env.db.engine.connect() as conn:
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+        conn.exec_driver_sql("INSERT INTO dfk VALUES (1, 999)")
+        conn.commit()
+    env.backend.reset()
+    fill(env, 11)
+    env.session.get(File, 101).name = "renamed"
+    env.session.commit()  # raised ResourceClosedError after committing
+    assert entity_tag("file", 101) in env.backend.all_invalidated()
+    assert env.contents(1, 11)["files"] == ["renamed"]
+
+
+def test_autocommit_batches_send_after_the_whole_statement(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    seen, undo = _sent_when(env, 305)
+    try:
+        with env.db.engine.connect().execution_options(
+            isolation_level="AUTOCOMMIT", insertmanyvalues_page_size=2
+        ) as conn:
+            rows = [
+                {"id": i, "data_room_id": 1, "folder_id": 20, "name": f"b{i}"}
+                for i in range(300, 306)
+            ]
+            conn.execute(sa.insert(files).returning(files.c.id), rows).all()
+    finally:
+        undo()
+    assert seen and seen[0] == "b305", "sent once the last batch is in, not after the first"
+
+
+def test_textual_targets_truncate_several_statements_quoted_names(env: Env) -> None:
+    seed(env)
+    s = env.session
+    if env.db.engine.dialect.name == "sqlite":
+        s.execute(sa.text("UPDATE \"Files\" SET name='Q' WHERE id=100"))  # same table
+        s.commit()
+        assert type_tag("file") in env.backend.all_invalidated()
+        return
+    s.execute(sa.text("UPDATE notes SET text='n'; UPDATE files SET name='NEW' WHERE id=100"))
+    s.commit()
+    assert type_tag("file") in env.backend.all_invalidated()
+    env.backend.reset()
+    s.execute(sa.text("TRUNCATE notes, files"))
+    s.commit()
+    assert type_tag("file") in env.backend.all_invalidated()
+
+
+def test_read_only_cte_is_not_a_write(env: Env) -> None:
+    seed(env)
+    s = env.session
+    lock = " FOR UPDATE" if env.db.engine.dialect.name == "postgresql" else ""
+    s.execute(
+        sa.text(f"WITH c AS (SELECT id FROM folders) SELECT * FROM files WHERE id = 100{lock}")
+    )
+    s.execute(sa.text("SELECT 'delete' AS action, ') update' AS x"))
+    invalidate_tags(entity_tag("file", 100))  # nothing written: sent at once, not deferred
+    assert env.backend.calls["invalidate"] == 1
+    assert env.backend.all_invalidated() == {entity_tag("file", 100)}
+
+
+@pytest.mark.parametrize("mode", ["create_savepoint", "rollback_only"])
+def test_session_joined_to_an_outer_transaction_sends_at_the_outer_commit(
+    env: Env, mode: str
+) -> None:
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker(join_transaction_mode=mode)
+    env.cache.track_session(factory, app=env.app)
+    seen, undo = _sent_when(env, 100)
+    try:
+        with env.db.engine.connect() as conn:
+            trans = conn.begin()
+            s = factory(bind=conn)
+            s.get(File, 100).name = "NEW"
+            s.commit()  # the outer transaction is still open: nothing committed yet
+            s.close()
+            assert seen == []
+            trans.commit()
+        assert seen == ["NEW"]
+    finally:
+        undo()
+
+
+def test_core_tags_pending_when_a_session_takes_over_the_connection(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker(join_transaction_mode="control_fully")
+    env.cache.track_session(factory, app=env.app)
+    with env.db.engine.connect() as conn:
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+        s = factory(bind=conn)
+        s.get(File, 101).name = "session"
+        s.commit()  # commits the Core statement too
+        s.close()
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("file", 100), entity_tag("file", 101)} <= sent
+
+
+def test_two_phase_core_commit_sends(env: Env) -> None:
+    """No ``commit`` event for a two-phase COMMIT (the dialect hooks are simulated with a
+    plain COMMIT: the tracker does not depend on them)."""
+    seed(env)
+    env.session.rollback()
+    engine = env.db.engine
+    d = engine.dialect
+    saved = {n: d.__dict__.get(n) for n in ("do_begin_twophase", "do_prepare_twophase",
+                                            "do_commit_twophase")}  # fmt: skip
+    d.do_begin_twophase = lambda conn, xid: conn.exec_driver_sql("BEGIN")  # type: ignore[method-assign]
+    d.do_prepare_twophase = lambda conn, xid: None  # type: ignore[method-assign]
+    d.do_commit_twophase = (  # type: ignore[method-assign]
+        lambda conn, xid, is_prepared=True, recover=False: conn.exec_driver_sql("COMMIT")
+    )
+    try:
+        with engine.connect() as conn:
+            tx = conn.begin_twophase()
+            conn.execute(sa.update(files).where(files.c.id == 100).values(name="2pc"))
+            tx.prepare()
+            tx.commit()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                d.__dict__.pop(name, None)
+            else:
+                setattr(d, name, value)
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
