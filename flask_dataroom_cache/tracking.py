@@ -450,13 +450,17 @@ class Tracker:
             st.begin_time = time.time()
         self._conn_owner[conn] = st
         st.conns.append(conn)
-        pending = conn.info.pop(self.key, None)
-        if pending:  # Core statements on this connection before the session joined it
-            bucket = self._bucket(session, st)
-            if bucket is not None:
-                bucket |= pending
-            else:
-                conn.info[self.key] = pending
+        if getattr(session, "join_transaction_mode", None) == "control_fully":
+            # Core statements on this connection before the session took it over: the
+            # session's COMMIT (or ROLLBACK) is theirs now. In the other join modes the
+            # outer transaction keeps them, and its own commit sends them.
+            pending = conn.info.pop(self.key, None)
+            if pending:
+                bucket = self._bucket(session, st)
+                if bucket is not None:
+                    bucket |= pending
+                else:
+                    conn.info[self.key] = pending
 
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
         """Only what after_flush cannot know: members of deleted objects (before their

@@ -421,3 +421,21 @@ def test_two_phase_core_commit_sends(env: Env) -> None:
             else:
                 setattr(d, name, value)
     assert entity_tag("file", 100) in env.backend.all_invalidated()
+
+
+def test_outer_core_tags_survive_a_joined_session_rolling_back(env: Env) -> None:
+    """create_savepoint: the session's rollback undoes only its savepoint; the outer
+    transaction's own Core statement still commits and must still be sent."""
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker(join_transaction_mode="create_savepoint")
+    env.cache.track_session(factory, app=env.app)
+    with env.db.engine.connect() as conn:
+        trans = conn.begin()
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="outer"))
+        s = factory(bind=conn)
+        s.get(File, 101).name = "rolled back"
+        s.rollback()
+        s.close()
+        trans.commit()
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
