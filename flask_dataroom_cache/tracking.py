@@ -62,7 +62,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
-from .tags import entity_tag, list_tag, type_tag
+from .tags import EPOCH_TAG, entity_tag, list_tag, type_tag
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -366,6 +366,9 @@ class Tracker:
         event.listen(engine, "after_cursor_execute", self._on_cursor_executed)
         event.listen(engine, "commit", self._on_conn_commit)
         event.listen(engine, "commit_twophase", self._on_conn_commit_twophase)
+        event.listen(engine, "savepoint", self._on_conn_savepoint)
+        event.listen(engine, "rollback_savepoint", self._on_conn_rollback_savepoint)
+        event.listen(engine, "release_savepoint", self._on_conn_release_savepoint)
         event.listen(engine, "rollback", self._on_conn_rollback)
         event.listen(engine, "checkin", self._on_checkin)
         # Core has no after-commit event ("commit" fires before the COMMIT): wrap this
@@ -450,17 +453,18 @@ class Tracker:
             st.begin_time = time.time()
         self._conn_owner[conn] = st
         st.conns.append(conn)
-        if getattr(session, "join_transaction_mode", None) == "control_fully":
-            # Core statements on this connection before the session took it over: the
-            # session's COMMIT (or ROLLBACK) is theirs now. In the other join modes the
-            # outer transaction keeps them, and its own commit sends them.
-            pending = conn.info.pop(self.key, None)
-            if pending:
-                bucket = self._bucket(session, st)
-                if bucket is not None:
-                    bucket |= pending
-                else:
-                    conn.info[self.key] = pending
+        if conn.info.get(self.key):
+            # Core statements on this connection before the session began on it: their
+            # rows are uncommitted, so this session must neither fill from them nor
+            # serve cached versions of them (it reads them).
+            st.wrote = st.flushed = True
+            if getattr(session, "join_transaction_mode", None) == "control_fully":
+                # the session's COMMIT (or ROLLBACK) is theirs now: into its root
+                # transaction (not a savepoint the session may have begun with). In the
+                # other join modes the outer transaction keeps them and sends them.
+                root = session.get_transaction()
+                if root is not None:
+                    st.buckets.setdefault(root, set()).update(conn.info.pop(self.key))
 
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
         """Only what after_flush cannot know: members of deleted objects (before their
@@ -1048,6 +1052,7 @@ class Tracker:
         if not cols:
             return tags, ids
         where = stmt.whereclause
+        all_params = rows_params  # the new values they carry are tagged below, in any case
         if where is None and rows_params and info.id_col is not None:
             # executemany by primary key (ORM bulk update by pk): the rows are the ids
             id_keys = (rule.id_attr, info.id_col.key)
@@ -1082,8 +1087,16 @@ class Tracker:
                 self._row_tags(info, found._mapping, tags)
                 if info.id_col is not None:
                     ids.append(found._mapping[info.id_col])
-        for params in rows_params or ():
-            self._row_tags(info, params, tags)  # new values given as parameters
+        binds = _bind_columns(stmt)
+        for params in all_params or ():  # new values given as parameters
+            self._row_tags(info, {binds.get(k, k): v for k, v in params.items()}, tags)
+        if (overflow or len(rows) > BULK_ROW_CAP) and self._unknown_new_parents(
+            info, stmt, all_params
+        ):
+            # more rows than are re-read by id, moved to parents computed in SQL: no tag
+            # names the new parents' listings; everything is invalidated (rare, and
+            # over-invalidating is allowed)
+            tags.add(EPOCH_TAG)
         if isinstance(stmt, dml.Update):
             literal = _literal_values(stmt)
             for attr, pcol in info.parent_cols.items():
@@ -1095,6 +1108,34 @@ class Tracker:
                 if new_id is not None:
                     tags.add(entity_tag(rule.entity, new_id))
         return tags, ids
+
+    @staticmethod
+    def _computed_values(
+        info: _TableInfo, stmt: Any, run: Callable[[Any], Any]
+    ) -> dict[str, Any] | None:
+        """The id and parent values an INSERT gives as SQL expressions (a scalar
+        subquery...), evaluated with one ``SELECT`` before it; None when one cannot be
+        evaluated on its own (it refers to parameters of the execution)."""
+        values = getattr(stmt, "_values", None) or {}
+        wanted = {c.key for c in (info.id_col, *info.parent_cols.values()) if c is not None}
+        exprs: dict[str, Any] = {}
+        for k, v in values.items():
+            key = k if isinstance(k, str) else getattr(k, "key", None)
+            if key not in wanted or isinstance(v, str | int | float | type(None)):
+                continue
+            if isinstance(v, sa.sql.elements.BindParameter):
+                continue  # a literal or a parameter of the execution: handled as such
+            if isinstance(v, sa.sql.elements.ClauseElement):
+                exprs[str(key)] = v
+        if not exprs:
+            return {}
+        if any(_unbound(e) for e in exprs.values()):
+            return None
+        try:
+            row = run(sa.select(*[e.label(k) for k, e in exprs.items()])).first()
+        except sa.exc.SQLAlchemyError:
+            return None
+        return dict(row._mapping) if row is not None else None
 
     def _insert_tags(
         self,
@@ -1108,7 +1149,15 @@ class Tracker:
         ``from_select`` (read with the same SELECT, capped), and for an upsert
         (``ON CONFLICT DO UPDATE`` / ``ON DUPLICATE KEY``) the rows it may overwrite."""
         values = _literal_values(stmt)
-        rows: list[Mapping[Any, Any]] = [{**values, **p} for p in rows_params or [{}]]
+        binds = _bind_columns(stmt)
+        rows: list[Mapping[Any, Any]] = [
+            {**values, **{binds.get(k, k): v for k, v in p.items()}} for p in rows_params or [{}]
+        ]
+        computed = self._computed_values(info, stmt, run)
+        if computed is None:
+            tags.add(EPOCH_TAG)  # a parent given as SQL that cannot be evaluated alone
+        elif computed:
+            rows = [{**row, **computed} for row in rows]
         for group in getattr(stmt, "_multi_values", None) or ():
             for row in group:
                 if isinstance(row, Mapping):
@@ -1161,6 +1210,25 @@ class Tracker:
             value = get(attr, column)
             if value is not None:
                 tags.add(parent_tag(rule.parents[attr], value))
+
+    @staticmethod
+    def _unknown_new_parents(
+        info: _TableInfo, stmt: Any, params: Sequence[Mapping[str, Any]] | None
+    ) -> bool:
+        """An UPDATE setting a parent column to a value known only to the database (an
+        SQL expression: not a literal, not a parameter of the execution)."""
+        if not isinstance(stmt, dml.Update) or not info.parent_cols:
+            return False
+        set_keys = _set_keys(stmt)
+        if set_keys is None:  # ORM bulk UPDATE by primary key: the parameters say
+            return not params
+        literal = _literal_values(stmt)
+        bound = set(_bind_columns(stmt).values())
+        return any(
+            (attr in set_keys or col.key in set_keys)
+            and not ({attr, col.key} & (literal.keys() | bound))
+            for attr, col in info.parent_cols.items()
+        )
 
     def _update_needs_reselect(self, info: _TableInfo, stmt: Any) -> bool:
         """An UPDATE that sets a parent column to a non-literal value."""
@@ -1413,6 +1481,7 @@ class Tracker:
         run, they go out when the connection returns to the pool."""
         if conn in self._conn_owner:
             return  # a session's connection: the session's after_commit sends
+        conn.info.pop(self.key + ".sp", None)
         tags = conn.info.pop(self.key, None)
         if tags:
             info = conn.info
@@ -1447,8 +1516,35 @@ class Tracker:
                 log.exception("dataroom cache: sending a Core commit's tags failed")
                 info[self.key + ".resend"] = tags
 
+    def _on_conn_savepoint(self, conn: Connection, name: Any) -> None:
+        """A Core SAVEPOINT: remember which pending tags predate it, so rolling back to
+        it drops only the tags collected since (a session's savepoints keep their own
+        buckets; this is for tags parked on the connection). SQLAlchemy names the
+        savepoint after this event, and savepoints nest, so the marks are a stack: a
+        rollback or release applies to the innermost (for an outer one rolled back past
+        open inner ones this keeps a few tags too many: over-invalidating, never under)."""
+        if conn in self._conn_owner:
+            return
+        marks = conn.info.setdefault(self.key + ".sp", [])
+        marks.append(set(conn.info.get(self.key, ())))
+
+    def _on_conn_rollback_savepoint(self, conn: Connection, name: Any, context: Any) -> None:
+        marks = conn.info.get(self.key + ".sp")
+        if marks:
+            before = marks.pop()
+            if before:
+                conn.info[self.key] = before
+            else:
+                conn.info.pop(self.key, None)
+
+    def _on_conn_release_savepoint(self, conn: Connection, name: Any, context: Any) -> None:
+        marks = conn.info.get(self.key + ".sp")
+        if marks:
+            marks.pop()
+
     def _on_conn_rollback(self, conn: Connection) -> None:
         conn.info.pop(self.key, None)
+        conn.info.pop(self.key + ".sp", None)
         conn.info.pop(self.key + ".reselect", None)
         pending = getattr(self._local, "committing", None)
         if pending is not None and pending[0] is _dbapi(conn):
@@ -1463,6 +1559,7 @@ class Tracker:
         # would have dropped them. Sent now (over-invalidating at worst).
         tags = info.pop(self.key, None) or set()
         info.pop(self.key + ".reselect", None)
+        info.pop(self.key + ".sp", None)
         tags |= info.pop(self.key + ".resend", None) or set()
         if tags:
             self.send(tags)
@@ -1580,6 +1677,24 @@ def _set_keys(stmt: Any) -> set[str] | None:
         if key is None:
             return None
         out.add(key)
+    return out
+
+
+def _bind_columns(stmt: Any) -> dict[str, str]:
+    """``{bindparam key: column key}`` for SET / VALUES entries given as ``bindparam()``
+    whose values come with each execution (executemany parameter rows use these keys)."""
+    out: dict[str, str] = {}
+    values = getattr(stmt, "_values", None) or {}
+    ordered = getattr(stmt, "_ordered_values", None) or []
+    for k, v in [*values.items(), *ordered]:
+        key = k if isinstance(k, str) else getattr(k, "key", None)
+        if (
+            key is not None
+            and isinstance(v, sa.sql.elements.BindParameter)
+            and v.value is None
+            and v.callable is None
+        ):
+            out[v.key] = key
     return out
 
 

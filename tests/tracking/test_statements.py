@@ -16,6 +16,7 @@ from flask_dataroom_cache import (
     contents_tag,
     dataroom_tag,
     entity_tag,
+    get_cache_key,
     invalidate_tags,
     list_tag,
     type_tag,
@@ -439,3 +440,119 @@ def test_outer_core_tags_survive_a_joined_session_rolling_back(env: Env) -> None
         s.close()
         trans.commit()
     assert entity_tag("file", 100) in env.backend.all_invalidated()
+
+
+def test_connection_taken_over_with_a_savepoint_first_keeps_the_core_tags(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker(join_transaction_mode="control_fully")
+    env.cache.track_session(factory, app=env.app)
+    with env.db.engine.connect() as conn:
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+        s = factory(bind=conn)
+        sp = s.begin_nested()  # the session's first transaction event is the savepoint's
+        s.get(File, 101)
+        sp.rollback()  # rolls back nothing of the Core write
+        s.commit()  # commits it
+        s.close()
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
+
+
+@pytest.mark.parametrize("mode", ["control_fully", "conservative"])
+def test_session_on_a_connection_with_core_writes_never_fills(env: Env, mode: str) -> None:
+    """The Core write on the connection is uncommitted: the session reads it and must not
+    store it (a rollback would leave it in the cache)."""
+    seed(env)
+    env.session.rollback()
+    kwargs = {"join_transaction_mode": "control_fully"} if mode == "control_fully" else {}
+    factory = sa.orm.sessionmaker(**kwargs)
+    env.cache.track_session(factory, app=env.app)
+    with env.db.engine.connect() as conn:
+        conn.begin()
+        conn.execute(sa.update(files).where(files.c.folder_id == 10).values(name="phantom"))
+        s = factory(bind=conn)
+        s.get(File, 101)
+        key = get_cache_key("phantom", 10)
+        read = env.store.get_or_set(
+            key, lambda: s.scalars(sa.select(File.name).where(File.folder_id == 10)).all(),
+            tags=[contents_tag(10)],
+        )  # fmt: skip
+        assert read == ["phantom"]  # the session sees its connection's write
+        s.close()
+        conn.rollback()
+    assert env.store.get(key, [contents_tag(10)]) is None, "nothing was stored"
+
+
+def test_executemany_update_above_the_row_cap_tags_the_new_parents(env: Env) -> None:
+    from flask_dataroom_cache.tracking import BULK_ROW_CAP
+
+    seed(env)
+    env.session.rollback()
+    n = BULK_ROW_CAP + 5
+    with env.db.engine.begin() as conn:
+        conn.execute(
+            sa.insert(files),
+            [
+                {"id": 1000 + i, "name": f"n{i}", "folder_id": 10, "data_room_id": 1}
+                for i in range(n)
+            ],
+        )
+    env.backend.reset()
+    stmt = (
+        sa.update(files)
+        .where(files.c.id == sa.bindparam("b_id"))
+        .values(folder_id=sa.bindparam("b_f"))
+    )
+    with env.db.engine.begin() as conn:  # Core: parameters named after bindparams
+        conn.execute(stmt, [{"b_id": 1000 + i, "b_f": 20} for i in range(n)])
+    assert {contents_tag(10), contents_tag(20)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    env.session.execute(  # ORM bulk UPDATE by primary key: parameters named after columns
+        sa.update(File), [{"id": 1000 + i, "folder_id": 11} for i in range(n)]
+    )
+    env.session.commit()
+    assert {contents_tag(20), contents_tag(11)} <= env.backend.all_invalidated()
+    env.backend.reset()
+    with env.db.engine.begin() as conn:  # computed new parents, too many rows to re-read
+        conn.execute(
+            sa.update(files).where(files.c.id >= 1000).values(folder_id=files.c.id * 0 + 20)
+        )
+    assert "~epoch" in env.backend.all_invalidated()
+
+
+def test_insert_values_given_as_bindparams_or_sql(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    stmt = sa.insert(files).values(
+        id=sa.bindparam("i"), name=sa.bindparam("n"),
+        folder_id=sa.bindparam("f"), data_room_id=sa.bindparam("r"),
+    )  # fmt: skip
+    with env.db.engine.begin() as conn:
+        conn.execute(
+            stmt, [{"i": 501, "n": "x", "f": 20, "r": 1}, {"i": 502, "n": "y", "f": 20, "r": 1}]
+        )
+    assert {
+        entity_tag("file", 501),
+        contents_tag(20),
+        dataroom_tag(1),
+    } <= env.backend.all_invalidated()
+    env.backend.reset()
+    folders = Folder.__table__
+    sub = sa.select(folders.c.id).where(folders.c.name == "B").scalar_subquery()
+    with env.db.engine.begin() as conn:
+        conn.execute(sa.insert(files).values(id=503, name="z", folder_id=sub, data_room_id=1))
+    assert {entity_tag("file", 503), contents_tag(20)} <= env.backend.all_invalidated()
+
+
+def test_rolled_back_core_savepoint_drops_its_tags(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    with env.db.engine.connect() as conn:
+        conn.begin()
+        conn.execute(sa.update(files).where(files.c.id == 101).values(name="kept"))
+        sp = conn.begin_nested()
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="undone"))
+        sp.rollback()
+        conn.commit()
+    sent = env.backend.all_invalidated()
+    assert entity_tag("file", 101) in sent and entity_tag("file", 100) not in sent
