@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import logging
 import threading
 import time
@@ -474,6 +475,7 @@ class _CachedCall:
         "opts",
         "pending",
         "releases",
+        "routed",
         "state",
         "store",
         "tag_list",
@@ -498,6 +500,9 @@ class _CachedCall:
         #: ``(the decorated wrapper, its qualified name)``: tells a route's own call from a
         #: cached function another view calls (keyed by the function and its arguments).
         self.func = func
+        #: True for the route's own view; False for a cached function another view calls
+        #: (its tags come from its own arguments; conditional requests are not its).
+        self.routed = True
         self.identity: str | None = None
         self.key = ""
         #: The entry's tags, built once per request (the read checks them, the fill uses them).
@@ -521,7 +526,9 @@ class _CachedCall:
         if req.method != "GET" and req.method != "HEAD":
             return self.view(*self.args, **self.kwargs)
         environ = req.environ
-        if _ACTIVE_KEY in environ:  # called by a cached view: its response is the outer's
+        outer: _CachedCall | None = environ.get(_ACTIVE_KEY)
+        if outer is not None:  # called by a cached view: its response is the outer's
+            self.check_nested(outer)
             return self.view(*self.args, **self.kwargs)
         app = self.app = ctx.app
         state = app.extensions.get(EXTENSION_KEY)
@@ -555,15 +562,19 @@ class _CachedCall:
             return self.bypass(fill=False)
         try:
             if self.called_by_another_view(app):
+                self.routed = False
                 self.key = self._build_key({}, environ, self.call_params())
+                self.tag_list = self.tags()
             else:
                 self.key = self.build_key(req.view_args or {}, environ)
         except TypeError:
             self.warn_once(
-                "key", "cannot build a cache key for %r; not caching", self.func_name()
+                "key", "cannot build a cache key or tags for %r; not caching", self.func_name()
             )
             return self.bypass(fill=False)
-        self.tag_list = tags = self.tags()
+        if self.routed:
+            self.tag_list = self.tags()
+        tags = self.tag_list
         normalize_tags(tags)  # a bad tag is a programming error: raise, not a cache miss
         if state.settings.honor_no_cache and self.client_no_cache(environ):
             return self.bypass(fill=True)
@@ -578,6 +589,31 @@ class _CachedCall:
                 return self.hit(entry, environ, stale=True)
             return self.hit(entry, environ)
         return self.miss(environ)
+
+    def check_nested(self, outer: _CachedCall) -> None:
+        """A cached view function called while ``outer`` (a cached view) runs: it runs
+        directly, and its response becomes part of the outer's. The outer entry is not
+        stored when that would lose what this one declares: per-user data in a shared
+        entry (it would reach other users), or tags the outer does not carry (its entry
+        would outlive their invalidation)."""
+        self.ctx = outer.ctx
+        self.endpoint = outer.endpoint
+        self.routed = False
+        reason = None
+        if not self.opts.shared and outer.opts.shared:
+            reason = "a per-user cached view is called by the shared cached view %r"
+        else:
+            try:
+                inner = set(self.tags())
+            except Exception:
+                inner = None
+            if inner is None or not inner <= set(outer.tag_list):
+                reason = (
+                    "a cached view called by the cached view %r has tags it does not carry"
+                )
+        if reason is not None:
+            self.ctx.request.environ[_SKIP_KEY] = True
+            outer.warn_once("nested", reason + "; not storing it", outer.endpoint)
 
     def called_by_another_view(self, app: Any) -> bool:
         """True when this cached function is not the request's route view (another view
@@ -691,7 +727,7 @@ class _CachedCall:
         if stale:
             headers.append(_STALE)
         inm = environ.get("HTTP_IF_NONE_MATCH")
-        if inm and _etag_matches(inm, etag):
+        if inm and self.routed and _etag_matches(inm, etag):
             return self.not_modified(headers)
         return self.app.response_class(body, status=200, headers=_headers(headers))
 
@@ -818,7 +854,7 @@ class _CachedCall:
     def call_view(self) -> Any:
         """Run the view, marked as the active cached call of this request."""
         environ = self.ctx.request.environ
-        environ[_ACTIVE_KEY] = True
+        environ[_ACTIVE_KEY] = self
         try:
             return self.view(*self.args, **self.kwargs)
         finally:
@@ -829,7 +865,12 @@ class _CachedCall:
         if spec is None:
             out: list[str] = []
         elif callable(spec):
-            produced = spec(**(self.ctx.request.view_args or {}))
+            if self.routed:
+                produced = spec(**(self.ctx.request.view_args or {}))
+            else:  # its own arguments, by name (TypeError if they do not bind)
+                bound = inspect.signature(self.view).bind(*self.args, **self.kwargs)
+                bound.apply_defaults()
+                produced = spec(**bound.arguments)
             if isinstance(produced, str):
                 raise TypeError(
                     f"the tags callable of {self.endpoint!r} returned a string, not a list"
@@ -880,7 +921,7 @@ class _CachedCall:
             self.defer_fill(resp, etag, body, tags, captured[1])
         resp.headers["X-Cache"] = outcome
         inm = environ.get("HTTP_IF_NONE_MATCH")
-        if inm and _etag_matches(inm, etag):
+        if inm and self.routed and _etag_matches(inm, etag):
             return self.not_modified(resp.headers.items(), _304_MISS_HEADERS)
         return resp
 

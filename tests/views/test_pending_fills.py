@@ -274,3 +274,85 @@ def test_cached_functions_called_by_a_plain_view_are_keyed_by_function_and_argum
         assert resp.data == b'{"item":5}\n{"item":6}\n{"item":5}\n{"other":1}\n{"odd":1}\n'
     # every call cached under its own key; an argument a key cannot hold is not cached
     assert va.calls == {"item5": 2, "item6": 1, "other": 1, "odd": 2}
+
+
+def test_tags_of_a_cached_function_come_from_its_own_arguments(views_app: Any) -> None:
+    from flask_dataroom_cache import invalidate_tags
+
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True, tags=lambda item_id: [f"item:{item_id}"])
+    def item(item_id: int) -> Any:
+        va.calls[f"item{item_id}"] += 1
+        return jsonify(item=item_id, n=va.calls[f"item{item_id}"])
+
+    @va.app.get("/page/<int:item_id>")
+    def page(item_id: int) -> Any:
+        return item(5).get_data()
+
+    @va.app.get("/other")
+    def other() -> Any:  # no view args at all: the route's would not bind
+        return item(item_id=6).get_data()
+
+    assert va.get("/page/7").data == b'{"item":5,"n":1}\n'
+    with va.app.app_context():
+        invalidate_tags("item:5")  # was tagged item:7 (the route's argument)
+    assert va.get("/page/7").data == b'{"item":5,"n":2}\n'
+    assert va.get("/other").status_code == 200
+    assert va.get("/other").data == b'{"item":6,"n":1}\n'
+
+
+def test_per_user_view_called_by_a_shared_view_is_never_shared(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/me")
+    @va.cache.cached()  # per user
+    def me() -> Any:
+        return jsonify(user=request.headers.get("X-User-Id"))
+
+    @va.app.get("/home")
+    @va.cache.cached(shared=True)
+    def home() -> Any:
+        return me()
+
+    assert va.get("/home", user="alice").get_json() == {"user": "alice"}
+    assert va.get("/home", user="bob").get_json() == {"user": "bob"}
+
+
+def test_outer_view_missing_the_inner_views_tags_is_not_stored(views_app: Any) -> None:
+    from flask_dataroom_cache import invalidate_tags
+
+    va: ViewsApp = views_app()
+
+    @va.app.get("/rooms/<rid>")
+    @va.cache.cached(shared=True, tags=lambda rid: [f"room:{rid}"])
+    def room(rid: str) -> Any:
+        va.calls["room"] += 1
+        return jsonify(v=va.calls["room"])
+
+    @va.app.get("/alias/<rid>")
+    @va.cache.cached(shared=True)  # no tags: its entry would outlive room:{rid}
+    def alias(rid: str) -> Any:
+        return room(rid)
+
+    assert va.get("/alias/1").get_json() == {"v": 1}
+    with va.app.app_context():
+        invalidate_tags("room:1")
+    assert va.get("/alias/1").get_json() == {"v": 2}
+
+
+def test_conditional_request_is_the_routes_not_a_called_functions(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True)
+    def summary(n: int) -> Any:
+        return jsonify(total=n)
+
+    @va.app.get("/dashboard")
+    def dashboard() -> Any:
+        return jsonify(a=summary(1).get_json(), b=summary(2).get_json())
+
+    for _ in range(2):  # miss, then hit
+        resp = va.get("/dashboard", headers={"If-None-Match": "*"})
+        assert resp.status_code == 200
+        assert resp.get_json() == {"a": {"total": 1}, "b": {"total": 2}}
