@@ -49,6 +49,23 @@ commit returned is never served data older than that commit*):
    slows invalidations (one lease each) only until its registration expires, at most
    ``2 * lease``. If the registry cannot be read (the publish script fails), the
    invalidation is sent with a plain ``PUBLISH`` and waits out the whole lease.
+
+   **A lost registry.** The registry can vanish while processes still hold valid leases
+   (a Redis restart without persistence, ``FLUSHALL``/``FLUSHDB``, eviction of the key):
+   it then lists only the processes that registered since, and an invalidation would not
+   wait for a process whose subscriber thread is stalled. So the registry has a "born at"
+   marker, ``{P:~l1}:born`` (same hash slot): the register script sets it to Redis's
+   ``TIME`` (ms) whenever it finds the registry or the marker missing, and gives both keys
+   the same expiry with each registration (the marker never expires while the registry
+   lives). The publish script also returns the registry's age (``now - born``; unknown if
+   either key is missing). While the age is unknown or at most ``2 * lease``, a process
+   registered before the loss may be missing, so the invalidation treats the peers as
+   unknown and waits out the whole lease; afterwards every registration older than the
+   registry has expired (with it, the lease it capped), so every live lease belongs to a
+   listed process. Cost: during the first ``2 * lease`` after a restart, a flush or
+   the registry's first creation (also after the last process left), each invalidation
+   waits one lease; ``registry_young_waits`` (``l1_registry_young_waits`` in ``info()``)
+   counts them.
 3. **No stale fill.** A fill (copying a Redis hit into L1) is kept only if no
    invalidation was handled by this process between the start of the Redis read and the
    insert (a per-process sequence number) and the subscription was healthy when the read
@@ -76,7 +93,11 @@ its pings there, and is waited for through the registry.
 
 Limits: the registry relies on Redis's clock advancing at the rate of the processes'
 monotonic clocks over ``2 * lease`` (5% margin): a forward step of the Redis host's clock
-larger than the margin could make a live registration look expired. During a Cluster slot
+larger than the margin could make a live registration look expired. A restart that
+reloads recent data (RDB/AOF) or a failover to a replica keeps an old marker but may lose
+the last registrations: a process whose latest registrations were lost may hold a lease
+up to that loss (at most about ``lease / 2`` plus the data lost) longer than its restored
+entry, so a stalled process could serve a stale copy in that window. During a Cluster slot
 move, a cluster-bus delay longer than the lease could let a process still subscribed on
 the old node serve a stale copy. A process that forks without ``multiprocessing`` and
 ends its child with ``os._exit`` after the child used L1 leaves that child's entry until
@@ -128,23 +149,39 @@ log = logging.getLogger("flask_dataroom_cache")
 _Entry = tuple[bytes, tuple[str, ...], float]
 
 # The peer registry, a sorted set: member = a process's origin id, score = when its
-# registration expires (ms, Redis's clock). KEYS[1] registry; ARGV[1] origin; ARGV[2] ms.
+# registration expires (ms, Redis's clock). KEYS[1] registry; KEYS[2] its "born at" marker
+# (ms, Redis's clock: when this registry was (re)created); ARGV[1] origin; ARGV[2] ms.
+# A registry found missing (never made, or lost: restart without persistence, FLUSHALL,
+# eviction) or a marker found missing restarts the marker: peers registered before may be
+# missing. Both keys get the same expiry with each registration, so the marker never
+# expires while the registry lives.
 _REGISTER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2]) + 1000
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], now)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
 return 1
 """
 
-# PUBLISH, then the peers whose registration has not expired (one atomic script, one round
-# trip). KEYS[1] registry; ARGV[1] channel; ARGV[2] message.
+# PUBLISH, then the peers whose registration has not expired and the registry's age (ms
+# since its marker; -1 if the registry or its marker is missing), one atomic script, one
+# round trip. KEYS[1] registry; KEYS[2] marker; ARGV[1] channel; ARGV[2] message.
 _PUBLISH = """
 local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return {n, redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')}
+local age = -1
+local born = redis.call('GET', KEYS[2])
+if born and redis.call('EXISTS', KEYS[1]) == 1 then
+  age = now - tonumber(born)
+end
+return {n, redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf'), age}
 """
 
 
@@ -210,6 +247,8 @@ class NearCache:
         self._script_client = script_client or channel_client
         self.channel = f"{prefix}:~l1"
         self.peers_key = _peers_key(self.channel)
+        #: The registry's "born at" marker: same hash slot (same braces), same lifetime.
+        self.born_key = self.peers_key[: -len("peers")] + "born"
         #: Registration period and lifetime: a live process re-registers every lease/2;
         #: an entry not refreshed for 2 leases (a dead process) is ignored, then trimmed.
         self._register_every = lease / 2
@@ -245,6 +284,7 @@ class NearCache:
         self.ack_timeouts = 0
         self.subscription_drops = 0
         self.registry_errors = 0
+        self.registry_young_waits = 0
         ref = weakref.ref(self)
 
         def _leave_at_exit() -> None:  # a weak reference: the hook never keeps us alive
@@ -371,7 +411,7 @@ class NearCache:
         register, _ = self._scripts_for(client)
         self._registered_pid = os.getpid()  # before: the reply may be lost, not the entry
         register(
-            keys=[self.peers_key],
+            keys=[self.peers_key, self.born_key],
             args=[self.origin, int(self._register_ttl * 1000)],
             client=client,
         )
@@ -519,9 +559,20 @@ class NearCache:
             try:
                 client = self._script_client()
                 _, publish = self._scripts_for(client)
-                res = publish(keys=[self.peers_key], args=[self.channel, body], client=client)
+                res = publish(
+                    keys=[self.peers_key, self.born_key],
+                    args=[self.channel, body],
+                    client=client,
+                )
                 receivers = int(res[0])
                 peers = {p.decode() if isinstance(p, bytes) else str(p) for p in res[1]}
+                age = int(res[2])
+                if age < 0 or age <= int(self._register_ttl * 1000):
+                    # The registry is missing or younger than a registration: it was
+                    # lost (restart without persistence, FLUSHALL, eviction) and peers
+                    # registered before, whose leases may still run, may be missing.
+                    peers = None
+                    self.registry_young_waits += 1
             except Exception as script_exc:
                 # The registry cannot be read: a plain PUBLISH, and then wait out the
                 # lease whatever the acks (a registered peer may not be counted).
@@ -641,6 +692,7 @@ class NearCache:
             l1_ack_timeouts=self.ack_timeouts,
             l1_subscription_drops=self.subscription_drops,
             l1_registry_errors=self.registry_errors,
+            l1_registry_young_waits=self.registry_young_waits,
         )
         return info
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -229,3 +230,26 @@ def running_sentinel(tmp: Path) -> Iterator[SentinelSetup]:
     finally:
         for proc in reversed(started):
             proc.stop()
+
+
+_REGISTRY_AGE = """
+local t = redis.call('TIME')
+local born = redis.call('GET', KEYS[2])
+if not born or redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(born)
+"""
+
+
+def registry_age(near: Any) -> float:
+    """Seconds since ``near``'s peer registry was (re)created, on Redis's clock (-0.001 if
+    it or its marker is missing)."""
+    client = near._script_client()
+    return int(client.eval(_REGISTRY_AGE, 2, near.peers_key, near.born_key)) / 1000
+
+
+def settle_registry(near: Any, timeout: float = 10) -> None:
+    """Wait until ``near``'s registry is older than a registration (``2 * lease``): before
+    that, every invalidation waits out the lease (peers registered before may be missing)."""
+    wait_until(
+        lambda: registry_age(near) > 2 * near.lease + 0.01, timeout, "an old enough registry"
+    )

@@ -17,7 +17,7 @@ from flask_dataroom_cache.backends.redis import ClusterRedisBackend, RedisBacken
 from flask_dataroom_cache.backends.resilient import ResilientBackend
 from flask_dataroom_cache.store import MISSING
 
-from .servers import Cluster, running_cluster, wait_until
+from .servers import Cluster, running_cluster, settle_registry, wait_until
 
 pytestmark = pytest.mark.redis_server
 TAGS = ("~epoch", "dataroom:1", "folder:1/contents")
@@ -240,6 +240,7 @@ def test_l1_survives_moving_the_channel_slot(tmp_path: Path) -> None:
                 lambda: n1.subscription_drops and n2.subscription_drops, 5, "the move noticed"
             )
             wait_until(lambda: n1.l1_active and n2.l1_active, 5, "L1 back after the move")
+            settle_registry(n1)  # moved with its marker: no younger than before
             for near in (n1, n2):
                 conn = near._channel_client().connection_pool.connection_kwargs
                 assert conn["port"] == cluster.nodes[dst].port

@@ -21,7 +21,15 @@ from flask_dataroom_cache.backends.redis import RedisBackend
 from flask_dataroom_cache.backends.resilient import ResilientBackend
 
 from . import near_workers
-from .servers import Cluster, RedisProcess, wait_until
+from .servers import (
+    Cluster,
+    RedisProcess,
+    free_port,
+    registry_age,
+    settle_registry,
+    start_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.redis_server
 TAGS = ("~epoch", "room:1")
@@ -49,6 +57,7 @@ def pair(own_redis: RedisProcess) -> Iterator[tuple[NearCache, NearCache]]:
         )
     for near in made:
         wait_until(lambda n=near: n.l1_active, 5, "L1 subscription")  # type: ignore[misc]
+    settle_registry(made[0])  # a new registry makes invalidations wait (see below)
     yield made[0], made[1]
     made[0].clear()
     for near in made:
@@ -143,6 +152,7 @@ def test_peer_dropped_by_redis_is_waited_for_not_served_stale(own_redis: RedisPr
     release = threading.Event()
     try:
         wait_until(lambda: a.l1_active and b.l1_active, 5, "L1 subscriptions")
+        settle_registry(a)
         key = f"{a.channel}:dropped"
         _fill(a, key, b"old")
         assert b.get(key, TAGS)[0] == b"old" and key in b._entries
@@ -315,6 +325,7 @@ def test_l1_on_cluster(redis_cluster: Cluster) -> None:
     _, s2 = _app(redis_cluster.url, prefix)
     n1, n2 = s1.backend.primary, s2.backend.primary
     wait_until(lambda: n1.l1_active and n2.l1_active, 5, "L1 on cluster")
+    settle_registry(n1)
     key = f"{prefix}:folder:1"
     assert s1.get_or_set(key, lambda: 1, tags=["room:1"]) == 1
     assert s2.get_or_set(key, lambda: 99, tags=["room:1"]) == 1
@@ -384,6 +395,7 @@ def test_process_exiting_normally_leaves_the_registry(own_redis: RedisProcess) -
     near = store.backend.primary
     try:
         wait_until(lambda: near.l1_active, 5, "L1")
+        settle_registry(near)
         code = (
             "import sys; from tests.scale import near_workers; "
             "near_workers.exit_normally(sys.argv[1], sys.argv[2])"
@@ -416,6 +428,7 @@ def test_forked_helper_that_never_uses_l1_never_registers(own_redis: RedisProces
     ctx = multiprocessing.get_context("fork")
     try:
         wait_until(lambda: near.l1_active, 5, "L1")
+        settle_registry(near)
         before = _timed_invalidate(near)
         out = ctx.Queue()
         helper = ctx.Process(target=near_workers.forked_helper, args=(out,))
@@ -446,6 +459,7 @@ def test_forked_child_subscribes_on_first_use_and_leaves_at_exit(own_redis: Redi
     key = f"{prefix}:forked"
     try:
         wait_until(lambda: near.l1_active, 5, "L1")
+        settle_registry(near)
         _fill(near, key, b"v")
         out = ctx.Queue()
         child = ctx.Process(target=near_workers.forked_l1_user, args=(near, url, key, out))
@@ -484,3 +498,92 @@ def test_unreadable_registry_falls_back_to_publish_and_the_lease(
     assert key not in b._entries  # b got the plain PUBLISH
     assert b.get(key, TAGS)[0] is None
     monkeypatch.undo()
+
+
+def test_young_registry_makes_invalidations_wait_the_lease(
+    pair: tuple[NearCache, NearCache], own_redis: RedisProcess
+) -> None:
+    """A registry younger than a registration (``2 * lease``) may miss peers registered
+    before it was lost: invalidations wait out the lease. An old one does not."""
+    a, b = pair
+    r = own_redis.client()
+    assert registry_age(a) > 2 * a.lease  # the fixture waited: an old registry
+    assert _timed_invalidate(a) < a.lease / 2
+    assert a.registry_young_waits == 0 and a.ack_timeouts == 0
+    # As after a restart without persistence / FLUSHALL / eviction: the next registrations
+    # recreate the registry and restart its marker.
+    r.delete(a.peers_key)
+    wait_until(lambda: b.origin in _members(own_redis, a), 5, "b re-registered")
+    assert 0 <= registry_age(a) < 2 * a.lease
+    waited = _timed_invalidate(a)
+    assert waited >= a.lease, waited  # peers unknown: the whole lease
+    assert a.registry_young_waits == 1
+    # The marker lost alone (eviction) is restarted too; meanwhile: peers unknown.
+    r.delete(a.born_key)
+    assert registry_age(a) < 0
+    assert _timed_invalidate(a) >= a.lease
+    assert a.registry_young_waits == 2
+    settle_registry(a)
+    assert _timed_invalidate(a) < a.lease / 2  # old again: acks suffice
+    assert a.registry_young_waits == 2 and a.ack_timeouts == 0
+    # The marker never expires before the registry: same TTL, refreshed together.
+    assert abs(r.pttl(a.born_key) - r.pttl(a.peers_key)) < 50
+
+
+def test_redis_restart_never_lets_a_stalled_peer_serve_stale(tmp_path: Path) -> None:
+    """Redis restarts without persistence while b's subscriber thread is stalled holding
+    an L1 copy (its lease still runs). a resubscribes, re-registers and invalidates: the
+    registry lists only a, but it is young, so a waits out the lease; a read b starts
+    after a's invalidation returned is never served b's old copy."""
+    port = free_port()
+    server = start_server(tmp_path, port)
+    url = f"redis://127.0.0.1:{port}/0"
+    prefix = "n" + uuid.uuid4().hex[:10]
+    lease = 2.0  # b's lease surely still runs when a invalidates after the restart
+    made = []
+    release = threading.Event()
+    try:
+        for _ in range(2):
+            backend = RedisBackend.from_url(url, prefix, 60, 0.5)
+            made.append(
+                NearCache(
+                    backend,
+                    lambda be=backend: be.client,  # type: ignore[misc]
+                    prefix=prefix,
+                    max_entries=100,
+                    lease=lease,
+                    ping_interval=0.1,
+                )
+            )
+        a, b = made
+        wait_until(lambda: a.l1_active and b.l1_active, 5, "L1 subscriptions")
+        key = f"{prefix}:k"
+        assert a.set(key, b"old", 60, TAGS, a.versions(TAGS))
+        assert b.get(key, TAGS)[0] == b"old" and key in b._entries
+        real = b._handle
+
+        def stuck(message: dict[str, Any], client: Any) -> None:
+            release.wait(15)
+            real(message, client)
+
+        b._handle = stuck  # type: ignore[method-assign]
+        time.sleep(0.3)  # b's subscriber thread is now blocked in `stuck`
+        server.stop()
+        server = start_server(tmp_path, port)  # empty: registry, marker and tokens gone
+        wait_until(lambda: a.l1_active, 10, "a resubscribed and re-registered")
+        assert b.l1_active and key in b._entries  # b has not noticed: its lease runs
+        assert _members(server, a) == {a.origin}  # the registry lists only a
+        hits = b.l1_hits
+        start = time.monotonic()
+        a.invalidate(["room:1"])  # "the commit returned"
+        waited = time.monotonic() - start
+        got = b.get(key, TAGS)[0]  # a read started after the return
+        assert got != b"old", "b served its stale L1 copy after a's invalidation returned"
+        assert b.l1_hits == hits
+        assert waited >= lease, waited  # a young registry: the whole lease
+        assert a.registry_young_waits == 1
+    finally:
+        release.set()
+        for near in made:
+            near.close()
+        server.stop()
