@@ -458,6 +458,31 @@ def cached(
     return decorator
 
 
+class _Unbindable(Exception):
+    """A cached function's call arguments do not bind to its own signature."""
+
+
+def _leads_to(view: Any, wrapper: Any) -> bool:
+    """True if ``view`` is ``wrapper`` or wraps it through ``__wrapped__`` (decorators
+    applied above ``@cache.cached`` with ``functools.wraps``). A closure is no evidence:
+    a view defined in a factory closes over the cached functions it calls."""
+    for _ in range(8):
+        if view is None or view is wrapper:
+            break
+        view = getattr(view, "__wrapped__", None)
+    return view is wrapper and view is not None
+
+
+def _query_covers(outer: bool | frozenset[str], inner: bool | frozenset[str]) -> bool:
+    """True if a key built with ``outer``'s query option holds every query parameter one
+    built with ``inner``'s would."""
+    if not inner or outer is True:
+        return True
+    if inner is True or outer is False:
+        return False
+    return inner <= outer
+
+
 class _CachedCall:
     """One request through a cached view."""
 
@@ -472,6 +497,7 @@ class _CachedCall:
         "identity",
         "key",
         "kwargs",
+        "no_store",
         "opts",
         "pending",
         "releases",
@@ -503,6 +529,8 @@ class _CachedCall:
         #: True for the route's own view; False for a cached function another view calls
         #: (its tags come from its own arguments; conditional requests are not its).
         self.routed = True
+        #: Set by a nested cached call whose declarations this entry would lose.
+        self.no_store = False
         self.identity: str | None = None
         self.key = ""
         #: The entry's tags, built once per request (the read checks them, the fill uses them).
@@ -567,7 +595,10 @@ class _CachedCall:
                 self.tag_list = self.tags()
             else:
                 self.key = self.build_key(req.view_args or {}, environ)
-        except TypeError:
+        except (TypeError, _Unbindable) as exc:
+            if not self.routed and not isinstance(exc, _Unbindable) and self.key:
+                raise  # the tags callable's own error: a programming error, like a route's
+            self.key = ""
             self.warn_once(
                 "key", "cannot build a cache key or tags for %r; not caching", self.func_name()
             )
@@ -594,14 +625,24 @@ class _CachedCall:
         """A cached view function called while ``outer`` (a cached view) runs: it runs
         directly, and its response becomes part of the outer's. The outer entry is not
         stored when that would lose what this one declares: per-user data in a shared
-        entry (it would reach other users), or tags the outer does not carry (its entry
-        would outlive their invalidation)."""
+        entry, an ``unless`` that holds now, request headers or query parameters it varies
+        on that the outer's key does not (each would reach other users), or tags the
+        outer does not carry (its entry would outlive their invalidation)."""
         self.ctx = outer.ctx
         self.endpoint = outer.endpoint
         self.routed = False
+        if not outer.key:
+            return  # the outer bypassed the cache: it stores nothing anyway
+        inner_opts, outer_opts = self.opts, outer.opts
         reason = None
-        if not self.opts.shared and outer.opts.shared:
+        if not inner_opts.shared and outer_opts.shared:
             reason = "a per-user cached view is called by the shared cached view %r"
+        elif inner_opts.unless is not None and inner_opts.unless():
+            reason = "a cached view called by the cached view %r is not cached now (unless)"
+        elif not inner_opts.vary_names <= outer_opts.vary_names or not _query_covers(
+            outer_opts.query, inner_opts.query
+        ):
+            reason = "a cached view called by the cached view %r varies on more than it does"
         else:
             try:
                 inner = set(self.tags())
@@ -612,8 +653,8 @@ class _CachedCall:
                     "a cached view called by the cached view %r has tags it does not carry"
                 )
         if reason is not None:
-            self.ctx.request.environ[_SKIP_KEY] = True
-            outer.warn_once("nested", reason + "; not storing it", outer.endpoint)
+            outer.no_store = True
+            outer.warn_once("nested", reason + "; not storing it", outer.func_name())
 
     def called_by_another_view(self, app: Any) -> bool:
         """True when this cached function is not the request's route view (another view
@@ -622,11 +663,14 @@ class _CachedCall:
             return False
         wrapper = self.func[0]
         view = app.view_functions.get(self.endpoint)
-        for _ in range(8):  # through decorators applied on top (functools.wraps)
-            if view is None or view is wrapper:
-                break
-            view = getattr(view, "__wrapped__", None)
-        return view is not wrapper
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:  # a MethodView / View: the method for this request
+            method = self.ctx.request.method.lower()
+            found = getattr(view_class, method, None)
+            if found is None and method == "head":
+                found = getattr(view_class, "get", None)
+            return not _leads_to(found, wrapper)
+        return not _leads_to(view, wrapper)
 
     def func_name(self) -> str:
         return self.func[1] if self.func is not None else str(self.endpoint)
@@ -867,8 +911,11 @@ class _CachedCall:
         elif callable(spec):
             if self.routed:
                 produced = spec(**(self.ctx.request.view_args or {}))
-            else:  # its own arguments, by name (TypeError if they do not bind)
-                bound = inspect.signature(self.view).bind(*self.args, **self.kwargs)
+            else:  # its own arguments, by name
+                try:
+                    bound = inspect.signature(self.view).bind(*self.args, **self.kwargs)
+                except TypeError as exc:
+                    raise _Unbindable(str(exc)) from exc
                 bound.apply_defaults()
                 produced = spec(**bound.arguments)
             if isinstance(produced, str):
@@ -926,7 +973,7 @@ class _CachedCall:
         return resp
 
     def storable(self, resp: Response) -> bool:
-        if self.ctx.request.environ.get(_SKIP_KEY):
+        if self.no_store or self.ctx.request.environ.get(_SKIP_KEY):
             return False
         if resp.is_streamed or resp.direct_passthrough or "Set-Cookie" in resp.headers:
             return False

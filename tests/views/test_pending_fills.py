@@ -356,3 +356,71 @@ def test_conditional_request_is_the_routes_not_a_called_functions(views_app: Any
         resp = va.get("/dashboard", headers={"If-None-Match": "*"})
         assert resp.status_code == 200
         assert resp.get_json() == {"a": {"total": 1}, "b": {"total": 2}}
+
+
+def test_a_nested_refusal_blocks_only_the_outer_entry(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True, tags=["b"])
+    def b() -> Any:
+        va.calls["b"] += 1
+        return jsonify(b=1)
+
+    @va.cache.cached(shared=True, tags=["a"])  # lacks b's tag: not stored
+    def a() -> Any:
+        va.calls["a"] += 1
+        return b()
+
+    @va.cache.cached(shared=True, tags=["c"])
+    def c() -> Any:
+        va.calls["c"] += 1
+        return jsonify(c=1)
+
+    @va.app.get("/page")
+    def page() -> Any:
+        return a().get_data() + c().get_data()
+
+    for _ in range(3):
+        va.get("/page")
+    assert va.calls["a"] == 3 and va.calls["c"] == 1  # c is stored whatever a does
+
+
+def test_nested_view_unless_and_vary_are_not_lost(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/panel")
+    @va.cache.cached(shared=True, unless=lambda: request.headers.get("X-Admin") == "1")
+    def panel() -> Any:
+        return "ADMIN" if request.headers.get("X-Admin") == "1" else "public"
+
+    @va.app.get("/greet")
+    @va.cache.cached(shared=True, vary=("Accept-Language",))
+    def greet() -> Any:
+        return "bonjour" if request.headers.get("Accept-Language") == "fr" else "hello"
+
+    @va.app.get("/home")
+    @va.cache.cached(shared=True)
+    def home() -> Any:
+        return f"{panel()} | {greet()}"
+
+    va.get("/home", headers={"X-Admin": "1", "Accept-Language": "fr"})
+    assert va.get("/home").data == b"public | hello"
+
+
+def test_method_view_is_a_route(views_app: Any) -> None:
+    from flask.views import MethodView
+
+    va: ViewsApp = views_app()
+
+    class Item(MethodView):
+        @va.cache.cached(shared=True, tags=lambda item_id: [f"item:{item_id}"])
+        def get(self, item_id: int) -> Any:
+            va.calls["item"] += 1
+            return jsonify(id=item_id)
+
+    va.app.add_url_rule("/items/<int:item_id>", view_func=Item.as_view("item"))
+    first = va.get("/items/5")
+    assert va.get("/items/5").headers["X-Cache"] == "HIT"
+    assert va.calls["item"] == 1
+    again = va.get("/items/5", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
