@@ -78,7 +78,10 @@ log = logging.getLogger("flask_dataroom_cache")
 BULK_ROW_CAP = 1000
 _NO_VALUE = object()
 _NO_RULE: Any = object()
-_LEAD = r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
+#: A block comment that cannot run past its own ``*/`` (``/\*.*?\*/`` could, and a run of
+#: comments then backtracks exponentially).
+_COMMENT = r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/"
+_LEAD = r"\s*(?:" + _COMMENT + r"\s*|--[^\n]*\n\s*)*"
 #: ``EXPLAIN ANALYZE <statement>`` runs the statement (a plain EXPLAIN does not: harmless).
 _EXPLAIN = r"(?:explain\s+(?:\([^)]*\)\s*|analy[sz]e\s+|verbose\s+)*)?"
 _WRITE_SQL = re.compile(
@@ -104,7 +107,9 @@ _TEXT_TARGET = re.compile(
     re.I | re.S,
 )
 #: More than one statement in one string: anything but blanks/comments after a ``;``.
-_MORE_STATEMENTS = re.compile(r";\s*(?:/\*.*?\*/\s*|--[^\n]*(?:\n|$)\s*)*[^;\s]", re.S)
+_MORE_STATEMENTS = re.compile(
+    r";\s*(?:" + _COMMENT + r"\s*|--[^\n]*(?:\n|$)\s*)*(?!/\*|--)[^;\s]", re.S
+)
 _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
@@ -1125,6 +1130,8 @@ class Tracker:
                 continue
             if isinstance(v, sa.sql.elements.BindParameter):
                 continue  # a literal or a parameter of the execution: handled as such
+            if isinstance(v, TextClause) or getattr(v, "is_literal", False):
+                return None  # raw SQL (DEFAULT...) may only be valid inside the INSERT
             if isinstance(v, sa.sql.elements.ClauseElement):
                 exprs[str(key)] = v
         if not exprs:
@@ -1133,7 +1140,7 @@ class Tracker:
             return None
         try:
             row = run(sa.select(*[e.label(k) for k, e in exprs.items()])).first()
-        except sa.exc.SQLAlchemyError:
+        except Exception:
             return None
         return dict(row._mapping) if row is not None else None
 
@@ -1479,8 +1486,9 @@ class Tracker:
         """Before a Core connection's COMMIT: hand its tags to the ``do_commit`` wrapper
         (:meth:`attach_engine`), which sends them right after the COMMIT; if it does not
         run, they go out when the connection returns to the pool."""
-        if conn in self._conn_owner:
-            return  # a session's connection: the session's after_commit sends
+        # Anything pending on the connection is not a session's own (a session keeps its
+        # tags in its buckets): Core statements, or a joined session's tags parked for
+        # this COMMIT, even if a session has begun on the connection again since.
         conn.info.pop(self.key + ".sp", None)
         tags = conn.info.pop(self.key, None)
         if tags:
@@ -1493,8 +1501,6 @@ class Tracker:
     def _on_conn_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
         """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
         the connection returns to the pool, after it."""
-        if conn in self._conn_owner:
-            return
         tags = conn.info.pop(self.key, None)
         if tags:
             info = conn.info
@@ -1523,8 +1529,7 @@ class Tracker:
         savepoint after this event, and savepoints nest, so the marks are a stack: a
         rollback or release applies to the innermost (for an outer one rolled back past
         open inner ones this keeps a few tags too many: over-invalidating, never under)."""
-        if conn in self._conn_owner:
-            return
+        # every SAVEPOINT pushes (a session's too), so pushes and pops stay paired
         marks = conn.info.setdefault(self.key + ".sp", [])
         marks.append(set(conn.info.get(self.key, ())))
 

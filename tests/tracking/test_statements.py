@@ -556,3 +556,74 @@ def test_rolled_back_core_savepoint_drops_its_tags(env: Env) -> None:
         conn.commit()
     sent = env.backend.all_invalidated()
     assert entity_tag("file", 101) in sent and entity_tag("file", 100) not in sent
+
+
+def test_joined_session_beginning_again_does_not_hold_back_the_outer_commit(env: Env) -> None:
+    """After its commit (tags parked for the outer COMMIT) a joined session reloads an
+    expired attribute, begins again on the connection and owns it: the outer COMMIT must
+    still send the parked tags."""
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker()
+    env.cache.track_session(factory, app=env.app)
+    seen, undo = _sent_when(env, 100)
+    try:
+        with env.db.engine.connect() as conn:
+            conn.begin()
+            s = factory(bind=conn)
+            f = s.get(File, 100)
+            f.name = "renamed"
+            s.commit()
+            assert f.name == "renamed"  # reload: the session begins again on conn
+            assert seen == []
+            conn.commit()
+            assert seen == ["renamed"], "sent by the outer COMMIT"
+            s.close()
+    finally:
+        undo()
+
+
+def test_core_savepoint_marks_stay_paired_with_session_savepoints(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker()
+    env.cache.track_session(factory, app=env.app)
+    with env.db.engine.connect() as conn:
+        conn.begin()
+        sp1 = conn.begin_nested()
+        conn.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+        s = factory(bind=conn)
+        s.get(File, 101)
+        with s.begin_nested():  # the session's own savepoint on the same connection
+            s.get(File, 100)
+        s.rollback()
+        s.close()
+        sp1.commit()
+        conn.commit()
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
+
+
+def test_insert_with_raw_sql_values_still_runs(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    with env.db.engine.begin() as conn:
+        conn.execute(sa.insert(files).values(id=700, name="d", data_room_id=1, folder_id=sa.null()))
+        conn.execute(
+            sa.insert(files).values(
+                id=701, name="d", data_room_id=1, folder_id=sa.literal_column("NULL")
+            )
+        )
+    assert entity_tag("file", 700) in env.backend.all_invalidated()
+
+
+def test_textual_sql_patterns_are_linear_in_leading_comments() -> None:
+    import time as _time
+
+    from flask_dataroom_cache.tracking import _MORE_STATEMENTS, _TEXT_TARGET, _WRITE_SQL
+
+    sql = "/**/" * 40 + " SELECT 1"  # exponential with a comment pattern that can span */
+    started = _time.perf_counter()
+    assert _WRITE_SQL.match(sql) is None and _TEXT_TARGET.match(sql) is None
+    assert _MORE_STATEMENTS.search("SELECT 1;" + "/**/" * 40) is None
+    assert _time.perf_counter() - started < 2.0
+    assert _WRITE_SQL.match("/* a **/ DELETE FROM files") is not None
