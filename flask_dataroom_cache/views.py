@@ -43,6 +43,7 @@ import inspect
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
@@ -84,6 +85,8 @@ _SKIP_KEY = "dataroom_cache.skip"
 #: alias route returning ``other_view()``) runs directly, without a caching layer of its
 #: own (it would key itself by the outer endpoint and wait on the outer's single flight).
 _ACTIVE_KEY = "dataroom_cache.active"
+#: RequestContext attribute: the URL values as matched (see ``_snapshot_view_args``).
+_VIEW_ARGS_ATTR = "_dataroom_cache_view_args"
 #: Attribute of Flask's ``RequestContext`` holding its :class:`_RequestFills`, or
 #: :data:`_FINISHED` once ``request_finished`` fired with nothing pending. On the context
 #: object, not in the WSGI environ: a context copied by ``copy_current_request_context``
@@ -231,6 +234,22 @@ def install(app: Flask, state: CacheState) -> None:
     state.extras[_KEYS_EXTRA] = {}
     state.extras[_WARNED_EXTRA] = set()
     request_finished.connect(_request_finished, sender=app, weak=False)
+    # First of all URL value preprocessors (app-level ones run before blueprints'): the
+    # route's values as matched, before one pops <tenant> or <lang> into g.
+    app.url_value_preprocessors.setdefault(None, []).insert(0, _snapshot_view_args)
+
+
+def _snapshot_view_args(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    ctx = _cv_request.get(None)
+    if ctx is not None and values:
+        ctx.__dict__[_VIEW_ARGS_ATTR] = dict(values)
+
+
+def _route_values(ctx: RequestContext) -> dict[str, Any]:
+    """The URL values the route matched (what a key is built from), even if a URL value
+    preprocessor has since removed some from ``request.view_args``."""
+    got = ctx.__dict__.get(_VIEW_ARGS_ATTR)
+    return got if got is not None else (ctx.request.view_args or {})
 
 
 def _request_finished(sender: Flask, response: Response | None = None, **_: Any) -> None:
@@ -446,7 +465,7 @@ def cached(
     )
 
     def decorator(view: F) -> F:
-        name = f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', repr(view))}"
+        name = _unique_name(view)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -456,6 +475,21 @@ def cached(
         return cast(F, wrapper)
 
     return decorator
+
+
+_NAMES: dict[str, int] = {}
+_NAMES_LOCK = threading.Lock()
+
+
+def _unique_name(view: Any) -> str:
+    """``module.qualname`` of a decorated function, with ``#2``, ``#3``... for further
+    functions of the same name (a factory's): part of the key of a cached function called
+    by another view. Decoration order is import order, so every process agrees."""
+    base = f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', '?')}"
+    with _NAMES_LOCK:
+        seen = _NAMES.get(base, 0) + 1
+        _NAMES[base] = seen
+    return base if seen == 1 else f"{base}#{seen}"
 
 
 class _Unbindable(Exception):
@@ -577,8 +611,13 @@ class _CachedCall:
                     "@cache.cached(shared=True) if its response is the same for everyone"
                 )
             ident = fn()
-            if ident is None or ident == "":
-                return self.bypass(fill=False)
+            if ident is None or ident == "" or ident is False:
+                return self.bypass(fill=False)  # anonymous: never a shared "user"
+            if isinstance(ident, bool) or not isinstance(ident, str | int | uuid.UUID):
+                raise TypeError(
+                    f"the identity provider returned {type(ident).__name__} {ident!r}: return "
+                    "the user's id (str, int or UUID), or None for an anonymous request"
+                )
             self.identity = str(ident)
         elif "HTTP_AUTHORIZATION" in environ:
             return self.bypass(fill=False)
@@ -594,7 +633,7 @@ class _CachedCall:
                 self.key = self._build_key({}, environ, self.call_params())
                 self.tag_list = self.tags()
             else:
-                self.key = self.build_key(req.view_args or {}, environ)
+                self.key = self.build_key(_route_values(ctx), environ)
         except (TypeError, _Unbindable) as exc:
             if not self.routed and not isinstance(exc, _Unbindable) and self.key:
                 raise  # the tags callable's own error: a programming error, like a route's
@@ -663,6 +702,8 @@ class _CachedCall:
             return False
         wrapper = self.func[0]
         view = app.view_functions.get(self.endpoint)
+        if _leads_to(view, wrapper):  # also a View whose ``decorators`` hold the cache
+            return False
         view_class = getattr(view, "view_class", None)
         if view_class is not None:  # a MethodView / View: the method for this request
             method = self.ctx.request.method.lower()
@@ -670,7 +711,7 @@ class _CachedCall:
             if found is None and method == "head":
                 found = getattr(view_class, "get", None)
             return not _leads_to(found, wrapper)
-        return not _leads_to(view, wrapper)
+        return True
 
     def func_name(self) -> str:
         return self.func[1] if self.func is not None else str(self.endpoint)

@@ -30,9 +30,7 @@ from .conftest import ViewsApp
 
 def _running(va: ViewsApp) -> dict[str, threading.Event]:
     """The keys whose single flight is held."""
-    flights: views_module._Flights = DataRoomCache.state(va.app).extras[
-        views_module._FLIGHTS_EXTRA
-    ]
+    flights: views_module._Flights = DataRoomCache.state(va.app).extras[views_module._FLIGHTS_EXTRA]
     return flights._running
 
 
@@ -53,9 +51,11 @@ def test_plain_view_calling_a_cached_function_twice_does_not_wait_on_itself(
     @va.app.get("/page")
     def page() -> Any:
         first, second = item(), item()
-        return first.get_data() + second.get_data() + (
-            first.headers["X-Cache"] + second.headers["X-Cache"]
-        ).encode()
+        return (
+            first.get_data()
+            + second.get_data()
+            + (first.headers["X-Cache"] + second.headers["X-Cache"]).encode()
+        )
 
     started = time.monotonic()
     resp = va.get("/page")
@@ -265,9 +265,7 @@ def test_cached_functions_called_by_a_plain_view_are_keyed_by_function_and_argum
 
     @va.app.get("/page")
     def page() -> Any:
-        return b"".join(
-            r.get_data() for r in (item(5), item(6), item(n=5), other(), odd(object()))
-        )
+        return b"".join(r.get_data() for r in (item(5), item(6), item(n=5), other(), odd(object())))
 
     for _ in range(2):
         resp = va.get("/page")
@@ -424,3 +422,85 @@ def test_method_view_is_a_route(views_app: Any) -> None:
     assert va.calls["item"] == 1
     again = va.get("/items/5", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304
+
+
+def test_url_value_preprocessor_popping_a_value_keeps_it_in_the_key(views_app: Any) -> None:
+    from flask import Blueprint, g
+
+    va: ViewsApp = views_app()
+    bp = Blueprint("t", __name__, url_prefix="/<tenant>")
+
+    @bp.url_value_preprocessor
+    def pull(endpoint: Any, values: Any) -> None:
+        g.tenant = values.pop("tenant")
+
+    @bp.route("/report")
+    @va.cache.cached(shared=True)
+    def report() -> Any:
+        return f"report of {g.tenant}"
+
+    va.app.register_blueprint(bp)
+    assert va.get("/acme/report").data == b"report of acme"
+    assert va.get("/globex/report").data == b"report of globex"
+    assert va.get("/acme/report").headers["X-Cache"] == "HIT"
+
+
+def test_view_class_decorators_hold_the_cache(views_app: Any) -> None:
+    from flask.views import MethodView
+
+    va: ViewsApp = views_app()
+
+    class Room(MethodView):
+        decorators = [va.cache.cached(shared=True, tags=lambda room_id: [f"room:{room_id}"])]
+
+        def get(self, room_id: int) -> Any:
+            va.calls["room"] += 1
+            return f"room {room_id}"
+
+    va.app.add_url_rule("/rooms/<int:room_id>", view_func=Room.as_view("room"))
+    first = va.get("/rooms/5")
+    assert first.status_code == 200 and va.get("/rooms/5").headers["X-Cache"] == "HIT"
+    assert va.get("/rooms/5", headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    assert va.calls["room"] == 1
+
+
+def test_functions_made_by_one_factory_do_not_share_entries(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+    data = {"users": {1: "alice"}, "rooms": {1: "minutes"}}
+
+    def make_detail(kind: str) -> Any:
+        @va.cache.cached(shared=True)
+        def detail(obj_id: int) -> Any:
+            return data[kind][obj_id]
+
+        return detail
+
+    user_detail, room_detail = make_detail("users"), make_detail("rooms")
+
+    @va.app.get("/compare")
+    def compare() -> Any:
+        return user_detail(1).get_data(as_text=True) + "|" + room_detail(1).get_data(as_text=True)
+
+    for _ in range(2):
+        assert va.get("/compare").data == b"alice|minutes"
+
+
+def test_identity_false_is_anonymous_and_objects_are_refused(views_app: Any) -> None:
+    va: ViewsApp = views_app(identity=False)
+    who: list[Any] = [False]
+
+    @va.cache.identity
+    def ident() -> Any:
+        return who[0]
+
+    @va.app.get("/mine")
+    @va.cache.cached()
+    def mine() -> Any:
+        va.calls["mine"] += 1
+        return "x"
+
+    assert va.get("/mine").headers["X-Cache"] == "BYPASS"  # not a shared "False" user
+    who[0] = object()
+    va.app.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(TypeError, match="identity provider"):
+        va.get("/mine")
