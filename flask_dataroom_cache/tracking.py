@@ -300,6 +300,7 @@ class Tracker:
         self._tables: dict[sa.Table, _TableInfo | None] = {}
         self._child_plans: dict[type, tuple[tuple[str, Rule], ...]] = {}
         self._child_version = -1
+        self._bad_tag_logged = False
         self._tables_version = -1
         self._cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
         self._cascade_metas: list[sa.MetaData] = []
@@ -419,6 +420,17 @@ class Tracker:
             states = self._local.states = weakref.WeakSet()
         return states
 
+    def _adopt(self, st: _SessionState) -> None:
+        """A session used by another thread than the one that began its transaction
+        (handed over): its state moves to this thread's, where the bypass, fill and
+        deferral checks look."""
+        reg = st.registered_in
+        if reg is not None and reg is not getattr(self._local, "states", None):
+            reg.discard(st)
+            mine = self._thread_states()
+            mine.add(st)
+            st.registered_in = mine
+
     def _bucket(self, session: Session, st: _SessionState) -> set[str] | None:
         tx = _current_tx(session)
         if tx is None:
@@ -480,6 +492,7 @@ class Tracker:
         st = self._state(session)
         if not st.owned or not self.registry:
             return
+        self._adopt(st)
         st.flush_ctx = weakref.ref(flush_context)
         rule_for = self.registry.rule_for
         pre = st.pre
@@ -590,6 +603,7 @@ class Tracker:
         st = self._state(session)
         if not st.owned:
             return
+        self._adopt(st)
         st.wrote = True
         if not self.registry:
             return
@@ -670,15 +684,16 @@ class Tracker:
         root = session.get_transaction()
         tags = st.buckets.pop(root, None) if root is not None else None
         if tags:
-            for conn in st.conns:
-                if conn.in_transaction():
-                    # joined to a transaction the session does not own (Session(bind=
-                    # conn) inside conn.begin()): the data is committed by that outer
-                    # COMMIT, so the tags wait for it (the Core path sends them)
-                    pending = conn.info.setdefault(self.key, set())
-                    pending |= tags
-                    return
-            self.send(tags)
+            # A connection still in a transaction is joined to one the session does not
+            # own (Session(bind=conn) inside conn.begin()): its data is committed by that
+            # outer COMMIT, so the tags wait for it there (the Core path sends them). If
+            # another bind really committed now, they go out now too (a multi-bind
+            # session: over-invalidating, never late).
+            joined = [c for c in st.conns if c.in_transaction()]
+            for conn in joined:
+                conn.info.setdefault(self.key, set()).update(tags)
+            if len(joined) < len(st.conns) or not st.conns:
+                self.send(tags)
 
     def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
         if tx.parent is not None and not tx.nested:
@@ -699,10 +714,25 @@ class Tracker:
 
     # -- delivery ---------------------------------------------------------------------------
     def send(self, tags: Iterable[str]) -> None:
-        """Deliver committed tags now (bumps the commit sequence first: snapshot rule)."""
+        """Deliver committed tags now (bumps the commit sequence first: snapshot rule).
+
+        Called after a COMMIT that went through, so it never raises for a bad tag (a
+        ``cache_tags`` hook returning a name with a newline...): the whole namespace is
+        invalidated instead, and the mistake logged once."""
         with self._lock:
             self._seq += 1
-        self.store.invalidate(tuple(tags), defer=False)
+        tags = tuple(tags)
+        try:
+            self.store.invalidate(tags, defer=False)
+        except (TypeError, ValueError) as exc:
+            if not self._bad_tag_logged:
+                self._bad_tag_logged = True
+                log.error(
+                    "dataroom cache: a commit produced an invalid tag (%s); invalidating "
+                    "everything (the epoch) instead. Fix the cache_tags hook or declaration.",
+                    exc,
+                )
+            self.store.invalidate((EPOCH_TAG,), defer=False)
 
     # -- store hooks ---------------------------------------------------------------------------
     def must_bypass(self) -> bool:
@@ -1093,8 +1123,17 @@ class Tracker:
                 if info.id_col is not None:
                     ids.append(found._mapping[info.id_col])
         binds = _bind_columns(stmt)
-        for params in all_params or ():  # new values given as parameters
-            self._row_tags(info, {binds.get(k, k): v for k, v in params.items()}, tags)
+        new_values = not isinstance(stmt, dml.Delete)
+        for params in (all_params or ()) if new_values else ():  # new values as parameters
+            self._row_tags(
+                info,
+                {
+                    binds.get(k, k): v
+                    for k, v in params.items()
+                    if not isinstance(v, list | tuple | set | frozenset | dict)
+                },
+                tags,
+            )
         if (overflow or len(rows) > BULK_ROW_CAP) and self._unknown_new_parents(
             info, stmt, all_params
         ):
@@ -1130,8 +1169,12 @@ class Tracker:
                 continue
             if isinstance(v, sa.sql.elements.BindParameter):
                 continue  # a literal or a parameter of the execution: handled as such
-            if isinstance(v, TextClause) or getattr(v, "is_literal", False):
-                return None  # raw SQL (DEFAULT...) may only be valid inside the INSERT
+            if isinstance(v, TextClause | sa.sql.functions.FunctionElement) or getattr(
+                v, "is_literal", False
+            ):
+                # raw SQL (DEFAULT...) may only be valid inside the INSERT; a function may
+                # change state (nextval): evaluating it first would tag another value
+                return None
             if isinstance(v, sa.sql.elements.ClauseElement):
                 exprs[str(key)] = v
         if not exprs:
@@ -1272,6 +1315,7 @@ class Tracker:
         st = self._state(session)
         if not st.owned:
             return None
+        self._adopt(st)
         st.wrote = True
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
@@ -1438,6 +1482,7 @@ class Tracker:
     def _deliver_core(self, conn: Connection, owner: _SessionState | None, tags: set[str]) -> None:
         session = owner.session_ref() if owner is not None else None
         if owner is not None and session is not None and session.in_transaction():
+            self._adopt(owner)
             owner.wrote = True
             bucket = self._bucket(session, owner)
             if bucket is not None:
@@ -1640,13 +1685,22 @@ def _rows_condition(table: Any, where: Any, rows_params: Sequence[Mapping[str, A
         if isinstance(el, BindParameter) and el.value is None and el.callable is None
     }
     pk = list(table.primary_key.columns)
-    if len(pk) == 1 and keys == {pk[0].key} and all(pk[0].key in p for p in rows_params):
+    expanding = any(
+        isinstance(el, BindParameter) and el.expanding for el in visitors.iterate(where)
+    )
+    if (
+        not expanding
+        and len(pk) == 1
+        and keys == {pk[0].key}
+        and all(pk[0].key in p for p in rows_params)
+    ):
         return pk[0].in_([p[pk[0].key] for p in rows_params])
 
     def bound(params: Mapping[str, Any]) -> Any:
         def replace(el: Any) -> Any:
             if isinstance(el, BindParameter) and el.key in params and el.key in keys:
-                return sa.literal(params[el.key], type_=el.type)  # an anonymous bind
+                # an anonymous bind with the value (an IN list stays an expanding one)
+                return sa.bindparam(None, params[el.key], type_=el.type, expanding=el.expanding)
             return None
 
         found: Any = visitors.replacement_traverse(where, {}, replace)  # type: ignore[call-overload]

@@ -627,3 +627,96 @@ def test_textual_sql_patterns_are_linear_in_leading_comments() -> None:
     assert _MORE_STATEMENTS.search("SELECT 1;" + "/**/" * 40) is None
     assert _time.perf_counter() - started < 2.0
     assert _WRITE_SQL.match("/* a **/ DELETE FROM files") is not None
+
+
+def test_multi_bind_session_sends_what_really_committed(env: Env) -> None:
+    """One bind joined to an outer transaction, the other committed by the session: the
+    committed bind's tags go out at the session's commit (and stay parked for the outer)."""
+    if env.db.engine.dialect.name != "postgresql":
+        pytest.skip("two writing connections at once: SQLite would lock")
+    seed(env)
+    env.session.rollback()
+    other = sa.create_engine(env.db.engine.url)  # a second engine: its own connection
+    factory = sa.orm.sessionmaker()
+    env.cache.track_session(factory, app=env.app, engines=[other])
+    try:
+        with env.db.engine.connect() as outer:
+            outer.begin()
+            s = factory(binds={Folder: outer, File: other})
+            s.get(Folder, 20).name = "joined"
+            s.get(File, 100).name = "committed"
+            s.commit()
+            assert entity_tag("file", 100) in env.backend.all_invalidated()
+            s.close()
+            outer.rollback()
+    finally:
+        other.dispose()
+
+
+def test_session_handed_to_another_thread_never_fills_uncommitted_rows(env: Env) -> None:
+    import threading
+
+    seed(env)
+    env.session.rollback()
+    factory = sa.orm.sessionmaker(bind=env.db.engine)
+    env.cache.track_session(factory, app=env.app)
+    key, tags = get_cache_key("handover", 100), [entity_tag("file", 100)]
+    s = factory()
+    s.get(File, 100)  # begins in this thread
+
+    def worker() -> None:  # another thread carries on with the same session
+        s.get(File, 100).name = "UNCOMMITTED"
+        s.flush()
+        assert env.store.get_or_set(key, lambda: s.get(File, 100).name, tags=tags) == (
+            "UNCOMMITTED"
+        )
+        s.rollback()
+        s.close()
+
+    with env.app.app_context():
+        t = threading.Thread(target=lambda: env.app.app_context().push() or worker())
+        t.start()
+        t.join()
+    assert env.store.get(key, tags) is None, "the uncommitted row was stored"
+
+
+def test_delete_with_an_expanding_bindparam(env: Env) -> None:
+    seed(env)
+    env.session.rollback()
+    folders = Folder.__table__
+    with env.db.engine.begin() as conn:  # cascades: folder 11's file goes with it
+        conn.execute(
+            sa.delete(folders).where(folders.c.id.in_(sa.bindparam("ids", expanding=True))),
+            {"ids": [11]},
+        )
+        conn.execute(  # a WHERE parameter named like a column is not a new value
+            sa.delete(files).where(files.c.id.in_(sa.bindparam("id", expanding=True))),
+            {"id": [100]},
+        )
+    sent = env.backend.all_invalidated()
+    assert {entity_tag("folder", 11), entity_tag("file", 101), entity_tag("file", 100)} <= sent
+
+
+def test_invalid_hook_tag_never_fails_a_commit_that_went_through(env: Env) -> None:
+    seed(env)
+    fill(env, 10)
+    env.session.add(File(id=900, data_room_id=1, folder_id=10, name="evil\nname.txt"))
+    env.session.commit()  # the hook's filename:... tag is invalid: the epoch stands in
+    assert "~epoch" in env.backend.all_invalidated()
+    assert "evil\nname.txt" in env.contents(1, 10)["files"]
+
+
+def test_insert_id_from_a_function_is_not_evaluated_twice(env: Env) -> None:
+    if env.db.engine.dialect.name != "postgresql":
+        pytest.skip("sequences")
+    seed(env)
+    env.session.rollback()
+    with env.db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE SEQUENCE fseq START 500")
+        conn.execute(
+            sa.insert(files).values(
+                id=sa.func.nextval("fseq"), name="s", data_room_id=1, folder_id=10
+            )
+        )
+        assert conn.scalar(sa.select(sa.func.max(files.c.id))) == 500  # no value burnt
+    assert "~epoch" in env.backend.all_invalidated()
