@@ -41,6 +41,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import re
 import threading
 import time
 import uuid
@@ -85,6 +86,8 @@ _SKIP_KEY = "dataroom_cache.skip"
 #: alias route returning ``other_view()``) runs directly, without a caching layer of its
 #: own (it would key itself by the outer endpoint and wait on the outer's single flight).
 _ACTIVE_KEY = "dataroom_cache.active"
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: RequestContext attribute: the URL values as matched (see ``_snapshot_view_args``).
 _VIEW_ARGS_ATTR = "_dataroom_cache_view_args"
 #: Attribute of Flask's ``RequestContext`` holding its :class:`_RequestFills`, or
@@ -425,7 +428,11 @@ class _Options:
         self.timeout = timeout
         self.tags = tags if tags is None or callable(tags) else tuple(tags)
         self.shared = bool(shared)
-        self.vary = tuple(h.strip() for h in vary)
+        names = [part.strip() for h in vary for part in str(h).split(",")]
+        for name in names:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"vary: {name!r} is not a header name")
+        self.vary = tuple(dict.fromkeys(names))
         #: Response ``Vary`` names the key covers (lower case): the declared ones.
         self.vary_names = frozenset(h.lower() for h in self.vary)
         self.vary_environ = tuple(
@@ -490,6 +497,23 @@ def _unique_name(view: Any) -> str:
         seen = _NAMES.get(base, 0) + 1
         _NAMES[base] = seen
     return base if seen == 1 else f"{base}#{seen}"
+
+
+def _all_vary(headers: Any) -> set[str]:
+    """Every name of every ``Vary`` line, lower case (werkzeug's ``resp.vary`` reads the
+    first line only)."""
+    return {
+        part.strip().lower()
+        for line in headers.getlist("Vary")
+        for part in line.split(",")
+        if part.strip()
+    }
+
+
+def _all_cache_control(headers: Any) -> Any:
+    """The directives of every ``Cache-Control`` line (not only the first)."""
+    lines = headers.getlist("Cache-Control")
+    return _cache_control_tokens(", ".join(lines) if lines else None)
 
 
 class _Unbindable(Exception):
@@ -630,7 +654,8 @@ class _CachedCall:
         try:
             if self.called_by_another_view(app):
                 self.routed = False
-                self.key = self._build_key({}, environ, self.call_params())
+                # the route's URL values too: what the function reads from g or request
+                self.key = self._build_key(_route_values(ctx), environ, self.call_params())
                 self.tag_list = self.tags()
             else:
                 self.key = self.build_key(_route_values(ctx), environ)
@@ -741,6 +766,8 @@ class _CachedCall:
                 tuple(map(environ.get, opts.vary_environ)) if opts.vary_environ else None,
                 self.identity,
                 opts.query if opts.query is not True else None,
+                environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+                environ.get("SCRIPT_NAME"),
             )
             key = memo.get(memo_key)
         except TypeError:  # an unhashable view argument
@@ -775,6 +802,11 @@ class _CachedCall:
             params[f"~v{i}"] = environ.get(env_name)
         if self.identity is not None:
             params["~u"] = self.identity
+        # the host and mount point: one app serving several tenants by hostname, or
+        # mounted under several prefixes, answers differently for the same path
+        params["~h"] = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+        if environ.get("SCRIPT_NAME"):
+            params["~s"] = environ["SCRIPT_NAME"]
         return build_key(self.state.settings.key_prefix, _ENTITY, self.endpoint, params)
 
     @staticmethod
@@ -1021,7 +1053,7 @@ class _CachedCall:
         session = getattr(self.ctx, "_session", None)
         if session is not None and getattr(session, "modified", False):
             return False  # Flask will set the session cookie on this response
-        tokens = _cache_control_tokens(resp.headers.get("Cache-Control"))
+        tokens = _all_cache_control(resp.headers)
         if "no-store" in tokens:
             return False
         if self.opts.shared and "private" in tokens:
@@ -1035,9 +1067,15 @@ class _CachedCall:
         if "Vary" not in resp.headers:
             return True
         opts = self.opts
+        names = [
+            part.strip()
+            for line in resp.headers.getlist("Vary")  # every line, not only the first
+            for part in line.split(",")
+            if part.strip()
+        ]
         uncovered = [
             name
-            for name in resp.vary
+            for name in dict.fromkeys(names)
             if name.lower() not in opts.vary_names
             and (opts.shared or name.lower() != "cookie")
         ]
@@ -1102,13 +1140,13 @@ class _CachedCall:
         set is not a reason to refuse: it is set again on every hit, never stored)."""
         if final.status_code != 200 and final.status_code != 304:
             return False
-        tokens = _cache_control_tokens(final.headers.get("Cache-Control"))
+        tokens = _all_cache_control(final.headers)
         if "no-store" in tokens:
             return False
         opts = self.opts
         if opts.shared and "private" in tokens:
             return False
-        vary = final.vary if "Vary" in final.headers else None
+        vary = _all_vary(final.headers) if "Vary" in final.headers else None
         if vary is not None and "*" in vary:
             return False
         if opts.shared and "cookie" not in opts.vary_names and self.read_session(vary):

@@ -921,9 +921,11 @@ def test_corrupt_entry_is_a_miss(views_app: Any) -> None:
     with va.app.test_request_context("/public/1"):
         from flask_dataroom_cache.keys import build_key
 
-        key = build_key(store.settings.key_prefix, "~view", "public", {"page": 1})
+        key = build_key(
+            store.settings.key_prefix, "~view", "public", {"page": 1, "~h": "localhost"}
+        )
         assert store.get(key) is not None
-        store.set(key, b"DRV2\nnot-a-number\n\"e\"\n\nbody")
+        store.set(key, b'DRV2\nnot-a-number\n"e"\n\nbody')
     resp = va.get("/public/1")
     assert resp.headers["X-Cache"] == "MISS"
     assert va.get("/public/1").headers["X-Cache"] == "HIT"
@@ -957,13 +959,13 @@ def test_skip_does_not_leak_into_the_next_request_of_one_app_context(views_app: 
     [
         b"",
         b"DRV2",
-        b"DRV2\n1e12\n\"e\"\nno-blank-line",
-        b"DRV2\nnan-ish\n\"e\"\n\nbody",
+        b'DRV2\n1e12\n"e"\nno-blank-line',
+        b'DRV2\nnan-ish\n"e"\n\nbody',
         b"DRV2\n1e12\n\n\nbody",  # empty etag
-        b"DRV2\n1e12\n\"e\"\nNoColon\n\nbody",
-        b"DRV2\n1e12\n\"e\"\n:novalue\n\nbody",
-        b"DRV2\n1e12\n\"e\"\nX-Bad:a\rb\n\nbody",
-        b"DRV2\n1e12\n\"e\"\nX:\xff\xfe\n\nbody",
+        b'DRV2\n1e12\n"e"\nNoColon\n\nbody',
+        b'DRV2\n1e12\n"e"\n:novalue\n\nbody',
+        b'DRV2\n1e12\n"e"\nX-Bad:a\rb\n\nbody',
+        b'DRV2\n1e12\n"e"\nX:\xff\xfe\n\nbody',
         b"DRV1{}\nbody",
         "not bytes",
         {"h": []},

@@ -186,13 +186,13 @@ def test_lock_true_takes_and_releases_the_backend_lock(views_app: Any) -> None:
     @va.cache.cached(shared=True, lock=True)
     def locked() -> Any:
         va.calls["locked"] += 1
-        key = build_key(va.store.settings.key_prefix, "~view", "locked", {})
+        key = build_key(va.store.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
         seen.append(not va.store.add(_lock_key(va.app, key), 1, 5))  # held by us
         return jsonify(n=1)
 
     assert va.get("/locked").headers["X-Cache"] == "MISS"
     assert seen == [True]
-    key = build_key(va.store.settings.key_prefix, "~view", "locked", {})
+    key = build_key(va.store.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
     with va.app.app_context():
         assert va.store.add(_lock_key(va.app, key), 1, 5)  # released after the fill
     assert va.get("/locked").headers["X-Cache"] == "HIT"
@@ -210,7 +210,7 @@ def test_lock_held_elsewhere_waits_then_computes(
         va.calls["locked"] += 1
         return jsonify(n=va.calls["locked"])
 
-    key = build_key(va.store.settings.key_prefix, "~view", "locked", {})
+    key = build_key(va.store.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
     assert va.store.add(_lock_key(va.app, key), 1, 5)  # another process holds it
     resp = va.get("/locked")
     assert resp.headers["X-Cache"] == "MISS"
@@ -239,7 +239,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
         apps[name] = app
 
     store_a = DataRoomCache.state(apps["a"]).store
-    key = build_key(store_a.settings.key_prefix, "~view", "locked", {})
+    key = build_key(store_a.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
     real_sleep = views_module.time.sleep
@@ -288,7 +288,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
         apps[name] = app
 
     store_a = DataRoomCache.state(apps["a"]).store
-    key = build_key(store_a.settings.key_prefix, "~view", "room", {"rid": "x"})
+    key = build_key(store_a.settings.key_prefix, "~view", "room", {"rid": "x", "~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
     real_sleep = views_module.time.sleep
@@ -330,7 +330,7 @@ def _swr_app(views_app: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[ViewsApp,
         va.calls["swr"] += 1
         return jsonify(n=va.calls["swr"])
 
-    key = build_key(va.store.settings.key_prefix, "~view", "swr", {})
+    key = build_key(va.store.settings.key_prefix, "~view", "swr", {"~h": "localhost"})
     return va, clock, key
 
 

@@ -153,7 +153,7 @@ def test_request_holding_a_flight_does_not_poll_a_lock_held_elsewhere(
         return a().get_data() + b().get_data()
 
     prefix = va.store.settings.key_prefix
-    b_key = build_key(prefix, "~view", "page", {"~v0": "1"})
+    b_key = build_key(prefix, "~view", "page", {"~v0": "1", "~h": "localhost"})
     assert va.store.add(f"{prefix}:~lock:{b_key[len(prefix) + 1 :]}", 1, 5)
     started = time.monotonic()
     resp = va.get("/page", headers={"X-Variant": "1"})
@@ -504,3 +504,72 @@ def test_identity_false_is_anonymous_and_objects_are_refused(views_app: Any) -> 
     va.app.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(TypeError, match="identity provider"):
         va.get("/mine")
+
+
+def test_every_vary_and_cache_control_line_is_read(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/greet")
+    @va.cache.cached(shared=True, vary=("Origin",))
+    def greet() -> Any:
+        resp = Response("bonjour" if request.headers.get("Accept-Language") == "fr" else "hi")
+        resp.headers.add("Vary", "Origin")
+        resp.headers.add("Vary", "Accept-Language")  # a second line
+        return resp
+
+    @va.app.get("/dash")
+    @va.cache.cached(shared=True)
+    def dash() -> Any:
+        resp = Response(f"dashboard of {request.headers.get('X-User-Id')}")
+        resp.headers.add("Cache-Control", "max-age=0")
+        resp.headers.add("Cache-Control", "private")  # a second line
+        return resp
+
+    va.get("/greet", headers={"Accept-Language": "fr"})
+    assert va.get("/greet", headers={"Accept-Language": "en"}).data == b"hi"
+    va.get("/dash", user="alice")
+    assert va.get("/dash", user="bob").data == b"dashboard of bob"
+
+
+def test_vary_given_as_a_comma_list_is_split(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.app.get("/greet")
+    @va.cache.cached(shared=True, vary=("Accept-Language, Accept-Encoding",))
+    def greet() -> Any:
+        return "bonjour" if request.headers.get("Accept-Language") == "fr" else "hi"
+
+    va.get("/greet", headers={"Accept-Language": "fr"})
+    assert va.get("/greet", headers={"Accept-Language": "en"}).data == b"hi"
+    with pytest.raises(ValueError, match="header name"):
+        va.cache.cached(vary=("Accept Language",))
+
+
+def test_host_and_route_values_are_in_the_key(views_app: Any) -> None:
+    from flask import g
+
+    va: ViewsApp = views_app()
+
+    @va.app.before_request
+    def tenant() -> None:
+        g.tenant = request.host.split(".")[0]
+
+    @va.app.get("/me")
+    @va.cache.cached()
+    def me() -> Any:
+        return f"user {request.headers.get('X-User-Id')} of {g.tenant}"
+
+    @va.cache.cached(shared=True)
+    def price_list() -> Any:
+        return f"prices of {g.tenant}"
+
+    @va.app.get("/<region>/prices")
+    def prices(region: str) -> Any:
+        return price_list().get_data() + region.encode()
+
+    c = va.app.test_client()
+    c.get("/me", base_url="http://acme.example.com", headers={"X-User-Id": "1"})
+    resp = c.get("/me", base_url="http://globex.example.com", headers={"X-User-Id": "1"})
+    assert resp.data == b"user 1 of globex"
+    c.get("/eu/prices", base_url="http://acme.example.com")
+    assert c.get("/us/prices", base_url="http://globex.example.com").data == b"prices of globexus"
