@@ -745,6 +745,27 @@ class Tracker:
                 return True
             if st.begin_seq is not None and st.begin_seq < seq:
                 return True
+            if self._unflushed(st):
+                return True
+        return False
+
+    def _unflushed(self, st: _SessionState) -> bool:
+        """Changes to tracked objects not flushed yet: a compute reading them from the
+        session's memory (``session.get`` of a loaded object runs no SQL, so no autoflush)
+        would cache a value no transaction has written. Empty collections: the usual case."""
+        session = st.session_ref()
+        if session is None:
+            return False
+        new = getattr(session, "_new", None)
+        deleted = getattr(session, "_deleted", None)
+        modified = getattr(session.identity_map, "_modified", None)
+        if not new and not deleted and not modified:
+            return False
+        rule_for = self.registry.rule_for
+        for group in (new, deleted, modified):
+            for state in group or ():
+                if rule_for(state.class_) is not None:
+                    return True
         return False
 
     def refuse_fill(self, versions: Sequence[str]) -> bool:

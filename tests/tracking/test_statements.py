@@ -720,3 +720,15 @@ def test_insert_id_from_a_function_is_not_evaluated_twice(env: Env) -> None:
         )
         assert conn.scalar(sa.select(sa.func.max(files.c.id))) == 500  # no value burnt
     assert "~epoch" in env.backend.all_invalidated()
+
+
+def test_unflushed_change_read_from_the_session_is_never_cached(env: Env) -> None:
+    """``session.get`` of a loaded object runs no SQL (no autoflush): the compute reads the
+    pending change from memory, and it must not be stored."""
+    seed(env)
+    key, tags = get_cache_key("unflushed", 100), [entity_tag("file", 100)]
+    s = env.session
+    s.get(File, 100).name = "UNCOMMITTED"  # dirty, not flushed
+    assert env.store.get_or_set(key, lambda: s.get(File, 100).name, tags=tags) == "UNCOMMITTED"
+    s.rollback()
+    assert env.store.get_or_set(key, lambda: s.get(File, 100).name, tags=tags) == "f1"
