@@ -14,7 +14,8 @@ from .api import (
     invalidate_tags,
 )
 from .config import ConfigError, Settings
-from .extension import CacheState, DataRoomCache
+from .extension import DataRoomCache
+from .state import CacheState
 from .store import MISSING, CacheStore
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, type_tag, user_tag
 from .views import MissingIdentityError

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
 
-from .extension import EXTENSION_KEY, DataRoomCache
+from .extension import DataRoomCache
 from .keys import build_key
+from .state import EXTENSION_KEY
 from .tags import dataroom_tag, entity_tag, list_tag, user_tag
 from .tags import get_cache_tags as get_cache_tags
 

@@ -28,7 +28,8 @@ from .metrics import PUBLISH_INTERVAL, build_stats, merge_stats, read_published
 from .tags import EPOCH_TAG
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extension import CacheState, DataRoomCache
+    from .extension import DataRoomCache
+    from .state import CacheState
 
 __all__ = ["EXIT_UNREACHABLE", "EXIT_USAGE", "add_warmer", "group", "register", "warmers"]
 

@@ -8,50 +8,38 @@ one process never share a backend, a counter or a tracked session.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
 from .backends.factory import create_backend
 from .config import Settings
 from .metrics import Metrics
+from .rules import Registry
+from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
+
+if TYPE_CHECKING:
+    from .tracking import Tracker
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
-EXTENSION_KEY = "dataroom_cache"
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class CacheState:
-    """Everything one app's cache owns, found at ``app.extensions["dataroom_cache"]``."""
-
-    extension: DataRoomCache
-    settings: Settings
-    store: CacheStore
-    metrics: Metrics
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def stats(self) -> dict[str, Any]:
-        """Counters, hit ratio and backend state, as a plain dict (see metrics.build_stats)."""
-        from .metrics import build_stats
-
-        return build_stats(self)
 
 
 class DataRoomCache:
     """Flask extension: ``cache = DataRoomCache(); cache.init_app(app)``."""
 
     def __init__(self, app: Flask | None = None) -> None:
-        #: Called as ``hook(app, state)`` at the end of every ``init_app``; the tracking,
-        #: view and CLI modules register themselves here.
-        self._init_hooks: list[Callable[[Flask, CacheState], None]] = []
-        #: Registered with ``@cache.identity`` (views.py); per app: state.extras["identity"].
+        #: The model declarations (``track``), shared by every app of this object.
+        self.rules = Registry()
+        #: Registered with ``@cache.identity`` (views.py); per app: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None
+        #: The tracker of the app initialised last (``track_session`` outside a context).
+        self._last_tracker: weakref.ref[Tracker] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -72,9 +60,6 @@ class DataRoomCache:
             views.end_request()
 
         views.install(app, state)
-
-        for hook in self._init_hooks:
-            hook(app, state)
 
         from . import tracking  # late import: tracking imports this module for types
 

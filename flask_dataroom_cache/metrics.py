@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
 
-    from .extension import CacheState
+    from .state import CacheState
 
 __all__ = [
     "COUNTERS",
@@ -219,7 +219,7 @@ def install(app: Flask, state: CacheState) -> StatsPublisher:
     prefix do not overwrite each other's snapshot.
     """
     publisher = StatsPublisher(state, app.name)
-    state.extras["stats_publisher"] = publisher
+    state.stats_publisher = publisher
 
     @app.teardown_request
     def _publish_stats(_exc: BaseException | None) -> None:
@@ -391,9 +391,9 @@ def register_prometheus(state: CacheState, app_label: str, registry: Any = None)
             "Prometheus metrics need prometheus_client: pip install 'flask-dataroom-cache[metrics]'"
         ) from None
     if registry is None:
-        registry = state.extras.get("prometheus_registry")
+        registry = state.prometheus_registry
         if registry is None:
-            registry = state.extras["prometheus_registry"] = CollectorRegistry()
+            registry = state.prometheus_registry = CollectorRegistry()
     with _COLLECTORS_LOCK:
         collector = _COLLECTORS.get(registry)
         if collector is None:

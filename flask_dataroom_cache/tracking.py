@@ -24,7 +24,7 @@ Flow (see ``docs/transactions.md``)::
 Listeners are attached to one session *factory* (Flask-SQLAlchemy's, or the one passed to
 ``track_session``), never to the global ``Session`` class, so other apps and engines in
 the process are unaffected. All per-session state lives in ``session.info``; all
-per-app state in the :class:`Tracker` kept in ``state.extras["tracker"]``.
+per-app state in the :class:`Tracker` kept in ``CacheState.tracker``.
 
 Store hooks:
 
@@ -62,12 +62,14 @@ from sqlalchemy.sql.elements import TextClause
 
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
+from .state import EXTENSION_KEY
 from .tags import EPOCH_TAG, entity_tag, list_tag, type_tag
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import CacheState, DataRoomCache
+    from .extension import DataRoomCache
+    from .state import CacheState
 
 __all__ = ["BULK_ROW_CAP", "Tracker", "install", "registry_of", "tracker_for"]
 
@@ -153,10 +155,7 @@ def _nonces(backend: Any) -> tuple[str, ...]:
 
 def registry_of(ext: DataRoomCache) -> Registry:
     """The model rules of one extension object (shared by all its apps)."""
-    reg: Registry | None = ext.__dict__.get("_dataroom_rules")
-    if reg is None:
-        reg = ext.__dict__["_dataroom_rules"] = Registry()
-    return reg
+    return ext.rules
 
 
 def tracker_for(ext: DataRoomCache, app: Flask | None = None) -> Tracker:
@@ -164,16 +163,15 @@ def tracker_for(ext: DataRoomCache, app: Flask | None = None) -> Tracker:
     if app is None and has_app_context():
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app is not None:
-        state = app.extensions.get("dataroom_cache")
-        if state is None or "tracker" not in state.extras:
+        state: CacheState | None = app.extensions.get(EXTENSION_KEY)
+        if state is None or state.tracker is None:
             raise RuntimeError("DataRoomCache is not initialised on this app")
-        tracker: Tracker = state.extras["tracker"]
-        return tracker
-    ref = ext.__dict__.get("_dataroom_last_tracker")
+        return state.tracker
+    ref = ext._last_tracker
     found = ref() if ref is not None else None
     if found is None:
         raise RuntimeError("call cache.init_app(app) before track_session(), or pass app=")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def install(app: Flask, state: CacheState) -> Tracker:
@@ -185,8 +183,8 @@ def install(app: Flask, state: CacheState) -> Tracker:
     from flask import appcontext_pushed
 
     tracker = Tracker(app, state, registry_of(state.extension))
-    state.extras["tracker"] = tracker
-    state.extension.__dict__["_dataroom_last_tracker"] = weakref.ref(tracker)
+    state.tracker = tracker
+    state.extension._last_tracker = weakref.ref(tracker)
     if not tracker.attach_flask_sqlalchemy():
 
         def _late(sender: Any, **_kw: Any) -> None:

@@ -46,6 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 
@@ -54,17 +55,16 @@ from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
 
 from .keys import build_key
+from .state import EXTENSION_KEY, CacheState
 from .store import MISSING
 from .tags import normalize_tags, user_tag
 
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
 
-    from .extension import CacheState, DataRoomCache
+    from .extension import DataRoomCache
 
-EXTENSION_KEY = "dataroom_cache"  # extension.EXTENSION_KEY (not imported: import cycle)
-
-__all__ = ["MissingIdentityError", "cached", "install", "skip"]
+__all__ = ["MissingIdentityError", "ViewState", "cached", "install", "skip"]
 
 log = logging.getLogger("flask_dataroom_cache")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,10 +125,6 @@ _304_HEADERS = frozenset(
 _304_MISS_HEADERS = _304_HEADERS | {"set-cookie"}
 _HIT = ("X-Cache", "HIT")
 _STALE = ("X-Cache-Stale", "1")
-_IDENTITY_EXTRA = "identity"
-_FLIGHTS_EXTRA = "view_flights"
-_KEYS_EXTRA = "view_keys"
-_WARNED_EXTRA = "view_warned"
 
 
 #: A decoded entry: ``(soft_expiry, etag, headers, body)``.
@@ -159,12 +155,12 @@ def _flask_login_identity() -> Callable[[], Any] | None:
 
 
 def _identity_fn(state: CacheState) -> Callable[[], Any] | None:
-    fn = state.extras.get(_IDENTITY_EXTRA)
+    fn = state.identity
     if fn is None:
-        fn = getattr(state.extension, "_identity_fn", None)
+        fn = state.extension._identity_fn
     if fn is None:
         fn = _flask_login_identity()
-    return cast("Callable[[], Any] | None", fn)
+    return fn
 
 
 # -- single flight ---------------------------------------------------------------------------
@@ -221,6 +217,18 @@ class _RequestFills:
             raise error
 
 
+@dataclass
+class ViewState:
+    """One app's decorator state (``CacheState.views``)."""
+
+    #: Keys being computed in this process (single flight).
+    flights: _Flights = field(default_factory=lambda: _Flights())
+    #: Built keys by everything that goes into them (bounded: cleared when full).
+    key_memo: dict[Any, str] = field(default_factory=dict)
+    #: ``(kind, endpoint)`` refusals already logged once.
+    warned: set[tuple[str, str | None]] = field(default_factory=set)
+
+
 def _fills_of(ctx: RequestContext) -> _RequestFills:
     """The :class:`_RequestFills` of ``ctx``, created on its first miss."""
     fills = ctx.__dict__.get(_FILLS_ATTR)
@@ -233,9 +241,7 @@ def _fills_of(ctx: RequestContext) -> _RequestFills:
 def install(app: Flask, state: CacheState) -> None:
     """Called once by ``DataRoomCache.init_app``: per-app view state, and the hook that
     stores a miss's response once the final response is known."""
-    state.extras[_FLIGHTS_EXTRA] = _Flights()
-    state.extras[_KEYS_EXTRA] = {}
-    state.extras[_WARNED_EXTRA] = set()
+    state.views = ViewState()
     request_finished.connect(_request_finished, sender=app, weak=False)
     # First of all URL value preprocessors (app-level ones run before blueprints'): the
     # route's values as matched, before one pops <tenant> or <lang> into g.
@@ -565,6 +571,7 @@ class _CachedCall:
         "tag_list",
         "versions",
         "view",
+        "views",
     )
 
     def __init__(
@@ -621,6 +628,7 @@ class _CachedCall:
         if state is None:
             state = self.ext.state(app)  # raises the "not initialised" error
         self.state = state
+        self.views = cast(ViewState, state.views)  # set by views.install in init_app
         self.store = state.store
         self.endpoint = req.endpoint
         opts = self.opts
@@ -756,7 +764,7 @@ class _CachedCall:
         """The entry's key; memoised per app (``build_key`` is deterministic, the memo is
         keyed by everything that goes into it)."""
         opts = self.opts
-        memo: dict[Any, str] = self.state.extras[_KEYS_EXTRA]
+        memo = self.views.key_memo
         try:
             memo_key = (
                 self.endpoint,
@@ -865,7 +873,7 @@ class _CachedCall:
         return resp
 
     def miss(self, environ: dict[str, Any]) -> Any:
-        flights: _Flights = self.state.extras[_FLIGHTS_EXTRA]
+        flights = self.views.flights
         fills = self.fills = _fills_of(self.ctx)
         if self.key in fills.leading:
             # called again in this request (a plain view calling the function twice): the
@@ -896,7 +904,7 @@ class _CachedCall:
         """Release the single flight this call leads."""
         if self.fills is not None:
             self.fills.leading.discard(self.key)
-        self.state.extras[_FLIGHTS_EXTRA].done(self.key)
+        self.views.flights.done(self.key)
 
     def lock_key(self, kind: str) -> str:
         prefix = self.state.settings.key_prefix
@@ -944,7 +952,7 @@ class _CachedCall:
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
         others get ``None`` and serve the stale entry."""
-        flights: _Flights = self.state.extras[_FLIGHTS_EXTRA]
+        flights = self.views.flights
         if flights.lead(self.key) is not None:
             return None
         fills = self.fills = _fills_of(self.ctx)
@@ -1094,7 +1102,7 @@ class _CachedCall:
 
     def warn_once(self, kind: str, msg: str, *args: Any) -> None:
         """Log a refusal to store once per endpoint and kind (it repeats on every miss)."""
-        warned: set[tuple[str, str | None]] = self.state.extras[_WARNED_EXTRA]
+        warned = self.views.warned
         mark = (kind, self.endpoint)
         if mark not in warned:
             warned.add(mark)

@@ -302,7 +302,7 @@ def test_stats_all_sums_every_process(make_app: MakeApp, cache_kind: str) -> Non
 
         client = app.test_client()
         client.get("/rooms/1")
-        publisher = ext.state(app).extras["stats_publisher"]
+        publisher = ext.state(app).stats_publisher
         publisher._next = 0.0  # as if an interval had passed: the next request publishes
         client.get("/rooms/1")
     cli_app, _ = make_app()
@@ -323,4 +323,4 @@ def test_stats_all_unreachable_exits_1(dead_app: tuple[Flask, DataRoomCache]) ->
     app, ext = dead_app
     result = invoke(app, "stats", "--all")
     assert result.exit_code == 1
-    assert ext.state(app).extras["stats_publisher"].publish() is False  # breaker open: skipped
+    assert ext.state(app).stats_publisher.publish() is False  # breaker open: skipped

@@ -364,7 +364,7 @@ def test_identity_falls_back_to_flask_login(
 
 def test_identity_registered_per_app_overrides_the_extension(views_app: Any) -> None:
     va: ViewsApp = views_app()
-    DataRoomCache.state(va.app).extras["identity"] = lambda: "fixed"
+    DataRoomCache.state(va.app).identity = lambda: "fixed"
     assert va.get("/rooms/r1/items", user="alice").headers["X-Cache"] == "MISS"
     assert va.get("/rooms/r1/items", user="bob").headers["X-Cache"] == "HIT"
 
@@ -512,7 +512,6 @@ def test_failure_after_the_view_stores_nothing_and_releases_the_flight(
 ) -> None:
     """An after-request hook that raises: the final response is never known, so the
     pending fill is dropped at teardown and the single flight (and lock) released."""
-    from flask_dataroom_cache import views as views_module
 
     va: ViewsApp = views_app()
     fail = [True]
@@ -531,7 +530,7 @@ def test_failure_after_the_view_stores_nothing_and_releases_the_flight(
 
     with pytest.raises(RuntimeError, match="hook failed"):
         va.get("/locked")
-    flights = DataRoomCache.state(va.app).extras[views_module._FLIGHTS_EXTRA]
+    flights = DataRoomCache.state(va.app).views.flights
     assert flights._running == {}
     resp = va.get("/locked")
     assert resp.headers["X-Cache"] == "MISS"  # not stored, and the lock was free

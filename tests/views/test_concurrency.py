@@ -38,7 +38,7 @@ class CountingFlights(views_module._Flights):
 
 def _flights(va: ViewsApp) -> CountingFlights:
     flights = CountingFlights()
-    DataRoomCache.state(va.app).extras[views_module._FLIGHTS_EXTRA] = flights
+    DataRoomCache.state(va.app).views.flights = flights
     return flights
 
 

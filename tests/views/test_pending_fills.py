@@ -30,7 +30,7 @@ from .conftest import ViewsApp
 
 def _running(va: ViewsApp) -> dict[str, threading.Event]:
     """The keys whose single flight is held."""
-    flights: views_module._Flights = DataRoomCache.state(va.app).extras[views_module._FLIGHTS_EXTRA]
+    flights: views_module._Flights = DataRoomCache.state(va.app).views.flights
     return flights._running
 
 

@@ -1,0 +1,54 @@
+"""Typed per-app state: what one app's cache owns, kept at ``app.extensions[EXTENSION_KEY]``.
+
+``DataRoomCache.init_app`` builds one :class:`CacheState` per app; the view, tracking and
+metrics modules fill in their own field when they install themselves. Nothing here holds
+cache logic, and nothing is kept at module level: two apps in one process never share a
+backend, a counter, a tracker or a single flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .metrics import Metrics
+from .store import CacheStore
+
+if TYPE_CHECKING:
+    from .extension import DataRoomCache
+    from .metrics import StatsPublisher
+    from .tracking import Tracker
+    from .views import ViewState
+
+__all__ = ["EXTENSION_KEY", "CacheState"]
+
+#: The key of an app's :class:`CacheState` in ``app.extensions``.
+EXTENSION_KEY = "dataroom_cache"
+
+
+@dataclass
+class CacheState:
+    """Everything one app's cache owns, found at ``app.extensions["dataroom_cache"]``."""
+
+    extension: DataRoomCache
+    settings: Settings
+    store: CacheStore
+    metrics: Metrics
+    #: The session/engine tracker (``tracking.install``).
+    tracker: Tracker | None = None
+    #: The decorator's single flights, key memo and warnings (``views.install``).
+    views: ViewState | None = None
+    #: An identity function for this app only, overriding ``@cache.identity``.
+    identity: Callable[[], Any] | None = None
+    #: Publishes this process's stats to Redis (``metrics.install``; Redis only).
+    stats_publisher: StatsPublisher | None = None
+    #: This app's own Prometheus registry, made by the first ``prometheus_registry()``.
+    prometheus_registry: Any = None
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, hit ratio and backend state, as a plain dict (see metrics.build_stats)."""
+        from .metrics import build_stats
+
+        return build_stats(self)
