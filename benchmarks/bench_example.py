@@ -323,8 +323,13 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
     rows.append(ratio_row(GROUP, "http cached (Redis) / Flask-Caching",
                           ratio("cached (Redis)", "Flask-Caching (Redis)"), "informative",
                           True))  # fmt: skip
+    # The target is the ratio to the constant-body floor view served by the same gunicorn
+    # (issue 13); against Flask-Caching the floor bounds what can be reached: information.
     l1_fc = ratio("cached (Redis + L1)", "Flask-Caching (Redis)")
-    rows.append(ratio_row(GROUP, "http L1 / Flask-Caching (issue 7)", l1_fc, ">= 2", l1_fc >= 2))
+    floor_fc = ratio("floor (pre-built body)", "Flask-Caching (Redis)")
+    rows.append(ratio_row(GROUP, "http L1 / Flask-Caching", l1_fc,
+                          f"info (floor / Flask-Caching: {floor_fc:.2f}x)", True))  # fmt: skip
     l1_floor = ratio("cached (Redis + L1)", "floor (pre-built body)")
-    rows.append(ratio_row(GROUP, "http L1 / floor (issue 7)", l1_floor, ">= 0.8", l1_floor >= 0.8))
+    rows.append(ratio_row(GROUP, "http L1 / constant-body floor", l1_floor, ">= 0.95",
+                          l1_floor >= 0.95))  # fmt: skip
     return rows

@@ -260,10 +260,14 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
                 )
 
             r_floor, r_fc, r_unc = ratio("floor"), ratio("flask-caching"), ratio("uncached")
+            # Targets are ratios to what the same run measures (issue 13): the raw-GET floor
+            # view (one redis-py GET, no cache logic) and Flask-Caching. Against the uncached
+            # view the floor itself bounds what any cache can reach: reported, not targeted.
             rows += [
-                ratio_row(GROUP, "ours / floor (req/s)", r_floor, ">= 0.85x", r_floor >= 0.85),
-                ratio_row(GROUP, "ours / Flask-Caching (req/s)", r_fc, ">= 1.0x", r_fc >= 1.0),
-                ratio_row(GROUP, "ours / uncached (req/s)", r_unc, ">= 8x", r_unc >= 8),
+                ratio_row(GROUP, "ours / floor (req/s)", r_floor, ">= 0.95x", r_floor >= 0.95),
+                ratio_row(GROUP, "ours / Flask-Caching (req/s)", r_fc, ">= 1.1x", r_fc >= 1.1),
+                ratio_row(GROUP, "ours / uncached (req/s)", r_unc,
+                          f"info (floor / uncached: {ratio('uncached', 'floor'):.2f}x)", True),
                 ratio_row(GROUP, "ours + L1 / floor (req/s)", ratio("floor", "ours + L1"),
                           "info", True),
             ]
