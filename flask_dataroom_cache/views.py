@@ -53,6 +53,7 @@ from flask import Flask, Response, current_app, request_finished
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
 
+from .httpheaders import cache_control_directives, etag_matches, normalize_etag
 from .keys import build_key
 from .store import MISSING
 from .tags import normalize_tags, user_tag
@@ -368,23 +369,13 @@ def _etag_of(body: bytes) -> str:
 
 
 def _etag_matches(header: str, etag: str) -> bool:
-    """``If-None-Match`` (weak comparison, as RFC 9110 asks for this header)."""
-    if header.strip() == "*":
-        return True
-    bare = etag[2:] if etag.startswith("W/") else etag
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == bare:
-            return True
-    return False
+    """``If-None-Match`` (its environ value: the WSGI server joined every line) matches
+    ``etag``, weak comparison; parsed by :func:`.httpheaders.etag_matches`."""
+    return etag_matches((header,), etag)
 
 
 def _cache_control_tokens(value: str | None) -> set[str]:
-    if not value:
-        return set()
-    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+    return cache_control_directives((value,)) if value else set()
 
 
 class _Options:
@@ -512,8 +503,7 @@ def _all_vary(headers: Any) -> set[str]:
 
 def _all_cache_control(headers: Any) -> Any:
     """The directives of every ``Cache-Control`` line (not only the first)."""
-    lines = headers.getlist("Cache-Control")
-    return _cache_control_tokens(", ".join(lines) if lines else None)
+    return cache_control_directives(headers.getlist("Cache-Control"))
 
 
 class _Unbindable(Exception):
@@ -1028,7 +1018,7 @@ class _CachedCall:
             resp.headers["X-Cache"] = outcome
             return resp
         body = resp.get_data()
-        etag = resp.headers.get("ETag") or _etag_of(body)
+        etag = normalize_etag(resp.headers.get("ETag")) or _etag_of(body)
         resp.headers["ETag"] = etag
         if "Cache-Control" not in resp.headers:
             resp.headers["Cache-Control"] = self.opts.cache_control or (
