@@ -141,6 +141,7 @@ class DataRoomCache:
         stale_while_revalidate: int = 0,
         cache_control: str | None = None,
         query: bool | Iterable[str] = True,
+        lock_timeout: int | None = None,
     ) -> Callable[[F], F]:
         """Cache a GET view's response, tagged, per user unless ``shared=True``.
 
@@ -159,6 +160,7 @@ class DataRoomCache:
             stale_while_revalidate=stale_while_revalidate,
             cache_control=cache_control,
             query=query,
+            lock_timeout=lock_timeout,
         )
 
     def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -42,6 +42,7 @@ import hashlib
 import inspect
 import logging
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -72,9 +73,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: How long a waiting request waits for the in-process leader computing the same key.
 FLIGHT_WAIT = 10.0
-#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock.
+#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock, unless
+#: the view declares ``lock_timeout=``.
 LOCK_TTL = 5
-#: How long a request that lost the cross-process lock polls the cache before computing.
+#: How long a request that lost the cross-process lock polls the cache before computing
+#: (a view's ``lock_timeout``, when it declares one).
 LOCK_WAIT = 5.0
 
 _MAGIC = "DRV2"
@@ -382,6 +385,7 @@ class _Options:
     __slots__ = (
         "cache_control",
         "lock",
+        "lock_timeout",
         "query",
         "shared",
         "swr",
@@ -404,6 +408,7 @@ class _Options:
         stale_while_revalidate: int,
         cache_control: str | None,
         query: bool | Iterable[str],
+        lock_timeout: int | None = None,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
@@ -435,6 +440,22 @@ class _Options:
         self.unless = unless
         self.lock = bool(lock)
         self.swr = swr
+        if lock_timeout is not None:
+            if (
+                isinstance(lock_timeout, bool)
+                or not isinstance(lock_timeout, int)
+                or lock_timeout < 1
+            ):
+                raise ValueError(
+                    f"lock_timeout must be an integer >= 1 (seconds) or None, got {lock_timeout!r}"
+                )
+            if not self.lock and not swr:
+                raise ValueError(
+                    "lock_timeout is the TTL of the lock taken with lock=True (or by "
+                    "stale_while_revalidate's refresh): set one of them, or drop lock_timeout"
+                )
+        #: TTL of the cross-process locks (None: LOCK_TTL); lock waiters poll that long.
+        self.lock_timeout = lock_timeout
         self.cache_control = cache_control
         if isinstance(query, bool):
             self.query: bool | frozenset[str] = query
@@ -456,10 +477,20 @@ def cached(
     stale_while_revalidate: int = 0,
     cache_control: str | None = None,
     query: bool | Iterable[str] = True,
+    lock_timeout: int | None = None,
 ) -> Callable[[F], F]:
     """Build the decorator; ``DataRoomCache.cached`` is the public entry point."""
     opts = _Options(
-        timeout, tags, shared, vary, unless, lock, stale_while_revalidate, cache_control, query
+        timeout,
+        tags,
+        shared,
+        vary,
+        unless,
+        lock,
+        stale_while_revalidate,
+        cache_control,
+        query,
+        lock_timeout=lock_timeout,
     )
 
     def decorator(view: F) -> F:
@@ -892,12 +923,23 @@ class _CachedCall:
         prefix = self.state.settings.key_prefix
         return f"{prefix}:~{kind}:{self.key[len(prefix) + 1 :]}"
 
-    def try_lock(self, lock_key: str) -> bool:
+    def try_lock(self, lock_key: str, token: str) -> bool:
+        """Take the lock, holding ``token`` (this call's own: only it releases the lock)."""
+        ttl = self.opts.lock_timeout or LOCK_TTL
         try:
-            return self.store.add(lock_key, 1, LOCK_TTL)
+            return self.store.add(lock_key, token, ttl)
         except Exception as exc:
             self.store._error("view lock", exc)
             return True
+
+    def release_lock(self, lock_key: str, token: str) -> None:
+        """Release the lock if it still holds ``token``: past its TTL another request may
+        hold it, and its lock is not ours to delete. A lock is not a cached value: no
+        invalidation is published (near cache)."""
+        try:
+            self.store.release(lock_key, token)
+        except Exception as exc:
+            self.store._error("view lock release", exc)
 
     def compute_locked(self, environ: dict[str, Any], wait: bool = True) -> Any:
         """Compute holding the cross-process lock; if another process holds it, poll the
@@ -907,10 +949,12 @@ class _CachedCall:
         ``wait`` (this request holds another flight and lock until its final response,
         which the holder may be waiting for) a held lock means compute at once."""
         lock_key = self.lock_key("lock")
-        if not self.try_lock(lock_key):
+        token = secrets.token_hex(16)
+        if not self.try_lock(lock_key, token):
             if not wait:
                 return self.compute(environ, "MISS")
-            deadline = time.monotonic() + LOCK_WAIT
+            # a lock with a declared timeout is worth waiting for that long
+            deadline = time.monotonic() + (self.opts.lock_timeout or LOCK_WAIT)
             delay = 0.01
             while True:
                 if time.monotonic() >= deadline:
@@ -920,16 +964,16 @@ class _CachedCall:
                 value = self.lookup()
                 if value is not None:
                     return self.hit(value, environ)
-                if self.try_lock(lock_key):
+                if self.try_lock(lock_key, token):
                     value = self.lookup()  # stored and released since our read
                     if value is not None:
-                        self.safe_delete(lock_key)
+                        self.release_lock(lock_key, token)
                         return self.hit(value, environ)
                     break
         try:
             return self.compute(environ, "MISS")
         finally:
-            self.after_fill(functools.partial(self.safe_delete, lock_key))
+            self.after_fill(functools.partial(self.release_lock, lock_key, token))
 
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
@@ -941,12 +985,13 @@ class _CachedCall:
         fills.leading.add(self.key)
         try:
             lock_key = self.lock_key("swr")
-            if not self.try_lock(lock_key):
+            token = secrets.token_hex(16)
+            if not self.try_lock(lock_key, token):
                 return None
             try:
                 return self.compute(self.ctx.request.environ, "MISS")
             finally:
-                self.after_fill(functools.partial(self.safe_delete, lock_key))
+                self.after_fill(functools.partial(self.release_lock, lock_key, token))
         finally:
             self.after_fill(self.end_flight)
 

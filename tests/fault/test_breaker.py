@@ -64,6 +64,10 @@ class Flaky:
         self._call("add")
         return self.inner.add(key, payload, ttl)
 
+    def release(self, key: str, payload: bytes) -> bool:
+        self._call("release")
+        return self.inner.release(key, payload)
+
     def delete(self, key: str) -> None:
         self._call("delete")
         self.inner.delete(key)
