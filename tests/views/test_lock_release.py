@@ -128,9 +128,7 @@ def test_lock_timeout_with_stale_while_revalidate_only_is_accepted(views_app: An
     va.cache.cached(shared=True, stale_while_revalidate=10, lock_timeout=30)
 
 
-def test_waiters_poll_for_the_lock_timeout(
-    views_app: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_waiters_poll_for_the_lock_timeout(views_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A lock held elsewhere is waited for as long as it can be held (its timeout), not
     LOCK_WAIT: a view declared slower than that is worth waiting for."""
     va: ViewsApp = views_app()
