@@ -142,6 +142,7 @@ class DataRoomCache:
         cache_control: str | None = None,
         query: bool | Iterable[str] = True,
         lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> Callable[[F], F]:
         """Cache a GET view's response, tagged, per user unless ``shared=True``.
 
@@ -161,6 +162,7 @@ class DataRoomCache:
             cache_control=cache_control,
             query=query,
             lock_timeout=lock_timeout,
+            ignore_authorization=ignore_authorization,
         )
 
     def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:

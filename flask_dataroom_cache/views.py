@@ -4,7 +4,8 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
 
 1. Anything but GET/HEAD passes straight through. So does a request the cache must not
    answer: ``unless()`` true, the store's bypass hooks (this thread holds uncommitted
-   tracked changes), an ``Authorization`` header on a *shared* view, no identity on a
+   tracked changes), an ``Authorization`` header on a *shared* view (unless it declares
+   ``ignore_authorization=True``: its response does not depend on credentials), no identity on a
    per-user view, a client ``Cache-Control: no-cache`` when ``CACHE_HONOR_NO_CACHE`` is on
    (that one still refills the entry). Those answers carry ``X-Cache: BYPASS``.
 2. The key is :func:`~flask_dataroom_cache.keys.build_key` (what ``get_cache_key`` uses,
@@ -384,6 +385,7 @@ def _cache_control_tokens(value: str | None) -> set[str]:
 class _Options:
     __slots__ = (
         "cache_control",
+        "ignore_authorization",
         "lock",
         "lock_timeout",
         "query",
@@ -409,6 +411,7 @@ class _Options:
         cache_control: str | None,
         query: bool | Iterable[str],
         lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
@@ -456,6 +459,14 @@ class _Options:
                 )
         #: TTL of the cross-process locks (None: LOCK_TTL); lock waiters poll that long.
         self.lock_timeout = lock_timeout
+        if ignore_authorization and not shared:
+            raise ValueError(
+                "ignore_authorization=True is for shared views (shared=True) whose response "
+                "does not depend on the request's credentials; a per-user view already "
+                "serves requests carrying Authorization, keyed by their identity"
+            )
+        #: A shared view serves (and fills from) requests carrying ``Authorization``.
+        self.ignore_authorization = bool(ignore_authorization)
         self.cache_control = cache_control
         if isinstance(query, bool):
             self.query: bool | frozenset[str] = query
@@ -478,6 +489,7 @@ def cached(
     cache_control: str | None = None,
     query: bool | Iterable[str] = True,
     lock_timeout: int | None = None,
+    ignore_authorization: bool = False,
 ) -> Callable[[F], F]:
     """Build the decorator; ``DataRoomCache.cached`` is the public entry point."""
     opts = _Options(
@@ -491,6 +503,7 @@ def cached(
         cache_control,
         query,
         lock_timeout=lock_timeout,
+        ignore_authorization=ignore_authorization,
     )
 
     def decorator(view: F) -> F:
@@ -664,8 +677,8 @@ class _CachedCall:
                     "the user's id (str, int or UUID), or None for an anonymous request"
                 )
             self.identity = str(ident)
-        elif "HTTP_AUTHORIZATION" in environ:
-            return self.bypass(fill=False)
+        elif "HTTP_AUTHORIZATION" in environ and not opts.ignore_authorization:
+            return self.bypass(fill=False)  # a shared answer may depend on credentials
 
         if opts.unless is not None and opts.unless():
             return self.bypass(fill=False)
@@ -722,6 +735,15 @@ class _CachedCall:
         reason = None
         if not inner_opts.shared and outer_opts.shared:
             reason = "a per-user cached view is called by the shared cached view %r"
+        elif (
+            outer_opts.ignore_authorization
+            and not inner_opts.ignore_authorization
+            and "HTTP_AUTHORIZATION" in self.ctx.request.environ
+        ):
+            reason = (
+                "a shared cached view without ignore_authorization is called, with an "
+                "Authorization header, by the cached view %r"
+            )
         elif inner_opts.unless is not None and inner_opts.unless():
             reason = "a cached view called by the cached view %r is not cached now (unless)"
         elif not inner_opts.vary_names <= outer_opts.vary_names or not _query_covers(
