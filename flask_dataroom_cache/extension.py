@@ -126,6 +126,8 @@ class DataRoomCache:
         stale_while_revalidate: int = 0,
         cache_control: str | None = None,
         query: bool | Iterable[str] = True,
+        lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> Callable[[F], F]:
         """Cache a GET view's response, tagged, per user unless ``shared=True``.
 
@@ -144,6 +146,8 @@ class DataRoomCache:
             stale_while_revalidate=stale_while_revalidate,
             cache_control=cache_control,
             query=query,
+            lock_timeout=lock_timeout,
+            ignore_authorization=ignore_authorization,
         )
 
     def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -256,6 +256,19 @@ class CacheStore:
             self._error("add", exc)
             return True
 
+    def release(self, key: str, value: Any) -> bool:
+        """Remove a lock taken with :meth:`add` only if it still holds ``value`` (the
+        holder's own token): a holder that ran past the lock's TTL never removes the next
+        holder's. True if removed; False when absent, another's, or the backend failed
+        (the lock then expires by its TTL)."""
+        if not self.enabled:
+            return False
+        try:
+            return self.backend.release(key, encode(value))
+        except BackendError as exc:
+            self._error("release", exc)
+            return False
+
     def delete(self, key: str) -> None:
         """Remove one entry now (queued by the resilient backend if it cannot be reached)."""
         self._captures().pop(key, None)

@@ -4,7 +4,8 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
 
 1. Anything but GET/HEAD passes straight through. So does a request the cache must not
    answer: ``unless()`` true, the store's bypass hooks (this thread holds uncommitted
-   tracked changes), an ``Authorization`` header on a *shared* view, no identity on a
+   tracked changes), an ``Authorization`` header on a *shared* view (unless it declares
+   ``ignore_authorization=True``: its response does not depend on credentials), no identity on a
    per-user view, a client ``Cache-Control: no-cache`` when ``CACHE_HONOR_NO_CACHE`` is on
    (that one still refills the entry). Those answers carry ``X-Cache: BYPASS``.
 2. The key is :func:`~flask_dataroom_cache.keys.build_key` (what ``get_cache_key`` uses,
@@ -42,6 +43,7 @@ import hashlib
 import inspect
 import logging
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -54,6 +56,7 @@ from flask import Flask, Response, current_app, request_finished
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
 
+from .httpheaders import cache_control_directives, etag_matches, normalize_etag
 from .keys import build_key
 from .state import EXTENSION_KEY, CacheState
 from .store import MISSING
@@ -71,9 +74,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: How long a waiting request waits for the in-process leader computing the same key.
 FLIGHT_WAIT = 10.0
-#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock.
+#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock, unless
+#: the view declares ``lock_timeout=``.
 LOCK_TTL = 5
-#: How long a request that lost the cross-process lock polls the cache before computing.
+#: How long a request that lost the cross-process lock polls the cache before computing
+#: (a view's ``lock_timeout``, when it declares one).
 LOCK_WAIT = 5.0
 
 _MAGIC = "DRV2"
@@ -374,29 +379,21 @@ def _etag_of(body: bytes) -> str:
 
 
 def _etag_matches(header: str, etag: str) -> bool:
-    """``If-None-Match`` (weak comparison, as RFC 9110 asks for this header)."""
-    if header.strip() == "*":
-        return True
-    bare = etag[2:] if etag.startswith("W/") else etag
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == bare:
-            return True
-    return False
+    """``If-None-Match`` (its environ value: the WSGI server joined every line) matches
+    ``etag``, weak comparison; parsed by :func:`.httpheaders.etag_matches`."""
+    return etag_matches((header,), etag)
 
 
 def _cache_control_tokens(value: str | None) -> set[str]:
-    if not value:
-        return set()
-    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+    return cache_control_directives((value,)) if value else set()
 
 
 class _Options:
     __slots__ = (
         "cache_control",
+        "ignore_authorization",
         "lock",
+        "lock_timeout",
         "query",
         "shared",
         "swr",
@@ -419,6 +416,8 @@ class _Options:
         stale_while_revalidate: int,
         cache_control: str | None,
         query: bool | Iterable[str],
+        lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
@@ -450,6 +449,30 @@ class _Options:
         self.unless = unless
         self.lock = bool(lock)
         self.swr = swr
+        if lock_timeout is not None:
+            if (
+                isinstance(lock_timeout, bool)
+                or not isinstance(lock_timeout, int)
+                or lock_timeout < 1
+            ):
+                raise ValueError(
+                    f"lock_timeout must be an integer >= 1 (seconds) or None, got {lock_timeout!r}"
+                )
+            if not self.lock and not swr:
+                raise ValueError(
+                    "lock_timeout is the TTL of the lock taken with lock=True (or by "
+                    "stale_while_revalidate's refresh): set one of them, or drop lock_timeout"
+                )
+        #: TTL of the cross-process locks (None: LOCK_TTL); lock waiters poll that long.
+        self.lock_timeout = lock_timeout
+        if ignore_authorization and not shared:
+            raise ValueError(
+                "ignore_authorization=True is for shared views (shared=True) whose response "
+                "does not depend on the request's credentials; a per-user view already "
+                "serves requests carrying Authorization, keyed by their identity"
+            )
+        #: A shared view serves (and fills from) requests carrying ``Authorization``.
+        self.ignore_authorization = bool(ignore_authorization)
         self.cache_control = cache_control
         if isinstance(query, bool):
             self.query: bool | frozenset[str] = query
@@ -471,10 +494,22 @@ def cached(
     stale_while_revalidate: int = 0,
     cache_control: str | None = None,
     query: bool | Iterable[str] = True,
+    lock_timeout: int | None = None,
+    ignore_authorization: bool = False,
 ) -> Callable[[F], F]:
     """Build the decorator; ``DataRoomCache.cached`` is the public entry point."""
     opts = _Options(
-        timeout, tags, shared, vary, unless, lock, stale_while_revalidate, cache_control, query
+        timeout,
+        tags,
+        shared,
+        vary,
+        unless,
+        lock,
+        stale_while_revalidate,
+        cache_control,
+        query,
+        lock_timeout=lock_timeout,
+        ignore_authorization=ignore_authorization,
     )
 
     def decorator(view: F) -> F:
@@ -518,8 +553,7 @@ def _all_vary(headers: Any) -> set[str]:
 
 def _all_cache_control(headers: Any) -> Any:
     """The directives of every ``Cache-Control`` line (not only the first)."""
-    lines = headers.getlist("Cache-Control")
-    return _cache_control_tokens(", ".join(lines) if lines else None)
+    return cache_control_directives(headers.getlist("Cache-Control"))
 
 
 class _Unbindable(Exception):
@@ -651,8 +685,8 @@ class _CachedCall:
                     "the user's id (str, int or UUID), or None for an anonymous request"
                 )
             self.identity = str(ident)
-        elif "HTTP_AUTHORIZATION" in environ:
-            return self.bypass(fill=False)
+        elif "HTTP_AUTHORIZATION" in environ and not opts.ignore_authorization:
+            return self.bypass(fill=False)  # a shared answer may depend on credentials
 
         if opts.unless is not None and opts.unless():
             return self.bypass(fill=False)
@@ -709,6 +743,15 @@ class _CachedCall:
         reason = None
         if not inner_opts.shared and outer_opts.shared:
             reason = "a per-user cached view is called by the shared cached view %r"
+        elif (
+            outer_opts.ignore_authorization
+            and not inner_opts.ignore_authorization
+            and "HTTP_AUTHORIZATION" in self.ctx.request.environ
+        ):
+            reason = (
+                "a shared cached view without ignore_authorization is called, with an "
+                "Authorization header, by the cached view %r"
+            )
         elif inner_opts.unless is not None and inner_opts.unless():
             reason = "a cached view called by the cached view %r is not cached now (unless)"
         elif not inner_opts.vary_names <= outer_opts.vary_names or not _query_covers(
@@ -910,12 +953,23 @@ class _CachedCall:
         prefix = self.state.settings.key_prefix
         return f"{prefix}:~{kind}:{self.key[len(prefix) + 1 :]}"
 
-    def try_lock(self, lock_key: str) -> bool:
+    def try_lock(self, lock_key: str, token: str) -> bool:
+        """Take the lock, holding ``token`` (this call's own: only it releases the lock)."""
+        ttl = self.opts.lock_timeout or LOCK_TTL
         try:
-            return self.store.add(lock_key, 1, LOCK_TTL)
+            return self.store.add(lock_key, token, ttl)
         except Exception as exc:
             self.store._error("view lock", exc)
             return True
+
+    def release_lock(self, lock_key: str, token: str) -> None:
+        """Release the lock if it still holds ``token``: past its TTL another request may
+        hold it, and its lock is not ours to delete. A lock is not a cached value: no
+        invalidation is published (near cache)."""
+        try:
+            self.store.release(lock_key, token)
+        except Exception as exc:
+            self.store._error("view lock release", exc)
 
     def compute_locked(self, environ: dict[str, Any], wait: bool = True) -> Any:
         """Compute holding the cross-process lock; if another process holds it, poll the
@@ -925,10 +979,12 @@ class _CachedCall:
         ``wait`` (this request holds another flight and lock until its final response,
         which the holder may be waiting for) a held lock means compute at once."""
         lock_key = self.lock_key("lock")
-        if not self.try_lock(lock_key):
+        token = secrets.token_hex(16)
+        if not self.try_lock(lock_key, token):
             if not wait:
                 return self.compute(environ, "MISS")
-            deadline = time.monotonic() + LOCK_WAIT
+            # a lock with a declared timeout is worth waiting for that long
+            deadline = time.monotonic() + (self.opts.lock_timeout or LOCK_WAIT)
             delay = 0.01
             while True:
                 if time.monotonic() >= deadline:
@@ -938,16 +994,16 @@ class _CachedCall:
                 value = self.lookup()
                 if value is not None:
                     return self.hit(value, environ)
-                if self.try_lock(lock_key):
+                if self.try_lock(lock_key, token):
                     value = self.lookup()  # stored and released since our read
                     if value is not None:
-                        self.safe_delete(lock_key)
+                        self.release_lock(lock_key, token)
                         return self.hit(value, environ)
                     break
         try:
             return self.compute(environ, "MISS")
         finally:
-            self.after_fill(functools.partial(self.safe_delete, lock_key))
+            self.after_fill(functools.partial(self.release_lock, lock_key, token))
 
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
@@ -959,12 +1015,13 @@ class _CachedCall:
         fills.leading.add(self.key)
         try:
             lock_key = self.lock_key("swr")
-            if not self.try_lock(lock_key):
+            token = secrets.token_hex(16)
+            if not self.try_lock(lock_key, token):
                 return None
             try:
                 return self.compute(self.ctx.request.environ, "MISS")
             finally:
-                self.after_fill(functools.partial(self.safe_delete, lock_key))
+                self.after_fill(functools.partial(self.release_lock, lock_key, token))
         finally:
             self.after_fill(self.end_flight)
 
@@ -1036,7 +1093,7 @@ class _CachedCall:
             resp.headers["X-Cache"] = outcome
             return resp
         body = resp.get_data()
-        etag = resp.headers.get("ETag") or _etag_of(body)
+        etag = normalize_etag(resp.headers.get("ETag")) or _etag_of(body)
         resp.headers["ETag"] = etag
         if "Cache-Control" not in resp.headers:
             resp.headers["Cache-Control"] = self.opts.cache_control or (
