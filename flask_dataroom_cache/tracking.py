@@ -525,7 +525,7 @@ class Tracker:
                 for obj in session.deleted:
                     rule = rule_for(type(obj))
                     if rule is not None and rule.members is not None:
-                        pre[sa.inspect(obj)] = (None, list(rule.members(obj)))
+                        pre[sa.inspect(obj)] = (None, rule.member_ids(obj))
         modified = getattr(session.identity_map, "_modified", None)
         if modified is None:  # pragma: no cover - private attribute gone
             modified = [sa.inspect(o) for o in session.dirty]
