@@ -170,6 +170,9 @@ class DataRoomCache:
 
         ``@cache.track(entity=..., parents={...}, members=..., list_tag=True, id_attr="id")``
         as a class decorator, or ``cache.track(Model, entity=...)`` as a plain call.
+        A reserved entity name raises ``ValueError`` now; a name that is not a column
+        attribute of the model raises as soon as its mapper is configured
+        (:mod:`.rule_checks`).
         """
         from .tracking import registry_of
 

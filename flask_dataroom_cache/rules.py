@@ -20,6 +20,9 @@ From the declaration the library derives, for every insert, update and delete:
 database cascades, whose rows cannot be known cheaply (see
 :mod:`flask_dataroom_cache.tracking`).
 
+A declaration that cannot work raises (reserved entity names, attribute names that are
+not columns of the model: :mod:`flask_dataroom_cache.rule_checks`).
+
 Unregistered models cost one dict lookup per flushed object and trigger nothing.
 The same tag functions (:mod:`flask_dataroom_cache.tags`) build the tags that views put on
 their entries, so both sides always agree on names.
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .keys import _text
+from .rule_checks import MapperChecks, check_names
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
 
 __all__ = ["Change", "Registry", "Rule", "parent_tag"]
@@ -131,7 +135,7 @@ class Rule:
                         tag = _memo(cache, ptype, prev)
                     out.add(tag)
         if members is None and self.members is not None and obj is not None:
-            members = self.members(obj)
+            members = self.member_ids(obj)
         if members:
             out.update(user_tag(uid) for uid in members if uid is not None)
         if self.has_hook and obj is not None:
@@ -140,6 +144,18 @@ class Rule:
                 if isinstance(extra, str):
                     raise TypeError(f"{self.model.__name__}.cache_tags must return a list")
                 out.update(extra)
+
+    def member_ids(self, obj: Any) -> list[Any]:
+        """``members(obj)`` as a list; a string (iterated, one tag per character: a
+        silent mistake) or a non-iterable raises, naming the model."""
+        assert self.members is not None
+        found = self.members(obj)
+        if isinstance(found, str | bytes) or not isinstance(found, Iterable):
+            raise TypeError(
+                f"{self.model.__name__}: members(obj) must return an iterable of user ids, "
+                f"not {type(found).__name__}"
+            )
+        return list(found)
 
     def tags(
         self,
@@ -171,6 +187,8 @@ class Registry:
         self._declared: dict[type, Rule] = {}
         self.version = 0
         self.has_members = False
+        #: attribute names checked against each model's mapper once it is configured
+        self.checks = MapperChecks()
 
     def add(
         self,
@@ -193,6 +211,9 @@ class Registry:
                 raise ValueError(f"parents must map attribute names to entity types: {parents!r}")
         if members is not None and not callable(members):
             raise TypeError("members must be a callable(obj) -> iterable of user ids")
+        if not isinstance(id_attr, str) or not id_attr:
+            raise ValueError(f"id_attr must be an attribute name, not {id_attr!r}")
+        check_names(model, name, parents.values())
         rule = Rule(
             model=model,
             entity=name,
@@ -202,6 +223,7 @@ class Registry:
             members=members,
             has_hook=callable(getattr(model, "cache_tags", None)),
         )
+        self.checks.watch(rule)  # raises now if the mapper is configured and a name is wrong
         self._declared[model] = rule
         self._rules.clear()  # subclasses resolve again
         self.has_members = any(r.members is not None for r in self._declared.values())

@@ -16,8 +16,14 @@ Flow (see ``docs/transactions.md``)::
                    cascades from (ondelete CASCADE / SET NULL / SET DEFAULT reaching
                    tracked tables: a graph built once from the metadata): the dependent
                    rows are read before it runs, level by level, and tagged by their rules
+    COMMIT         outermost commit -> the whole set is sent, once, right after the
+                   first DBAPI COMMIT of the session's connections succeeded (the
+                   ``do_commit`` wrapper), before SQLAlchemy dispatches ``after_commit``:
+                   every ``after_commit`` listener, whenever registered, sees it done
     after_commit   savepoint released -> its set merges into the enclosing one;
-                   outermost commit -> the whole set is sent, once, before commit() returns
+                   outermost commit with no COMMIT of its own (joined to an outer
+                   transaction, two-phase, no connection) -> sent now, or parked on the
+                   joined connection until the outer COMMIT
     after_transaction_end  a set still attached to the ending transaction was rolled back
                    (savepoint or root): dropped
 
@@ -235,6 +241,7 @@ class _SessionState:
         "begin_time",
         "buckets",
         "conns",
+        "delivered",
         "flush_ctx",
         "flushed",
         "owned",
@@ -255,6 +262,9 @@ class _SessionState:
         self.begin_seq: int | None = None
         self.begin_time: float | None = None
         self.conns: list[Connection] = []
+        #: tags already sent at the COMMIT of one of ``conns`` (see ``_after_core_commit``);
+        #: ``after_commit`` still parks them on connections joined to an outer transaction
+        self.delivered: set[str] | None = None
         self.registered_in: weakref.WeakSet[_SessionState] | None = None
 
     def reset(self) -> None:
@@ -264,6 +274,20 @@ class _SessionState:
         self.flush_ctx = None
         self.begin_seq = None
         self.begin_time = None
+        self.delivered = None
+
+
+@dataclass
+class _Committing:
+    """A COMMIT about to run on one connection, from the ``commit`` event to the
+    ``do_commit`` wrapper that delivers its tags once the DBAPI COMMIT succeeded."""
+
+    #: what ``Connection`` hands to ``dialect.do_commit``: identifies this COMMIT
+    dbapi: Any
+    #: the connection's (pool record's) info dict: Core tags wait in its ``.resend`` entry
+    info: dict[Any, Any]
+    #: the session whose root transaction this COMMIT ends (its root set goes out too)
+    session: _SessionState | None
 
 
 def _current_tx(session: Session) -> SessionTransaction | None:
@@ -499,7 +523,7 @@ class Tracker:
                 for obj in session.deleted:
                     rule = rule_for(type(obj))
                     if rule is not None and rule.members is not None:
-                        pre[sa.inspect(obj)] = (None, list(rule.members(obj)))
+                        pre[sa.inspect(obj)] = (None, rule.member_ids(obj))
         modified = getattr(session.identity_map, "_modified", None)
         if modified is None:  # pragma: no cover - private attribute gone
             modified = [sa.inspect(o) for o in session.dirty]
@@ -670,7 +694,7 @@ class Tracker:
 
     def _on_commit(self, session: Session) -> None:
         st: _SessionState | None = session.info.get(self.key)
-        if st is None or not st.owned or not st.buckets:
+        if st is None or not st.owned or not (st.buckets or st.delivered):
             return
         nested = session.get_nested_transaction()
         if nested is not None:  # a savepoint was released: keep its tags
@@ -681,7 +705,11 @@ class Tracker:
             return
         root = session.get_transaction()
         tags = st.buckets.pop(root, None) if root is not None else None
-        if tags:
+        # Usually already sent, at the first COMMIT of the session's connections
+        # (``_after_core_commit``): ``delivered``. Still here: no connection of the
+        # session ran a COMMIT of its own (all joined, two-phase, none at all).
+        delivered, st.delivered = st.delivered, None
+        if tags or delivered:
             # A connection still in a transaction is joined to one the session does not
             # own (Session(bind=conn) inside conn.begin()): its data is committed by that
             # outer COMMIT, so the tags wait for it there (the Core path sends them). If
@@ -689,8 +717,8 @@ class Tracker:
             # session: over-invalidating, never late).
             joined = [c for c in st.conns if c.in_transaction()]
             for conn in joined:
-                conn.info.setdefault(self.key, set()).update(tags)
-            if len(joined) < len(st.conns) or not st.conns:
+                conn.info.setdefault(self.key, set()).update(tags or (), delivered or ())
+            if tags and (len(joined) < len(st.conns) or not st.conns):
                 self.send(tags)
 
     def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
@@ -1547,20 +1575,28 @@ class Tracker:
             self.send(now)  # autocommit: the driver-level statement is committed
 
     def _on_conn_commit(self, conn: Connection) -> None:
-        """Before a Core connection's COMMIT: hand its tags to the ``do_commit`` wrapper
+        """Before a connection's COMMIT: hand its tags to the ``do_commit`` wrapper
         (:meth:`attach_engine`), which sends them right after the COMMIT; if it does not
-        run, they go out when the connection returns to the pool."""
+        run, they go out when the connection returns to the pool.
+
+        The tags of a tracked session committing its root transaction on this connection
+        go out there too (not parked: a COMMIT that fails must send nothing), so they are
+        delivered before SQLAlchemy dispatches ``after_commit`` to any listener."""
         # Anything pending on the connection is not a session's own (a session keeps its
         # tags in its buckets): Core statements, or a joined session's tags parked for
         # this COMMIT, even if a session has begun on the connection again since.
         conn.info.pop(self.key + ".sp", None)
         tags = conn.info.pop(self.key, None)
+        info = conn.info
         if tags:
-            info = conn.info
             info[self.key + ".resend"] = info.get(self.key + ".resend", set()) | tags
+        owner = self._conn_owner.get(conn)
+        if owner is not None and not (owner.owned and owner.buckets):
+            owner = None
+        if tags or owner is not None:
             # the DBAPI connection identifies this COMMIT in do_commit; the record's info
             # dict stays valid after the Connection is closed
-            self._local.committing = (_dbapi(conn), info)
+            self._local.committing = _Committing(_dbapi(conn), info, owner)
 
     def _on_conn_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
         """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
@@ -1571,14 +1607,26 @@ class Tracker:
             info[self.key + ".resend"] = info.get(self.key + ".resend", set()) | tags
 
     def _after_core_commit(self, dbapi_connection: Any) -> None:
-        pending = getattr(self._local, "committing", None)
+        """Right after a DBAPI COMMIT succeeded: send what it committed. For a session's
+        root transaction this is the first of its connections to commit (its whole set
+        goes out then: over-invalidating a multi-bind session, never late), inside
+        ``Session.commit()`` before ``after_commit`` is dispatched."""
+        pending: _Committing | None = getattr(self._local, "committing", None)
         if pending is None:
             return
         self._local.committing = None
-        expected, info = pending
-        if expected is not dbapi_connection:
+        if pending.dbapi is not dbapi_connection:
             return  # another connection's COMMIT: that one's own check-in resends
+        info = pending.info
         tags = info.pop(self.key + ".resend", None)
+        st = pending.session
+        session = st.session_ref() if st is not None else None
+        if st is not None and session is not None:
+            root = session.get_transaction()
+            own = st.buckets.pop(root, None) if root is not None else None
+            if own:
+                st.delivered = own if st.delivered is None else st.delivered | own
+                tags = own if tags is None else tags | own
         if tags:
             try:
                 self.send(tags)
@@ -1615,8 +1663,8 @@ class Tracker:
         conn.info.pop(self.key, None)
         conn.info.pop(self.key + ".sp", None)
         conn.info.pop(self.key + ".reselect", None)
-        pending = getattr(self._local, "committing", None)
-        if pending is not None and pending[0] is _dbapi(conn):
+        pending: _Committing | None = getattr(self._local, "committing", None)
+        if pending is not None and pending.dbapi is _dbapi(conn):
             self._local.committing = None
 
     def _on_checkin(self, dbapi_conn: Any, record: Any) -> None:
