@@ -593,8 +593,9 @@ class Tracker:
         if not cols or state.identity is None:
             return {}
         where = [c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)]
-        with session.no_autoflush:
-            row = session.execute(sa.select(*[c for _, c in cols]).where(*where)).first()
+        query = sa.select(*[c for _, c in cols]).where(*where)
+        with session.no_autoflush:  # on the mapper's bind (its bind key), not the default one
+            row = session.execute(query, bind_arguments={"mapper": mapper}).first()
         if row is None:
             return {}
         return {attr: value for (attr, _), value in zip(cols, row, strict=True)}
@@ -1355,12 +1356,14 @@ class Tracker:
         else:
             rows_params = None
 
-        def run(q: Any) -> Any:
-            return session.execute(q, execution_options={"_dataroom_internal": True})
-
-        def connection() -> Connection | None:
+        def connection() -> Connection:
+            # the statement's own bind (a model under another bind key, a bind= argument):
+            # a SELECT built from its columns alone would go to the session's default one
             conn: Connection = session.connection(bind_arguments=orm_state.bind_arguments)
             return conn
+
+        def run(q: Any) -> Any:
+            return connection().execute(q)
 
         tags: set[str]
         ids: list[Any] = []
