@@ -60,6 +60,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from sqlalchemy.sql import dml
 from sqlalchemy.sql.elements import TextClause
 
+from . import ddl
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .tags import EPOCH_TAG, entity_tag, list_tag, type_tag
@@ -85,7 +86,7 @@ _LEAD = r"\s*(?:" + _COMMENT + r"\s*|--[^\n]*\n\s*)*"
 #: ``EXPLAIN ANALYZE <statement>`` runs the statement (a plain EXPLAIN does not: harmless).
 _EXPLAIN = r"(?:explain\s+(?:\([^)]*\)\s*|analy[sz]e\s+|verbose\s+)*)?"
 _WRITE_SQL = re.compile(
-    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert|truncate)\b", re.I | re.S
+    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
 )
 #: A ``WITH ...`` statement that writes (PostgreSQL's data-modifying CTEs): a CTE body
 #: (``AS (``) or the main statement (after a ``)``) that is a write; ``SELECT ... FOR
@@ -1400,6 +1401,8 @@ class Tracker:
         if not isinstance(clauseelement, dml.UpdateBase):
             if isinstance(clauseelement, TextClause):
                 self._on_text(conn, clauseelement.text)
+            elif ddl.is_ddl_element(clauseelement):
+                self._on_ddl(conn)
             return
         if not self.registry:
             return
@@ -1461,6 +1464,8 @@ class Tracker:
         change (reads bypass the cache, fills are dropped, ``invalidate_tags`` is
         deferred), so nothing it wrote can reach the cache before the commit."""
         if not (_WRITE_SQL.match(sql) or _WRITE_CTE.match(sql)):
+            if ddl.is_ddl_text(sql):
+                self._on_ddl(conn)
             return
         owner = self._conn_owner.get(conn)
         if owner is not None:
@@ -1471,8 +1476,8 @@ class Tracker:
         target = _TEXT_TARGET.match(sql)
         infos: list[_TableInfo]
         if target is None or _WRITE_CTE.match(sql) or _MORE_STATEMENTS.search(sql):
-            # TRUNCATE (may name several tables), a WITH ... write, several statements:
-            # the targets are unknown, every tracked type is bumped
+            # a WITH ... write, several statements: the targets are unknown, every
+            # tracked type is bumped (TRUNCATE is a schema-level reset: _on_ddl)
             infos = [i for i in self._tables.values() if i is not None]
         else:
             name = target.group(1)
@@ -1494,6 +1499,23 @@ class Tracker:
                 tags.add(list_tag(info.rule.entity))
         if tags:
             self._deliver_core(conn, owner, tags)
+
+    def _on_ddl(self, conn: Connection) -> None:
+        """A schema change (:mod:`.ddl`): the namespace epoch, delivered like a Core
+        statement's tags (at the commit, dropped by a rollback); the session treats it as
+        a flushed change. Marked on the connection so that, once it ran, a DDL statement
+        that committed by itself is sent at once too (:meth:`_after_ddl`)."""
+        owner = self._conn_owner.get(conn)
+        if owner is not None:
+            owner.wrote = True
+        self._deliver_core(conn, owner, {EPOCH_TAG})
+        conn.info[self.key + ".ddl"] = True
+
+    def _after_ddl(self, conn: Connection) -> None:
+        # AUTOCOMMIT: sent already; else the pending copy still goes out at the commit
+        ran = conn.info.pop(self.key + ".ddl", None)
+        if ran and not _autocommit(conn) and ddl.commits_itself(conn):
+            self.send((EPOCH_TAG,))
 
     def _delete_cascade(
         self, conn: Connection, table: Any, stmt: Any, rows_params: list[Mapping[str, Any]]
@@ -1537,6 +1559,7 @@ class Tracker:
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the statement is committed
+        self._after_ddl(conn)
 
     def _on_cursor_execute(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
         context = args[1] if len(args) > 1 else None
@@ -1550,6 +1573,7 @@ class Tracker:
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the driver-level statement is committed
+        self._after_ddl(conn)
 
     def _on_conn_commit(self, conn: Connection) -> None:
         """Before a Core connection's COMMIT: hand its tags to the ``do_commit`` wrapper
@@ -1620,6 +1644,7 @@ class Tracker:
         conn.info.pop(self.key, None)
         conn.info.pop(self.key + ".sp", None)
         conn.info.pop(self.key + ".reselect", None)
+        conn.info.pop(self.key + ".ddl", None)
         pending = getattr(self._local, "committing", None)
         if pending is not None and pending[0] is _dbapi(conn):
             self._local.committing = None
@@ -1633,6 +1658,7 @@ class Tracker:
         # would have dropped them. Sent now (over-invalidating at worst).
         tags = info.pop(self.key, None) or set()
         info.pop(self.key + ".reselect", None)
+        info.pop(self.key + ".ddl", None)
         info.pop(self.key + ".sp", None)
         tags |= info.pop(self.key + ".resend", None) or set()
         if tags:
