@@ -1357,14 +1357,18 @@ class Tracker:
         else:
             rows_params = None
 
-        def connection() -> Connection:
-            # the statement's own bind (a model under another bind key, a bind= argument):
-            # a SELECT built from its columns alone would go to the session's default one
-            conn: Connection = session.connection(bind_arguments=orm_state.bind_arguments)
-            return conn
+        # The statement's own bind (a model under another bind key, a bind= argument): a
+        # SELECT built from its columns alone would go to the session's default engine.
+        binds = orm_state.bind_arguments
 
         def run(q: Any) -> Any:
-            return connection().execute(q)
+            return session.execute(
+                q, execution_options={"_dataroom_internal": True}, bind_arguments=binds
+            )
+
+        def connection() -> Connection | None:
+            conn: Connection = session.connection(bind_arguments=binds)
+            return conn
 
         tags: set[str]
         ids: list[Any] = []
