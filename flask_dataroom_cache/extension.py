@@ -110,6 +110,19 @@ class DataRoomCache:
     def invalidate_tags(self, *tags: str) -> None:
         self.store.invalidate(tags)
 
+    def invalidate_all(self) -> None:
+        """Invalidate every entry of this app's namespace (the epoch bump of
+        ``flask dataroom-cache invalidate --all``): for test fixtures that reset the
+        database while the cache (Redis) outlives it.
+
+        Sent now; if this thread's session has uncommitted changes, sent again at their
+        commit (a read in between could refill what that transaction is changing)."""
+        from .tags import EPOCH_TAG
+
+        store = self.store
+        if not store.invalidate((EPOCH_TAG,)):  # deferred to the commit (or disabled)
+            store.invalidate((EPOCH_TAG,), defer=False)
+
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
 

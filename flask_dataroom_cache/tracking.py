@@ -66,6 +66,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from sqlalchemy.sql import dml
 from sqlalchemy.sql.elements import TextClause
 
+from . import ddl
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .state import EXTENSION_KEY
@@ -93,7 +94,7 @@ _LEAD = r"\s*(?:" + _COMMENT + r"\s*|--[^\n]*\n\s*)*"
 #: ``EXPLAIN ANALYZE <statement>`` runs the statement (a plain EXPLAIN does not: harmless).
 _EXPLAIN = r"(?:explain\s+(?:\([^)]*\)\s*|analy[sz]e\s+|verbose\s+)*)?"
 _WRITE_SQL = re.compile(
-    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert|truncate)\b", re.I | re.S
+    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
 )
 #: A ``WITH ...`` statement that writes (PostgreSQL's data-modifying CTEs): a CTE body
 #: (``AS (``) or the main statement (after a ``)``) that is a write; ``SELECT ... FOR
@@ -615,8 +616,9 @@ class Tracker:
         if not cols or state.identity is None:
             return {}
         where = [c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)]
-        with session.no_autoflush:
-            row = session.execute(sa.select(*[c for _, c in cols]).where(*where)).first()
+        query = sa.select(*[c for _, c in cols]).where(*where)
+        with session.no_autoflush:  # on the mapper's bind (its bind key), not the default one
+            row = session.execute(query, bind_arguments={"mapper": mapper}).first()
         if row is None:
             return {}
         return {attr: value for (attr, _), value in zip(cols, row, strict=True)}
@@ -1381,11 +1383,17 @@ class Tracker:
         else:
             rows_params = None
 
+        # The statement's own bind (a model under another bind key, a bind= argument): a
+        # SELECT built from its columns alone would go to the session's default engine.
+        binds = orm_state.bind_arguments
+
         def run(q: Any) -> Any:
-            return session.execute(q, execution_options={"_dataroom_internal": True})
+            return session.execute(
+                q, execution_options={"_dataroom_internal": True}, bind_arguments=binds
+            )
 
         def connection() -> Connection | None:
-            conn: Connection = session.connection(bind_arguments=orm_state.bind_arguments)
+            conn: Connection = session.connection(bind_arguments=binds)
             return conn
 
         tags: set[str]
@@ -1423,6 +1431,8 @@ class Tracker:
         if not isinstance(clauseelement, dml.UpdateBase):
             if isinstance(clauseelement, TextClause):
                 self._on_text(conn, clauseelement.text)
+            elif ddl.is_ddl_element(clauseelement):
+                self._on_ddl(conn)
             return
         if not self.registry:
             return
@@ -1484,6 +1494,8 @@ class Tracker:
         change (reads bypass the cache, fills are dropped, ``invalidate_tags`` is
         deferred), so nothing it wrote can reach the cache before the commit."""
         if not (_WRITE_SQL.match(sql) or _WRITE_CTE.match(sql)):
+            if ddl.is_ddl_text(sql):
+                self._on_ddl(conn)
             return
         owner = self._conn_owner.get(conn)
         if owner is not None:
@@ -1494,8 +1506,8 @@ class Tracker:
         target = _TEXT_TARGET.match(sql)
         infos: list[_TableInfo]
         if target is None or _WRITE_CTE.match(sql) or _MORE_STATEMENTS.search(sql):
-            # TRUNCATE (may name several tables), a WITH ... write, several statements:
-            # the targets are unknown, every tracked type is bumped
+            # a WITH ... write, several statements: the targets are unknown, every
+            # tracked type is bumped (TRUNCATE is a schema-level reset: _on_ddl)
             infos = [i for i in self._tables.values() if i is not None]
         else:
             name = target.group(1)
@@ -1517,6 +1529,23 @@ class Tracker:
                 tags.add(list_tag(info.rule.entity))
         if tags:
             self._deliver_core(conn, owner, tags)
+
+    def _on_ddl(self, conn: Connection) -> None:
+        """A schema change (:mod:`.ddl`): the namespace epoch, delivered like a Core
+        statement's tags (at the commit, dropped by a rollback); the session treats it as
+        a flushed change. Marked on the connection so that, once it ran, a DDL statement
+        that committed by itself is sent at once too (:meth:`_after_ddl`)."""
+        owner = self._conn_owner.get(conn)
+        if owner is not None:
+            owner.wrote = True
+        self._deliver_core(conn, owner, {EPOCH_TAG})
+        conn.info[self.key + ".ddl"] = True
+
+    def _after_ddl(self, conn: Connection) -> None:
+        # AUTOCOMMIT: sent already; else the pending copy still goes out at the commit
+        ran = conn.info.pop(self.key + ".ddl", None)
+        if ran and not _autocommit(conn) and ddl.commits_itself(conn):
+            self.send((EPOCH_TAG,))
 
     def _delete_cascade(
         self, conn: Connection, table: Any, stmt: Any, rows_params: list[Mapping[str, Any]]
@@ -1560,6 +1589,7 @@ class Tracker:
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the statement is committed
+        self._after_ddl(conn)
 
     def _on_cursor_execute(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
         context = args[1] if len(args) > 1 else None
@@ -1573,6 +1603,7 @@ class Tracker:
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the driver-level statement is committed
+        self._after_ddl(conn)
 
     def _on_conn_commit(self, conn: Connection) -> None:
         """Before a connection's COMMIT: hand its tags to the ``do_commit`` wrapper
@@ -1663,6 +1694,7 @@ class Tracker:
         conn.info.pop(self.key, None)
         conn.info.pop(self.key + ".sp", None)
         conn.info.pop(self.key + ".reselect", None)
+        conn.info.pop(self.key + ".ddl", None)
         pending: _Committing | None = getattr(self._local, "committing", None)
         if pending is not None and pending.dbapi is _dbapi(conn):
             self._local.committing = None
@@ -1676,6 +1708,7 @@ class Tracker:
         # would have dropped them. Sent now (over-invalidating at worst).
         tags = info.pop(self.key, None) or set()
         info.pop(self.key + ".reselect", None)
+        info.pop(self.key + ".ddl", None)
         info.pop(self.key + ".sp", None)
         tags |= info.pop(self.key + ".resend", None) or set()
         if tags:
