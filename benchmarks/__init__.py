@@ -168,9 +168,9 @@ def time_once(
 def fill_raw(client: Any, store: Any, keys: list[str], tags: tuple[str, ...], body: bytes) -> None:
     """Write ``keys`` as valid entries stamped with the current tokens of ``tags``, fast
     (pipelined raw SETs of the backend's frame format, no per-key script call)."""
-    from flask_dataroom_cache.backends.redis import _frame
+    from flask_dataroom_cache.backends.redis.layout import frame
 
-    blob = _frame(tags, store.backend.versions(tags), body)
+    blob = frame(tags, store.backend.versions(tags), body)
     pipe = client.pipeline(transaction=False)
     for i, k in enumerate(keys):
         pipe.set(k, blob, ex=600)

@@ -109,7 +109,7 @@ def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
     """Ours: one tag's token is replaced (O(1)). Baseline: find nothing, just DEL the N
     keys in batches of 1,000 (the cheapest key-set scheme: it already knows the keys)."""
     from flask_dataroom_cache import DataRoomCache
-    from flask_dataroom_cache.backends.redis import _frame
+    from flask_dataroom_cache.backends.redis.layout import frame
 
     sizes = [1, 1000, 10_000 if env.quick else 100_000]
     repeats = 3 if env.quick else 5
@@ -125,7 +125,7 @@ def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
 
             def fill(keys: list[str] = keys, tags: tuple[str, ...] = tags) -> None:
                 versions = store.backend.versions(tags)
-                blob = _frame(tags, versions, b"J" + body)
+                blob = frame(tags, versions, b"J" + body)
                 pipe = client.pipeline(transaction=False)
                 for i, k in enumerate(keys):
                     pipe.set(k, blob, ex=600)

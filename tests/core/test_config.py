@@ -203,7 +203,9 @@ def test_redis_not_installed_warns_once_naming_the_extra(
     for name in list(sys.modules):
         if name == "redis" or name.startswith("redis."):
             monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.delitem(sys.modules, "flask_dataroom_cache.backends.redis")
+    for name in list(sys.modules):
+        if name.startswith("flask_dataroom_cache.backends.redis"):  # the package and its modules
+            monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(backends_pkg, "redis", redis_backend_module, raising=False)
     caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
     app = _init(REDIS_URL="redis://127.0.0.1:6379/0")

@@ -13,7 +13,8 @@ import pytest
 from conftest import REDIS_URL
 
 from flask_dataroom_cache.backends.base import BackendError
-from flask_dataroom_cache.backends.redis import RedisBackend, _direct_encoding, connect
+from flask_dataroom_cache.backends.redis import RedisBackend, connect
+from flask_dataroom_cache.backends.redis.resp import direct_encoding
 
 pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL")
 
@@ -130,9 +131,9 @@ def test_direct_path_only_for_plain_clients() -> None:
     import fakeredis
     import redis
 
-    assert _direct_encoding(fakeredis.FakeRedis()) is None
-    assert _direct_encoding(redis.Redis(single_connection_client=False)) is None  # retries
-    assert _direct_encoding(redis.Redis(decode_responses=True)) is None
+    assert direct_encoding(fakeredis.FakeRedis()) is None
+    assert direct_encoding(redis.Redis(single_connection_client=False)) is None  # retries
+    assert direct_encoding(redis.Redis(decode_responses=True)) is None
 
 
 def test_direct_read_of_an_unreachable_server_is_a_backend_error(prefix: str) -> None:
@@ -187,14 +188,14 @@ def test_direct_invalidation_loads_a_missing_script(
 ) -> None:
     """A server that does not know the script (restarted, SCRIPT FLUSH) answers NOSCRIPT;
     the invalidation still lands, through redis-py's Script, which loads it."""
-    from flask_dataroom_cache.backends.redis import _bulk
+    from flask_dataroom_cache.backends.redis.resp import bulk
 
     key = f"{prefix}:view:noscript"
     _, versions = backend.get(key, TAGS)
     assert versions is not None and backend.set(key, b"v", 60, TAGS, versions)
     # a digest no server knows stands in for a flushed script cache (SCRIPT FLUSH would
     # disturb every other user of this Redis)
-    monkeypatch.setattr(backend, "_invalidate_sha", _bulk(b"0" * 40))
+    monkeypatch.setattr(backend, "_invalidate_sha", bulk(b"0" * 40))
     backend.invalidate(["dataroom:1"])
     payload, fresh = backend.get(key, TAGS)
     assert payload is None and fresh is not None and fresh[0] != versions[0]

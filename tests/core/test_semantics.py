@@ -24,7 +24,7 @@ from flask_dataroom_cache import (
     user_tag,
 )
 from flask_dataroom_cache.backends.memory import MemoryBackend
-from flask_dataroom_cache.backends.redis import _frame
+from flask_dataroom_cache.backends.redis.layout import frame
 from flask_dataroom_cache.tags import EPOCH_TAG, normalize_tags
 
 from .conftest import REDIS_KINDS, CommandCounter, primary_of, redis_backend_of, store_of
@@ -214,7 +214,7 @@ def test_losing_a_tag_version_never_resurrects_a_stale_entry(app: Flask, cache_k
     old = backend.versions(norm)
     invalidate_tags("folder:1/contents")
     if cache_kind in REDIS_KINDS:
-        redis_backend_of(app).client.set(key, _frame(norm, old, b'J"stale"'), ex=60)
+        redis_backend_of(app).client.set(key, frame(norm, old, b'J"stale"'), ex=60)
     else:
         backend._entries[key] = (time.monotonic() + 60, norm, old, b'J"stale"')
     lose("folder:1/contents")
@@ -241,7 +241,7 @@ def test_ten_thousand_entries_under_a_tag_miss_after_one_invalidation(
     versions = backend.versions(norm)
     if cache_kind in REDIS_KINDS:
         client = redis_backend_of(app).client
-        blob = _frame(norm, versions, b'J"v"')
+        blob = frame(norm, versions, b'J"v"')
         pipe = client.pipeline(transaction=False)
         for k in keys:
             pipe.set(k, blob, ex=300)
@@ -265,7 +265,7 @@ def test_invalidation_cost_does_not_depend_on_the_number_of_entries(
     counts = []
     for n, tag in ((1, "folder:small/contents"), (2000, "folder:big/contents")):
         norm = normalize_tags([tag])
-        blob = _frame(norm, backend.versions(norm), b'J"v"')
+        blob = frame(norm, backend.versions(norm), b'J"v"')
         pipe = client.pipeline(transaction=False)
         for i in range(n):
             pipe.set(get_cache_key("f", tag, i=i), blob, ex=300)

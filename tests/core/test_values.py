@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import flask_dataroom_cache.serialization as codec
 from flask_dataroom_cache import cache_get, cache_set, get_cache_key, get_or_set
-from flask_dataroom_cache.backends.redis import _frame
+from flask_dataroom_cache.backends.redis.layout import frame
 from flask_dataroom_cache.serialization import CodecError, decode, encode
 from flask_dataroom_cache.tags import normalize_tags
 
@@ -177,7 +177,7 @@ def test_crafted_payload_is_a_miss_and_runs_nothing(
     norm = normalize_tags(tags)
     backend = primary_of(app)
     versions = backend.versions(norm)
-    raw_entries: list[bytes] = [_frame(norm, versions, g) for g in _garbage(target)]
+    raw_entries: list[bytes] = [frame(norm, versions, g) for g in _garbage(target)]
     if cache_kind in REDIS_KINDS:
         raw_entries += [
             b"",
@@ -194,7 +194,7 @@ def test_crafted_payload_is_a_miss_and_runs_nothing(
         if cache_kind in REDIS_KINDS:
             redis_backend_of(app).client.set(key, raw, ex=60)
         else:
-            assert backend.set(key, raw[len(_frame(norm, versions, b"")) :], 60, norm, versions)
+            assert backend.set(key, raw[len(frame(norm, versions, b"")) :], 60, norm, versions)
         assert cache_get(key, tags) is None, (i, raw[:40])
         assert get_or_set(key, lambda: "fresh", tags=tags) == "fresh"
         assert cache_get(key, tags) == "fresh", (i, raw[:40])

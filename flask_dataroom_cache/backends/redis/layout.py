@@ -1,0 +1,62 @@
+"""What the Redis backends store, and how its replies read: entry framing, key names.
+
+``P`` is the key prefix.
+
+* an entry (the caller's key, ``P:{entity}:...`` from :func:`get_cache_key`) is a string
+  ``"<n>\\n<tag_1>\\n...<tag_n>\\n<token_1>\\n...<token_n>\\n<payload>"`` (:func:`frame`);
+  a lock (``P:~lock:...``, via ``add``) is framed with no tags;
+* a tag's token is at ``P:~tagv:{tag}`` (:func:`token_key_prefix`; ``~`` is always escaped
+  in generated keys, so an entry key can never collide with a token key), with a TTL
+  longer than any entry's.
+
+The Lua scripts (``scripts/*.lua``) read the same framing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "decode_tokens",
+    "entry_header",
+    "frame",
+    "glob_escape",
+    "remaining",
+    "token_key_prefix",
+]
+
+
+def token_key_prefix(prefix: str) -> str:
+    """The start of every token key of ``prefix``: ``{prefix}:~tagv:``."""
+    return f"{prefix}:~tagv:"
+
+
+def entry_header(tags: Sequence[str]) -> bytes:
+    """The start of every entry stored with exactly ``tags``: their count and names."""
+    return "\n".join([str(len(tags)), *tags, ""]).encode("utf-8")
+
+
+def frame(tags: Sequence[str], versions: Sequence[str], payload: bytes) -> bytes:
+    """An entry: ``payload`` stamped with ``tags`` and the tokens (``versions``) they had."""
+    head = "\n".join([str(len(tags)), *tags, *versions, ""])
+    return head.encode("utf-8") + payload
+
+
+def decode_tokens(replies: Iterable[Any]) -> tuple[str, ...]:
+    """Tokens as a script returned them (bytes, or str with ``decode_responses``)."""
+    return tuple(t.decode() if isinstance(t, bytes) else str(t) for t in replies)
+
+
+def remaining(pttl: Any) -> float | None:
+    """Seconds left from a ``PTTL`` reply: ``inf`` without expiry, ``None`` if unknown."""
+    if not isinstance(pttl, int):
+        return None
+    if pttl == -1:
+        return float("inf")
+    return pttl / 1000.0 if pttl >= 0 else None
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a ``SCAN MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
