@@ -75,7 +75,7 @@ def forked_l1_user(near: Any, url: str, key: str, out: Any) -> None:
     (multiprocessing ends it with os._exit: no atexit)."""
     import redis
 
-    assert near._thread is None and not near.l1_active  # nothing started by the fork
+    assert near._subscriber.thread is None and not near.l1_active  # nothing started by the fork
     start = time.monotonic()
     near.invalidate(["room:other"])  # the first use: starts the subscriber
     invalidate_s = time.monotonic() - start

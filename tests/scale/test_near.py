@@ -82,17 +82,17 @@ def test_l1_hit_and_invalidation_acknowledged_before_return(
     assert b.l1_hits == hits + 1
     a.invalidate(["room:1"])
     # No sleep: invalidate returned only after b acknowledged, so b's L1 is already clean.
-    assert key not in b._entries
+    assert key not in b._copies.entries
     assert b.get(key, TAGS)[0] is None
     assert a.ack_timeouts == 0
     _fill(a, key, b"v2")
     assert b.get(key, TAGS)[0] == b"v2"
     a.delete(key)
-    assert key not in b._entries
+    assert key not in b._copies.entries
     _fill(b, key, b"v3")
-    assert b.get(key, TAGS)[0] == b"v3" and key in b._entries
+    assert b.get(key, TAGS)[0] == b"v3" and key in b._copies.entries
     a.clear()
-    assert not b._entries
+    assert not b._copies.entries
 
 
 def test_frozen_subscriber_makes_the_writer_wait_for_its_lease(
@@ -103,15 +103,15 @@ def test_frozen_subscriber_makes_the_writer_wait_for_its_lease(
     a, b = pair
     key = f"{a.channel}:frozen"
     _fill(b, key, b"old")
-    assert b.get(key, TAGS)[0] == b"old" and key in b._entries
+    assert b.get(key, TAGS)[0] == b"old" and key in b._copies.entries
     release = threading.Event()
-    real = b._handle
+    real = b._subscriber._handle
 
     def stuck(message: dict[str, Any], client: Any) -> None:
         release.wait(5)
         real(message, client)
 
-    monkeypatch.setattr(b, "_handle", stuck)
+    monkeypatch.setattr(b._subscriber, "_handle", stuck)
     time.sleep(0.1)  # b's thread is now blocked in `stuck`
     start = time.monotonic()
     a.invalidate(["room:1"])
@@ -119,12 +119,12 @@ def test_frozen_subscriber_makes_the_writer_wait_for_its_lease(
     try:
         assert waited >= b.lease * 0.9, waited
         assert a.ack_timeouts == 1
-        assert key in b._entries  # b never heard of it...
+        assert key in b._copies.entries  # b never heard of it...
         assert not b.l1_active  # ...but its lease expired, so it must not serve it
         assert b.get(key, TAGS)[0] is None  # read from Redis: a miss, not "old"
     finally:
         release.set()
-    wait_until(lambda: b.l1_active and key not in b._entries, 5, "b catches up")
+    wait_until(lambda: b.l1_active and key not in b._copies.entries, 5, "b catches up")
 
 
 def test_peer_dropped_by_redis_is_waited_for_not_served_stale(own_redis: RedisProcess) -> None:
@@ -155,14 +155,14 @@ def test_peer_dropped_by_redis_is_waited_for_not_served_stale(own_redis: RedisPr
         settle_registry(a)
         key = f"{a.channel}:dropped"
         _fill(a, key, b"old")
-        assert b.get(key, TAGS)[0] == b"old" and key in b._entries
-        real = b._handle
+        assert b.get(key, TAGS)[0] == b"old" and key in b._copies.entries
+        real = b._subscriber._handle
 
         def stuck(message: dict[str, Any], client: Any) -> None:
             release.wait(10)
             real(message, client)
 
-        b._handle = stuck  # type: ignore[method-assign]
+        b._subscriber._handle = stuck  # type: ignore[method-assign]
         time.sleep(0.1)  # b's thread is now blocked in `stuck`
         admin = own_redis.client()
         killed = 0
@@ -179,7 +179,7 @@ def test_peer_dropped_by_redis_is_waited_for_not_served_stale(own_redis: RedisPr
         waited = time.monotonic() - start
         assert waited >= lease * 0.9, waited  # waited for b (registered, cannot ack)
         assert a.ack_timeouts == 1
-        assert key in b._entries  # b never heard of the invalidation...
+        assert key in b._copies.entries  # b never heard of the invalidation...
         assert not b.l1_active  # ...but its lease ran out before a returned
         assert b.get(key, TAGS)[0] is None  # a read started after the return: not "old"
         assert b.l1_hits == hits
@@ -241,7 +241,7 @@ def test_fill_racing_an_invalidation_is_discarded(
     monkeypatch.setattr(b, "_get_expiring", get_then_invalidate)
     assert b.get(key, TAGS)[0] == b"old"  # this read started before the commit: allowed
     monkeypatch.setattr(b, "_get_expiring", real_get)
-    assert key not in b._entries
+    assert key not in b._copies.entries
     assert b.get(key, TAGS)[0] is None
 
 
@@ -262,8 +262,8 @@ def test_l1_copy_never_outlives_the_entry_timeout(
     assert a.set(key, b"v", 1, TAGS, versions)
     time.sleep(0.3)
     assert b.get(key, TAGS)[0] == b"v"  # a Redis hit with ~0.7 s left, copied into L1
-    assert a._entries[key][2] <= start + 1.0 + 0.01
-    assert b._entries[key][2] <= start + 1.0 + 0.01  # not CACHE_TTL (300 s) from the fill
+    assert a._copies.entries[key][2] <= start + 1.0 + 0.01
+    assert b._copies.entries[key][2] <= start + 1.0 + 0.01  # not CACHE_TTL (300 s) from the fill
     hits = b.l1_hits
     assert b.get(key, TAGS)[0] == b"v"
     assert b.l1_hits == hits + 1
@@ -281,11 +281,11 @@ def test_subscription_drop_clears_and_bypasses_l1(
     a, b = pair
     key = f"{a.channel}:drop"
     _fill(a, key, b"v")
-    assert b.get(key, TAGS)[0] == b"v" and key in b._entries
+    assert b.get(key, TAGS)[0] == b"v" and key in b._copies.entries
     drops = b.subscription_drops
     own_redis.client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     wait_until(lambda: b.subscription_drops > drops, 5, "drop noticed")
-    assert key not in b._entries or b.l1_active
+    assert key not in b._copies.entries or b.l1_active
     wait_until(lambda: a.l1_active and b.l1_active, 5, "resubscribed")
     assert b.get(key, TAGS)[0] == b"v"  # from Redis again, then L1
     a.invalidate(["room:1"])
@@ -486,16 +486,16 @@ def test_unreadable_registry_falls_back_to_publish_and_the_lease(
     a, b = pair
     key = f"{a.channel}:fallback"
     _fill(a, key, b"v")
-    assert b.get(key, TAGS)[0] == b"v" and key in b._entries
+    assert b.get(key, TAGS)[0] == b"v" and key in b._copies.entries
 
     def broken(*args: Any, **kw: Any) -> Any:
         raise RuntimeError("MOVED 1234 127.0.0.1:1")
 
-    monkeypatch.setattr(a, "_scripts_for", lambda client: (broken, broken))
+    monkeypatch.setattr(a._registry, "_scripts_for", lambda client: (broken, broken))
     waited = _timed_invalidate(a)
     assert waited >= a.lease, waited  # registered peers unknown: the whole lease
     assert a.registry_errors == 1 and a.ack_timeouts == 0
-    assert key not in b._entries  # b got the plain PUBLISH
+    assert key not in b._copies.entries  # b got the plain PUBLISH
     assert b.get(key, TAGS)[0] is None
     monkeypatch.undo()
 
@@ -559,19 +559,19 @@ def test_redis_restart_never_lets_a_stalled_peer_serve_stale(tmp_path: Path) -> 
         wait_until(lambda: a.l1_active and b.l1_active, 5, "L1 subscriptions")
         key = f"{prefix}:k"
         assert a.set(key, b"old", 60, TAGS, a.versions(TAGS))
-        assert b.get(key, TAGS)[0] == b"old" and key in b._entries
-        real = b._handle
+        assert b.get(key, TAGS)[0] == b"old" and key in b._copies.entries
+        real = b._subscriber._handle
 
         def stuck(message: dict[str, Any], client: Any) -> None:
             release.wait(15)
             real(message, client)
 
-        b._handle = stuck  # type: ignore[method-assign]
+        b._subscriber._handle = stuck  # type: ignore[method-assign]
         time.sleep(0.3)  # b's subscriber thread is now blocked in `stuck`
         server.stop()
         server = start_server(tmp_path, port)  # empty: registry, marker and tokens gone
         wait_until(lambda: a.l1_active, 10, "a resubscribed and re-registered")
-        assert b.l1_active and key in b._entries  # b has not noticed: its lease runs
+        assert b.l1_active and key in b._copies.entries  # b has not noticed: its lease runs
         assert _members(server, a) == {a.origin}  # the registry lists only a
         hits = b.l1_hits
         start = time.monotonic()
