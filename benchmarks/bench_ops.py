@@ -79,7 +79,7 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
     )
     inv = measure(lambda: down.invalidate(tags, defer=False), number=number, repeats=repeats)
     rows.append(row(GROUP, "invalidate 1 tag while open (queued)", inv))
-    down.backend._pending_tags.clear()  # the queue of this throwaway store: drop it quietly
+    down.backend._undelivered._tags.clear()  # the queue of this throwaway store: drop it quietly
     down.backend.close()
 
     fb = _store(_dead_url(), start_open=True, fallback=True, cooldown=3600)
