@@ -28,6 +28,7 @@ from flask_dataroom_cache.backends.resilient import ResilientBackend
 
 from .conftest import memory_backend_of, scan_delete, store_of
 
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
