@@ -329,6 +329,13 @@ class Settings:
                     "ours independently of Flask-Caching."
                 )
 
+        if flask_caching_prefix is not None and shares_keys_with(prefix, flask_caching_prefix):
+            notices.append(  # only an empty Flask-Caching prefix gets here
+                f"Flask-Caching's CACHE_KEY_PREFIX={flask_caching_prefix!r} overlaps every "
+                f"key prefix, ours ({prefix!r}) included: its cache.clear() empties the "
+                "whole Redis database. Give Flask-Caching a non-empty prefix."
+            )
+
         fallback_found = lookup("CACHE_FALLBACK")
         fallback = "none"
         if fallback_found is not None:

@@ -531,3 +531,9 @@ def test_only_config_py_reads_app_config_or_the_environment() -> None:
             if reads.search(line):
                 offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_empty_flask_caching_prefix_is_named_in_a_notice() -> None:
+    settings = Settings.from_mapping({"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": ""}, {})
+    assert settings.key_prefix == "dataroom"
+    assert any("empties the whole Redis database" in n for n in settings.notices)
