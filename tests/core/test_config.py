@@ -520,8 +520,11 @@ def test_only_config_py_reads_app_config_or_the_environment() -> None:
     import flask_dataroom_cache
 
     root = pathlib.Path(flask_dataroom_cache.__file__).parent
+    key = r"[\"'](?:DATAROOM_)?(?:CACHE_[A-Z0-9_]+|REDIS_URL)[\"']"
     reads = re.compile(
-        r"\.config\s*(\.get\b|\[|\.setdefault\b)|\bos\.environ\b|\bgetenv\b|[\"'](DATAROOM_)?CACHE_[A-Z_]+[\"']\s*(in\b|\])"
+        r"\bos\.environ\b|\bgetenv\("  # the environment, for any key
+        rf"|\.config\s*(?:\.get\s*\(|\.setdefault\s*\(|\[)\s*{key}"  # app.config[KEY]
+        rf"|{key}\s*(?:\bin\b|\])"  # KEY in mapping, mapping[KEY]
     )
     offenders = []
     for path in sorted(root.rglob("*.py")):
