@@ -21,6 +21,7 @@ user who left them in the config what our equivalent is.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -171,6 +172,10 @@ def validate_redis_url(key: str, value: Any) -> str | None:
     return url
 
 
+def _flask_caching_installed() -> bool:
+    return importlib.util.find_spec("flask_caching") is not None
+
+
 def _namespaces(prefix: str) -> tuple[str, ...]:
     """How every Redis key of ``prefix`` starts: ``P:...`` and, for the Redis Cluster
     groups and the near cache's peer registry, ``{P:...``."""
@@ -262,8 +267,9 @@ class Settings:
         """Read every key from ``config``, falling back to ``environ`` (``os.environ``);
         each key's ``DATAROOM_`` twin first (see the module docstring for the order).
 
-        ``flask_caching``: Flask-Caching is initialised on the app (``"CACHE_TYPE"`` in
-        ``config`` counts as such too); our prefix then never shares keys with its one.
+        ``flask_caching``: Flask-Caching is initialised on the app. ``CACHE_TYPE`` in
+        ``config`` with the flask_caching package installed counts as such too (it may be
+        initialised after us). Our prefix then never shares keys with its one.
         """
         env = os.environ if environ is None else environ
 
@@ -281,7 +287,7 @@ class Settings:
 
         notices: list[str] = []
         flask_caching_prefix: str | None = None
-        if flask_caching or "CACHE_TYPE" in config:
+        if flask_caching or ("CACHE_TYPE" in config and _flask_caching_installed()):
             theirs = config.get("CACHE_KEY_PREFIX")
             flask_caching_prefix = (
                 theirs if isinstance(theirs, str) else FLASK_CACHING_DEFAULT_PREFIX

@@ -540,3 +540,16 @@ def test_empty_flask_caching_prefix_is_named_in_a_notice() -> None:
     settings = Settings.from_mapping({"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": ""}, {})
     assert settings.key_prefix == "dataroom"
     assert any("empties the whole Redis database" in n for n in settings.notices)
+
+
+def test_leftover_cache_type_without_the_flask_caching_package_keeps_the_shared_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flask_dataroom_cache.config as config_module
+
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": "myapp"}
+    assert Settings.from_mapping(config, environ={}).key_prefix != "myapp"  # installed here
+    monkeypatch.setattr(config_module, "_flask_caching_installed", lambda: False)
+    settings = Settings.from_mapping(config, environ={})
+    assert settings.key_prefix == "myapp" and settings.notices == ()
+    assert settings.flask_caching_keys == ("CACHE_TYPE",)
