@@ -123,27 +123,6 @@ _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
 
 
-#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
-#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
-#: this before the filling transaction began (or at any time after).
-DEFAULT_SKEW_MS = 100
-
-
-def _skew_setting(app: Flask) -> float:
-    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
-        from .config import ConfigError
-
-        raise ConfigError(
-            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
-        )
-    return value / 1000.0
-
-
 def _nonces(backend: Any) -> tuple[str, ...]:
     """The token nonces of this process's backend objects (through the wrappers)."""
     found: list[str] = []
@@ -329,7 +308,7 @@ class Tracker:
         self._cascade_metas: list[sa.MetaData] = []
         self._cascade_sig: tuple[int, int] | None = None
         self._late_hook: Any = None
-        self.skew = _skew_setting(app)
+        self.skew = self.store.settings.snapshot_clock_skew_ms / 1000.0
         self._own_nonces = _nonces(self.store.backend)
         self.store.bypass_checks.append(self.must_bypass)
         self.store.deferrers.append(self.defer)
