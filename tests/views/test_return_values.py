@@ -199,3 +199,29 @@ def test_bypassed_call_returns_the_value(views_app: Any) -> None:
 
     assert va.get("/page", user=None).status_code == 200
     assert va.get("/page?fresh=1").status_code == 200
+
+
+def test_function_value_through_lock_and_stale_while_revalidate(views_app: Any) -> None:
+    """The locked miss and the stale refresh paths return the value too."""
+    import time
+
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True, lock=True, timeout=1, stale_while_revalidate=30)
+    def rows() -> list[int]:
+        va.calls["rows"] += 1
+        return [va.calls["rows"]]
+
+    got: list[Any] = []
+
+    @va.app.get("/page")
+    def page() -> Any:
+        got.append(rows())
+        return "ok"
+
+    va.get("/page")  # miss, under the lock
+    va.get("/page")  # hit
+    time.sleep(1.1)
+    va.get("/page")  # past the soft expiry: this request refreshes
+    va.get("/page")  # the refreshed value
+    assert got == [[1], [1], [2], [2]]
