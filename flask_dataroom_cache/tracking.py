@@ -45,6 +45,8 @@ Store hooks:
 * ``store.fill_checks``: the snapshot rule across processes: a fill stamped with a tag
   token that another process made after this thread's transaction began is dropped
   (tokens carry their creation time; ``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` allows for clocks).
+* ``store.handovers``: an async cached view runs in asgiref's loop thread; when it ends,
+  the sessions that thread tracks move to the request's thread, where the checks above run.
 """
 
 from __future__ import annotations
@@ -315,6 +317,7 @@ class Tracker:
         fill_checks = getattr(self.store, "fill_checks", None)
         if fill_checks is not None:
             fill_checks.append(self.refuse_fill)
+        self.store.handovers.append(self.hand_over)
 
     # -- attaching ------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -774,6 +777,18 @@ class Tracker:
                 if rule_for(state.class_) is not None:
                     return True
         return False
+
+    def hand_over(self) -> Callable[[], None]:
+        """``store.handovers``: run in a thread that worked for another (an async view in
+        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
+        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
+        states = list(getattr(self._local, "states", None) or ())
+
+        def adopt() -> None:
+            for st in states:
+                self._adopt(st)
+
+        return adopt
 
     def refuse_fill(self, versions: Sequence[str]) -> bool:
         """The snapshot rule across processes: drop a fill stamped with a token that
