@@ -181,6 +181,9 @@ class DataRoomCache:
 
         ``@cache.track(entity=..., parents={...}, members=..., list_tag=True, id_attr="id")``
         as a class decorator, or ``cache.track(Model, entity=...)`` as a plain call.
+        ``cache.track(association_table, entity=..., parents={column: type}, sides=True,
+        list_tag=True)`` declares a many-to-many association ``Table`` (see
+        :mod:`.associations`).
         """
         from .tracking import registry_of
 
@@ -188,12 +191,10 @@ class DataRoomCache:
         if model is None:
 
             def decorator(cls: type) -> type:
-                registry.add(cls, **options)
-                return cls
+                return registry.declare(cls, **options)  # type: ignore[no-any-return]
 
             return decorator
-        registry.add(model, **options)
-        return model
+        return registry.declare(model, **options)
 
     def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
         """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``

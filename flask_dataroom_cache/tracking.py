@@ -60,6 +60,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from sqlalchemy.sql import dml
 from sqlalchemy.sql.elements import TextClause
 
+from . import associations
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .tags import EPOCH_TAG, entity_tag, list_tag, type_tag
@@ -305,6 +306,7 @@ class Tracker:
         self._cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
         self._cascade_metas: list[sa.MetaData] = []
         self._cascade_sig: tuple[int, int] | None = None
+        self._associations = associations.AssociationIndex(registry)
         self._late_hook: Any = None
         self.skew = _skew_setting(app)
         self._own_nonces = _nonces(self.store.backend)
@@ -828,6 +830,19 @@ class Tracker:
                     self._tables.setdefault(tbl, self._info(rule, mapper, tbl))
         return self._tables.get(table)
 
+    def _association(self, table: Any) -> associations.Association | None:
+        """The association table ``table`` (declared, or detected), None for any other."""
+        self._table_info(None)  # refreshes the tracked tables after a registry change
+        return self._associations.get(table, self._tables)
+
+    def _association_reader(
+        self, run: Callable[[Any], Any], connection: Callable[[], Connection | None]
+    ) -> associations.Reader:
+        def objects(info: _TableInfo, ids: list[Any], kind: str, tags: set[str]) -> None:
+            self._object_tags(info, ids, kind, connection, tags)
+
+        return associations.Reader(run, objects)
+
     # -- database cascades (ON DELETE CASCADE / SET NULL / SET DEFAULT) ------------------------
     def _cascade_edges(self, table: Any) -> tuple[_Edge, ...]:
         """The ``ondelete`` foreign keys referencing ``table`` that reach tracked rows
@@ -845,6 +860,7 @@ class Tracker:
 
     def _build_cascades(self) -> None:
         tracked = {t for t, i in self._tables.items() if i is not None}
+        tracked |= set(self._associations.all(self._tables))  # their rows link tracked rows
         metas = list({id(t.metadata): t.metadata for t in tracked}.values())
         edges: dict[sa.Table, list[_Edge]] = {}
         for md in metas:
@@ -959,6 +975,7 @@ class Tracker:
         condition (and primary keys) of those rows for the next level, None if none."""
         child = edge.child
         info = self._tables.get(child)
+        assoc = self._associations.get(child, self._tables) if info is None else None
         parent_pk = tuple(edge.parent.primary_key.columns)
         fk = edge.fk_cols[0] if len(edge.fk_cols) == 1 else sa.tuple_(*edge.fk_cols)
         conds: list[Any]
@@ -971,6 +988,8 @@ class Tracker:
         cols: list[Any] = list(pk)
         if info is not None:
             cols.extend(c for c in (info.id_col, *info.parent_cols.values()) if c is not None)
+        if assoc is not None:
+            cols.extend(assoc.columns)
         cols = list(dict.fromkeys(cols))
         if not cols:
             cols = list(edge.fk_cols)
@@ -983,6 +1002,11 @@ class Tracker:
             return None
         whole = conds[0] if len(conds) == 1 else sa.or_(*conds)
         kind = "delete" if edge.action == "delete" else "update"
+        if assoc is not None:  # the rows (before the statement) link both sides: tag them
+            reader = self._association_reader(run, connection)
+            associations.condition_tags(
+                assoc, whole, reader, tags, rows if len(rows) <= BULK_ROW_CAP else None
+            )
         if len(rows) > BULK_ROW_CAP or not pk:
             if info is not None:
                 rule = info.rule
@@ -1341,8 +1365,9 @@ class Tracker:
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
         info = self._table_info(table) if table is not None else None
+        assoc = self._association(table) if info is None and table is not None else None
         cascade = orm_state.is_delete and table is not None and bool(self._cascade_edges(table))
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             return None
         if session.get_transaction() is None:
             session.begin()  # what execute() would autobegin: the tags need a home
@@ -1370,6 +1395,12 @@ class Tracker:
                 # members / cache_tags of the matched rows (a delete: before it runs)
                 kind = "delete" if orm_state.is_delete else "update"
                 self._object_tags(info, ids, kind, connection, tags)
+        elif assoc is not None:  # a mapped (untracked) association table
+            cond = None
+            if not orm_state.is_insert:
+                cond = _rows_condition(table, stmt.whereclause, rows_params)
+            reader = self._association_reader(run, connection)
+            tags = associations.statement_tags(assoc, stmt, rows_params, cond, reader)
         else:
             tags = set()
         if cascade:
@@ -1404,6 +1435,8 @@ class Tracker:
             return  # ORM-enabled statement: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self._table_info(table) if table is not None else None
+        # an association table: its rows link tracked rows (secondary DML of a flush too)
+        assoc = self._association(table) if info is None and table is not None else None
         # a DELETE whose rows the database cascades to tracked rows: read them first
         cascade = (
             isinstance(clauseelement, dml.Delete)
@@ -1412,7 +1445,11 @@ class Tracker:
         )
         owner = self._conn_owner.get(conn)
         if owner is not None:
-            if _in_unit_of_work(owner) and _flush_statement(execution_options, info):
+            if (
+                assoc is None
+                and _in_unit_of_work(owner)
+                and _flush_statement(execution_options, info)
+            ):
                 # the flush's own statements: after_flush tags the flushed objects, but
                 # not the rows the database deletes with them (passive_deletes). Other
                 # statements during a flush (a mapper event's Core DML) are tracked below.
@@ -1426,7 +1463,7 @@ class Tracker:
             cache = execution_options.get("compiled_cache")
             if cache is not None and (info is None or cache is info.mapper_cache):
                 return  # an untracked session's flush (or bulk_save_*): not ours
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             if owner is not None:
                 owner.wrote = True
             return
@@ -1442,6 +1479,15 @@ class Tracker:
             if ids and info.rule.needs_obj:  # type: ignore[attr-defined]
                 kind = "delete" if isinstance(clauseelement, dml.Delete) else "update"
                 self._object_tags(info, ids, kind, lambda: conn, tags)
+        elif assoc is not None:
+            cond = None
+            if not isinstance(clauseelement, dml.Insert):
+                where = getattr(clauseelement, "whereclause", None)
+                cond = _rows_condition(table, where, rows_params or None)
+            reader = self._association_reader(run, lambda: conn)
+            tags = associations.statement_tags(
+                assoc, clauseelement, rows_params or None, cond, reader
+            )
         else:
             tags = set()
         if cascade:
