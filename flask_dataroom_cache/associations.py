@@ -152,15 +152,14 @@ class Association:
                 tags.add(list_tag(entity))
 
     def text_tags(self, tags: set[str]) -> None:
-        """A textual statement on the table: its rows are unknown."""
+        """A textual statement on the table: its rows are unknown, so its own type and list
+        tags and each side's (like a textual write to a tracked table)."""
         self.own_tags(tags)
         for side in self.sides:
             rule = side.info.rule
             tags.add(type_tag(rule.entity))
             if rule.list_tag:
                 tags.add(list_tag(rule.entity))
-        if self.rule.parents:
-            tags.add(EPOCH_TAG)  # which parents: unknown
 
 
 @dataclass(frozen=True)

@@ -1513,10 +1513,12 @@ class Tracker:
         self._table_info(None)  # refresh the table map
         target = _TEXT_TARGET.match(sql)
         infos: list[_TableInfo]
+        assocs = self._associations.all(self._tables)
         if target is None or _WRITE_CTE.match(sql) or _MORE_STATEMENTS.search(sql):
             # TRUNCATE (may name several tables), a WITH ... write, several statements:
             # the targets are unknown, every tracked type is bumped
             infos = [i for i in self._tables.values() if i is not None]
+            linked = list(assocs.values())
         else:
             name = target.group(1)
             quoted = name[0] in '"`['
@@ -1530,11 +1532,14 @@ class Tracker:
                 for t, i in self._tables.items()
                 if i is not None and (t.name if exact else t.name.lower()) == name
             ]
+            linked = [a for t, a in assocs.items() if (t.name if exact else t.name.lower()) == name]
         tags: set[str] = set()
         for info in infos:
             tags.add(type_tag(info.rule.entity))
             if info.rule.list_tag:
                 tags.add(list_tag(info.rule.entity))
+        for assoc in linked:  # an association table: its own and its sides' type tags
+            assoc.text_tags(tags)
         if tags:
             self._deliver_core(conn, owner, tags)
 

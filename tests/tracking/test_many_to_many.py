@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -32,7 +33,14 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from flask_dataroom_cache import DataRoomCache, entity_tag, get_cache_key, list_tag, user_tag
+from flask_dataroom_cache import (
+    DataRoomCache,
+    associations,
+    entity_tag,
+    get_cache_key,
+    list_tag,
+    user_tag,
+)
 
 from .conftest import CountingBackend, sqlite_fk
 
@@ -185,20 +193,18 @@ class M2M:
 
 
 def declare(cache: DataRoomCache, mode: str) -> None:
-    cache.track(Account, entity="account")
+    if mode == "members":  # an account change invalidates that user's per-user entries
+        cache.track(Account, entity="account", members=lambda account: [account.id])
+    else:
+        cache.track(Account, entity="account")
     cache.track(Article, entity="article", parents={"author_id": "account"})
     if mode == "declared":
         assert cache.track(FAVORITES, entity="favorite") is FAVORITES
         cache.track(FOLLOWS, parents={"follower_id": "user", "followed_id": "user"})
 
 
-@pytest.fixture(params=["declared", "detected"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def m2m(cache_config: dict[str, Any], database_url: str, mode: str) -> Iterator[M2M]:
+@contextmanager
+def m2m_app(cache_config: dict[str, Any], database_url: str, mode: str) -> Iterator[M2M]:
     app = Flask(f"t_{uuid.uuid4().hex[:6]}")
     app.config.update(TESTING=True, **cache_config, SQLALCHEMY_DATABASE_URI=database_url)
     db = SQLAlchemy()
@@ -244,6 +250,17 @@ def m2m(cache_config: dict[str, Any], database_url: str, mode: str) -> Iterator[
             db.session.remove()
             M2MBase.metadata.drop_all(db.engine)
             db.engine.dispose()
+
+
+@pytest.fixture(params=["declared", "detected"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def m2m(cache_config: dict[str, Any], database_url: str, mode: str) -> Iterator[M2M]:
+    with m2m_app(cache_config, database_url, mode) as env:
+        yield env
 
 
 def changes(env: M2M) -> dict[str, Callable[[], Any]]:
@@ -440,3 +457,80 @@ def test_track_accepts_a_table_and_checks_its_options() -> None:
     with pytest.raises(TypeError):
         cache.track(table, members=lambda row: [])
     assert cache.track(entity="like")(table) is table  # the decorator form too
+
+
+def test_textual_sql_on_an_association_table(m2m: M2M, mode: str) -> None:
+    """Textual SQL: the rows are unknown; its own and each side's type and list tags."""
+    s = m2m.session
+    s.execute(sa.text("DELETE FROM favorites WHERE user_id = 2"))
+    s.commit()
+    sent = m2m.backend.all_invalidated()
+    assert {"type:account", "type:article", list_tag("account"), list_tag("article")} <= sent
+    assert ("type:favorite" in sent) is (mode == "declared")
+
+
+def test_sides_with_members_are_loaded_as_objects(
+    cache_config: dict[str, Any], database_url: str
+) -> None:
+    """A side whose rule has ``members=`` (or a ``cache_tags`` hook) gets those tags too:
+    its rows are loaded as objects inside the transaction, on the ORM path, on the Core
+    path, and for rows a database cascade removes."""
+    with m2m_app(cache_config, database_url, "members") as env:
+        s = env.session
+        account = s.get(Account, 3)
+        account.favorites.append(s.get(Article, 12))
+        s.commit()
+        assert {user_tag(3), entity_tag("account", 3)} <= env.backend.all_invalidated()
+        env.backend.reset()
+        s.execute(sa.delete(FOLLOWS).where(FOLLOWS.c.follower_id == 1))
+        s.commit()
+        assert {user_tag(1), user_tag(2)} <= env.backend.all_invalidated()
+        env.backend.reset()
+        s.execute(sa.delete(Article.__table__).where(Article.__table__.c.id == 10))
+        s.commit()
+        assert {user_tag(1), user_tag(2)} <= env.backend.all_invalidated()  # its favoriters
+        env.assert_fresh()
+
+
+def test_statements_above_the_row_cap_use_the_sides_type_tags(
+    m2m: M2M, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(associations, "SIDE_ROW_CAP", 1)
+    s = m2m.session
+    s.execute(sa.delete(FAVORITES))  # 3 rows, 2 accounts, 2 articles: above the cap
+    s.commit()
+    sent = m2m.backend.all_invalidated()
+    assert {"type:account", "type:article", list_tag("account"), list_tag("article")} <= sent
+    assert entity_tag("account", 1) not in sent  # the type tag stands for the ids
+    env_tags = {entity_tag("account", 3), entity_tag("article", 12)}
+    m2m.backend.reset()
+    s.execute(sa.insert(FAVORITES).values(user_id=3, article_id=12))  # one row: exact
+    s.commit()
+    assert env_tags <= m2m.backend.all_invalidated()
+
+
+def test_an_unmapped_table_linking_tracked_rows_is_detected(
+    cache_config: dict[str, Any], database_url: str
+) -> None:
+    """An association table no relationship uses (Core only) and nobody declared: its two
+    foreign keys reference tracked tables, so it is detected like a ``secondary``."""
+    reads = sa.Table(
+        "reads",
+        M2MBase.metadata,
+        sa.Column("reader_id", ForeignKey("accounts.id", ondelete="CASCADE")),
+        sa.Column("article_id", ForeignKey("articles.id", ondelete="CASCADE")),
+    )
+    try:
+        with m2m_app(cache_config, database_url, "detected") as env:
+            s = env.session
+            s.execute(sa.insert(reads).values(reader_id=1, article_id=12))
+            s.commit()
+            sent = env.backend.all_invalidated()
+            assert {entity_tag("account", 1), entity_tag("article", 12)} <= sent
+            env.backend.reset()
+            # no primary key: the rows the database deletes with an account are still read
+            s.execute(sa.delete(Account.__table__).where(Account.__table__.c.id == 1))
+            s.commit()
+            assert entity_tag("article", 12) in env.backend.all_invalidated()
+    finally:
+        M2MBase.metadata.remove(reads)
