@@ -12,6 +12,9 @@ Flow (see ``docs/transactions.md``)::
                    WHERE matches (one SELECT) or from the parameters; type:{entity} too
     engine events  Core insert/update/delete on a tracked table: the same, into the
                    owning session's pending set, or the connection's own
+    associations   DML on a many-to-many association table (the flush's own secondary
+                   INSERT/DELETE, Core, a cascade reaching it): both rows each link
+                   connects are tagged as updated (:mod:`.associations`)
     cascades       any DELETE (the flush's own, bulk ORM, Core) of a table the database
                    cascades from (ondelete CASCADE / SET NULL / SET DEFAULT reaching
                    tracked tables: a graph built once from the metadata): the dependent
