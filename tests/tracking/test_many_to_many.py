@@ -534,3 +534,63 @@ def test_an_unmapped_table_linking_tracked_rows_is_detected(
             assert entity_tag("article", 12) in env.backend.all_invalidated()
     finally:
         M2MBase.metadata.remove(reads)
+
+
+class _MappedBase(DeclarativeBase):
+    pass
+
+
+class Reader(_MappedBase):
+    __tablename__ = "readers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    books: Mapped[list[Book]] = relationship(secondary="bookmarks", viewonly=True)
+
+
+class Book(_MappedBase):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class Bookmark(_MappedBase):
+    """An association object: mapped (not tracked) AND the ``secondary`` of a relationship."""
+
+    __tablename__ = "bookmarks"
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), primary_key=True)
+    book_id: Mapped[int] = mapped_column(ForeignKey("books.id"), primary_key=True)
+
+
+def test_a_mapped_association_object_used_as_secondary(
+    cache_config: dict[str, Any], database_url: str
+) -> None:
+    """Its rows are written by the unit of work as objects and by ORM bulk statements:
+    both invalidate the two sides."""
+    app = Flask(f"t_{uuid.uuid4().hex[:6]}")
+    app.config.update(TESTING=True, **cache_config, SQLALCHEMY_DATABASE_URI=database_url)
+    db = SQLAlchemy()
+    cache = DataRoomCache()
+    cache.track(Reader, entity="reader")
+    cache.track(Book, entity="book")
+    db.init_app(app)
+    cache.init_app(app)
+    with app.app_context():
+        sqlite_fk(db.engine)
+        _MappedBase.metadata.create_all(db.engine)
+        backend = CountingBackend(cache.state(app).store.backend)
+        cache.state(app).store.backend = backend  # type: ignore[assignment]
+        try:
+            s = db.session
+            s.add_all([Reader(id=1), Book(id=5)])
+            s.commit()
+            backend.reset()
+            s.add(Bookmark(reader_id=1, book_id=5))
+            s.commit()
+            assert {entity_tag("reader", 1), entity_tag("book", 5)} <= backend.all_invalidated()
+            backend.reset()
+            s.execute(sa.delete(Bookmark).where(Bookmark.reader_id == 1))
+            s.commit()
+            assert {entity_tag("reader", 1), entity_tag("book", 5)} <= backend.all_invalidated()
+            assert s.scalar(sa.select(sa.func.count()).select_from(Bookmark)) == 0
+        finally:
+            db.session.remove()
+            _MappedBase.metadata.drop_all(db.engine)
+            db.engine.dispose()
