@@ -212,6 +212,9 @@ class DataRoomCache:
         A reserved entity name raises ``ValueError`` now; a name that is not a column
         attribute of the model raises as soon as its mapper is configured
         (:mod:`.rule_checks`).
+        ``cache.track(association_table, entity=..., parents={column: type}, sides=True,
+        list_tag=True)`` declares a many-to-many association ``Table`` (see
+        :mod:`.associations`).
         """
         from .tracking import registry_of
 
@@ -219,12 +222,10 @@ class DataRoomCache:
         if model is None:
 
             def decorator(cls: type) -> type:
-                registry.add(cls, **options)
-                return cls
+                return registry.declare(cls, **options)  # type: ignore[no-any-return]
 
             return decorator
-        registry.add(model, **options)
-        return model
+        return registry.declare(model, **options)
 
     def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
         """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``
