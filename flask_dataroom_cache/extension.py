@@ -8,6 +8,7 @@ one process never share a backend, a counter or a tracked session.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,8 +27,29 @@ if TYPE_CHECKING:
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
+log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _warn_flask_caching_keys(app: Flask, settings: Settings) -> None:
+    """Warn once when Flask-Caching-only keys are in the config but Flask-Caching is not
+    on the app. Flask-Caching may be initialised after us, so unless it already is, the
+    check runs at the app's first request (a no-op afterwards); apps without such keys
+    get no hook at all."""
+    if not settings.flask_caching_keys or "cache" in app.extensions:
+        return
+    checked = False
+
+    def _check_flask_caching_keys() -> None:
+        nonlocal checked
+        if checked:
+            return
+        checked = True
+        if "cache" not in app.extensions:
+            log.warning(settings.flask_caching_keys_message())
+
+    app.before_request(_check_flask_caching_keys)
 
 
 class DataRoomCache:
@@ -45,7 +67,11 @@ class DataRoomCache:
 
     def init_app(self, app: Flask) -> None:
         """Validate config (``ConfigError`` names the bad key), build and register state."""
-        settings = Settings.from_mapping(app.config)
+        # Flask-Caching registers itself as app.extensions["cache"] (flask_caching init_app)
+        settings = Settings.from_mapping(app.config, flask_caching="cache" in app.extensions)
+        for notice in settings.notices:
+            log.warning(notice)
+        _warn_flask_caching_keys(app, settings)
         metrics = Metrics()
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics)
@@ -186,6 +212,9 @@ class DataRoomCache:
         A reserved entity name raises ``ValueError`` now; a name that is not a column
         attribute of the model raises as soon as its mapper is configured
         (:mod:`.rule_checks`).
+        ``cache.track(association_table, entity=..., parents={column: type}, sides=True,
+        list_tag=True)`` declares a many-to-many association ``Table`` (see
+        :mod:`.associations`).
         """
         from .tracking import registry_of
 
@@ -193,12 +222,10 @@ class DataRoomCache:
         if model is None:
 
             def decorator(cls: type) -> type:
-                registry.add(cls, **options)
-                return cls
+                return registry.declare(cls, **options)  # type: ignore[no-any-return]
 
             return decorator
-        registry.add(model, **options)
-        return model
+        return registry.declare(model, **options)
 
     def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
         """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``

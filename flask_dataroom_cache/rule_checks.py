@@ -35,10 +35,11 @@ class DeclarationError(ValueError):
     """A ``cache.track`` declaration names something that cannot work."""
 
 
-def check_names(model: type, entity: str, parent_types: Iterable[str]) -> None:
+def check_names(model: Any, entity: str, parent_types: Iterable[str]) -> None:
     """Refuse an entity name or parent type whose tags would merge with a reserved
-    namespace (``user:{id}``, ``type:{entity}``, the epoch)."""
-    where = getattr(model, "__name__", repr(model))
+    namespace (``user:{id}``, ``type:{entity}``, the epoch). ``model`` is a model class or
+    an association ``Table``."""
+    where = getattr(model, "__name__", None) or getattr(model, "name", None) or repr(model)
     if entity in RESERVED_NAMESPACES:
         why = RESERVED_NAMESPACES[entity]
         raise DeclarationError(

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .keys import _text
 from .rule_checks import MapperChecks, check_names
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
+
+if TYPE_CHECKING:
+    from .associations import AssociationRule
 
 __all__ = ["Change", "Registry", "Rule", "parent_tag"]
 
@@ -189,6 +192,21 @@ class Registry:
         self.has_members = False
         #: attribute names checked against each model's mapper once it is configured
         self.checks = MapperChecks()
+        #: association tables declared with ``track(table, ...)``: see :mod:`.associations`
+        self.tables: dict[Any, AssociationRule] = {}
+
+    def declare(self, target: Any, **options: Any) -> Any:
+        """``cache.track(target, **options)``: a model class, or an association ``Table``."""
+        import sqlalchemy as sa
+
+        if isinstance(target, sa.Table):
+            from .associations import make_rule
+
+            self.tables[target] = make_rule(target, **options)
+            self.version += 1
+        else:
+            self.add(target, **options)
+        return target
 
     def add(
         self,
@@ -201,7 +219,7 @@ class Registry:
         members: Callable[[Any], Iterable[Any]] | None = None,
     ) -> Rule:
         if not isinstance(model, type):
-            raise TypeError(f"track() needs a model class, got {model!r}")
+            raise TypeError(f"track() needs a model class or a Table, got {model!r}")
         name = entity or getattr(model, "__tablename__", None) or model.__name__.lower()
         if not isinstance(name, str) or not name:
             raise ValueError(f"invalid entity name {name!r}")
@@ -248,4 +266,4 @@ class Registry:
         return list(self._declared.values())
 
     def __bool__(self) -> bool:
-        return bool(self._declared)
+        return bool(self._declared or self.tables)

@@ -67,6 +67,11 @@ class CacheStore:
         #: Callables given the version tokens a fill would be stamped with; True drops the
         #: fill (the tracker's snapshot rule: the value may predate one of those tokens).
         self.fill_checks: list[Callable[[Sequence[str]], bool]] = []
+        #: Called at the end of work another thread did for this one (an async view in
+        #: asgiref's loop thread), in that thread: each returns a function the waiting
+        #: thread runs to take over what the worker held (the tracker's open sessions),
+        #: so its bypass, fill and deferral checks see them.
+        self.handovers: list[Callable[[], Callable[[], None]]] = []
         self._local = threading.local()
         self._last_error_log = 0.0
 

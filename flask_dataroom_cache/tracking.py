@@ -12,6 +12,9 @@ Flow (see ``docs/transactions.md``)::
                    WHERE matches (one SELECT) or from the parameters; type:{entity} too
     engine events  Core insert/update/delete on a tracked table: the same, into the
                    owning session's pending set, or the connection's own
+    associations   DML on a many-to-many association table (the flush's own secondary
+                   INSERT/DELETE, Core, a cascade reaching it): both rows each link
+                   connects are tagged as updated (:mod:`.associations`)
     cascades       any DELETE (the flush's own, bulk ORM, Core) of a table the database
                    cascades from (ondelete CASCADE / SET NULL / SET DEFAULT reaching
                    tracked tables: a graph built once from the metadata): the dependent
@@ -45,6 +48,8 @@ Store hooks:
 * ``store.fill_checks``: the snapshot rule across processes: a fill stamped with a tag
   token that another process made after this thread's transaction began is dropped
   (tokens carry their creation time; ``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` allows for clocks).
+* ``store.handovers``: an async cached view runs in asgiref's loop thread; when it ends,
+  the sessions that thread tracks move to the request's thread, where the checks above run.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from sqlalchemy.sql import dml
 from sqlalchemy.sql.elements import TextClause
 
-from . import ddl
+from . import associations, ddl
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .state import EXTENSION_KEY
@@ -121,27 +126,6 @@ _MORE_STATEMENTS = re.compile(
 )
 _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
-
-
-#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
-#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
-#: this before the filling transaction began (or at any time after).
-DEFAULT_SKEW_MS = 100
-
-
-def _skew_setting(app: Flask) -> float:
-    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
-        from .config import ConfigError
-
-        raise ConfigError(
-            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
-        )
-    return value / 1000.0
 
 
 def _nonces(backend: Any) -> tuple[str, ...]:
@@ -328,14 +312,16 @@ class Tracker:
         self._cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
         self._cascade_metas: list[sa.MetaData] = []
         self._cascade_sig: tuple[int, int] | None = None
+        self._associations = associations.AssociationIndex(registry)
         self._late_hook: Any = None
-        self.skew = _skew_setting(app)
+        self.skew = self.store.settings.snapshot_clock_skew_ms / 1000.0
         self._own_nonces = _nonces(self.store.backend)
         self.store.bypass_checks.append(self.must_bypass)
         self.store.deferrers.append(self.defer)
         fill_checks = getattr(self.store, "fill_checks", None)
         if fill_checks is not None:
             fill_checks.append(self.refuse_fill)
+        self.store.handovers.append(self.hand_over)
 
     # -- attaching ------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -796,6 +782,18 @@ class Tracker:
                     return True
         return False
 
+    def hand_over(self) -> Callable[[], None]:
+        """``store.handovers``: run in a thread that worked for another (an async view in
+        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
+        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
+        states = list(getattr(self._local, "states", None) or ())
+
+        def adopt() -> None:
+            for st in states:
+                self._adopt(st)
+
+        return adopt
+
     def refuse_fill(self, versions: Sequence[str]) -> bool:
         """The snapshot rule across processes: drop a fill stamped with a token that
         another process made after this thread's open database transaction began (minus
@@ -856,6 +854,19 @@ class Tracker:
                     self._tables.setdefault(tbl, self._info(rule, mapper, tbl))
         return self._tables.get(table)
 
+    def _association(self, table: Any) -> associations.Association | None:
+        """The association table ``table`` (declared, or detected), None for any other."""
+        self._table_info(None)  # refreshes the tracked tables after a registry change
+        return self._associations.get(table, self._tables)
+
+    def _association_reader(
+        self, run: Callable[[Any], Any], connection: Callable[[], Connection | None]
+    ) -> associations.Reader:
+        def objects(info: _TableInfo, ids: list[Any], kind: str, tags: set[str]) -> None:
+            self._object_tags(info, ids, kind, connection, tags)
+
+        return associations.Reader(run, objects)
+
     # -- database cascades (ON DELETE CASCADE / SET NULL / SET DEFAULT) ------------------------
     def _cascade_edges(self, table: Any) -> tuple[_Edge, ...]:
         """The ``ondelete`` foreign keys referencing ``table`` that reach tracked rows
@@ -873,6 +884,7 @@ class Tracker:
 
     def _build_cascades(self) -> None:
         tracked = {t for t, i in self._tables.items() if i is not None}
+        tracked |= set(self._associations.all(self._tables))  # their rows link tracked rows
         metas = list({id(t.metadata): t.metadata for t in tracked}.values())
         edges: dict[sa.Table, list[_Edge]] = {}
         for md in metas:
@@ -987,6 +999,7 @@ class Tracker:
         condition (and primary keys) of those rows for the next level, None if none."""
         child = edge.child
         info = self._tables.get(child)
+        assoc = self._associations.get(child, self._tables) if info is None else None
         parent_pk = tuple(edge.parent.primary_key.columns)
         fk = edge.fk_cols[0] if len(edge.fk_cols) == 1 else sa.tuple_(*edge.fk_cols)
         conds: list[Any]
@@ -999,6 +1012,8 @@ class Tracker:
         cols: list[Any] = list(pk)
         if info is not None:
             cols.extend(c for c in (info.id_col, *info.parent_cols.values()) if c is not None)
+        if assoc is not None:
+            cols.extend(assoc.columns)
         cols = list(dict.fromkeys(cols))
         if not cols:
             cols = list(edge.fk_cols)
@@ -1011,6 +1026,11 @@ class Tracker:
             return None
         whole = conds[0] if len(conds) == 1 else sa.or_(*conds)
         kind = "delete" if edge.action == "delete" else "update"
+        if assoc is not None:  # the rows (before the statement) link both sides: tag them
+            reader = self._association_reader(run, connection)
+            associations.condition_tags(
+                assoc, whole, reader, tags, rows if len(rows) <= BULK_ROW_CAP else None
+            )
         if len(rows) > BULK_ROW_CAP or not pk:
             if info is not None:
                 rule = info.rule
@@ -1369,8 +1389,9 @@ class Tracker:
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
         info = self._table_info(table) if table is not None else None
+        assoc = self._association(table) if info is None and table is not None else None
         cascade = orm_state.is_delete and table is not None and bool(self._cascade_edges(table))
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             return None
         if session.get_transaction() is None:
             session.begin()  # what execute() would autobegin: the tags need a home
@@ -1404,6 +1425,12 @@ class Tracker:
                 # members / cache_tags of the matched rows (a delete: before it runs)
                 kind = "delete" if orm_state.is_delete else "update"
                 self._object_tags(info, ids, kind, connection, tags)
+        elif assoc is not None:  # a mapped (untracked) association table
+            cond = None
+            if not orm_state.is_insert:
+                cond = _rows_condition(table, stmt.whereclause, rows_params)
+            reader = self._association_reader(run, connection)
+            tags = associations.statement_tags(assoc, stmt, rows_params, cond, reader)
         else:
             tags = set()
         if cascade:
@@ -1440,6 +1467,8 @@ class Tracker:
             return  # ORM-enabled statement: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self._table_info(table) if table is not None else None
+        # an association table: its rows link tracked rows (secondary DML of a flush too)
+        assoc = self._association(table) if info is None and table is not None else None
         # a DELETE whose rows the database cascades to tracked rows: read them first
         cascade = (
             isinstance(clauseelement, dml.Delete)
@@ -1448,7 +1477,11 @@ class Tracker:
         )
         owner = self._conn_owner.get(conn)
         if owner is not None:
-            if _in_unit_of_work(owner) and _flush_statement(execution_options, info):
+            if (
+                assoc is None
+                and _in_unit_of_work(owner)
+                and _flush_statement(execution_options, info)
+            ):
                 # the flush's own statements: after_flush tags the flushed objects, but
                 # not the rows the database deletes with them (passive_deletes). Other
                 # statements during a flush (a mapper event's Core DML) are tracked below.
@@ -1462,7 +1495,7 @@ class Tracker:
             cache = execution_options.get("compiled_cache")
             if cache is not None and (info is None or cache is info.mapper_cache):
                 return  # an untracked session's flush (or bulk_save_*): not ours
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             if owner is not None:
                 owner.wrote = True
             return
@@ -1478,6 +1511,15 @@ class Tracker:
             if ids and info.rule.needs_obj:  # type: ignore[attr-defined]
                 kind = "delete" if isinstance(clauseelement, dml.Delete) else "update"
                 self._object_tags(info, ids, kind, lambda: conn, tags)
+        elif assoc is not None:
+            cond = None
+            if not isinstance(clauseelement, dml.Insert):
+                where = getattr(clauseelement, "whereclause", None)
+                cond = _rows_condition(table, where, rows_params or None)
+            reader = self._association_reader(run, lambda: conn)
+            tags = associations.statement_tags(
+                assoc, clauseelement, rows_params or None, cond, reader
+            )
         else:
             tags = set()
         if cascade:
@@ -1505,10 +1547,12 @@ class Tracker:
         self._table_info(None)  # refresh the table map
         target = _TEXT_TARGET.match(sql)
         infos: list[_TableInfo]
+        assocs = self._associations.all(self._tables)
         if target is None or _WRITE_CTE.match(sql) or _MORE_STATEMENTS.search(sql):
             # a WITH ... write, several statements: the targets are unknown, every
             # tracked type is bumped (TRUNCATE is a schema-level reset: _on_ddl)
             infos = [i for i in self._tables.values() if i is not None]
+            linked = list(assocs.values())
         else:
             name = target.group(1)
             quoted = name[0] in '"`['
@@ -1522,11 +1566,14 @@ class Tracker:
                 for t, i in self._tables.items()
                 if i is not None and (t.name if exact else t.name.lower()) == name
             ]
+            linked = [a for t, a in assocs.items() if (t.name if exact else t.name.lower()) == name]
         tags: set[str] = set()
         for info in infos:
             tags.add(type_tag(info.rule.entity))
             if info.rule.list_tag:
                 tags.add(list_tag(info.rule.entity))
+        for assoc in linked:  # an association table: its own and its sides' type tags
+            assoc.text_tags(tags)
         if tags:
             self._deliver_core(conn, owner, tags)
 

@@ -34,6 +34,12 @@ body. Stale-while-revalidate keeps the entry for ``timeout + stale_while_revalid
 the backend and records the *soft* expiry (``timeout``) in the header; an invalidated tag
 makes the backend refuse the entry outright (its version tokens no longer match), so a
 stale entry is only ever one that *expired*, never one that was invalidated.
+
+What the view returns (:mod:`.returns`): a cached function another view calls returns its
+own value, hit or miss (a non-response value is stored as a value entry, ``DRF1``, when
+the codec gives it back identical); a route's view must return what ``make_response``
+accepts (else a ``TypeError`` about decorator order); an ``async def`` view runs through
+``app.ensure_sync``.
 """
 
 from __future__ import annotations
@@ -55,7 +61,9 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, request_finished
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response as BaseResponse
 
+from . import returns
 from .httpheaders import cache_control_directives, etag_matches, normalize_etag
 from .keys import build_key
 from .state import EXTENSION_KEY, CacheState
@@ -134,6 +142,9 @@ _STALE = ("X-Cache-Stale", "1")
 
 #: A decoded entry: ``(soft_expiry, etag, headers, body)``.
 _Entry = tuple[float, str, list[tuple[str, str]], bytes]
+#: A fill waiting for the final response: ``(headers, etag, body, tags, versions)``;
+#: ``etag`` ``None``: ``body`` is a function's value, encoded (returns.py).
+_Pending = tuple[list[tuple[str, str]], str | None, bytes, list[str], Any]
 
 
 class MissingIdentityError(RuntimeError):
@@ -513,11 +524,12 @@ def cached(
     )
 
     def decorator(view: F) -> F:
+        is_async = returns.is_async(view)  # raises TypeError if Flask cannot run it
         name = _unique_name(view)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return _CachedCall(ext, opts, view, args, kwargs, (wrapper, name)).run()
+            return _CachedCall(ext, opts, view, args, kwargs, (wrapper, name), is_async).run()
 
         wrapper.__dataroom_cache__ = opts  # type: ignore[attr-defined]
         return cast(F, wrapper)
@@ -593,6 +605,7 @@ class _CachedCall:
         "fills",
         "func",
         "identity",
+        "is_async",
         "key",
         "kwargs",
         "no_store",
@@ -616,6 +629,7 @@ class _CachedCall:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         func: tuple[Callable[..., Any], str] | None = None,
+        is_async: bool = False,
     ) -> None:
         self.ext = ext
         self.opts = opts
@@ -625,6 +639,9 @@ class _CachedCall:
         #: ``(the decorated wrapper, its qualified name)``: tells a route's own call from a
         #: cached function another view calls (keyed by the function and its arguments).
         self.func = func
+        #: An ``async def`` view: the route's own call runs it through ``app.ensure_sync``;
+        #: any other call returns its coroutine, not cached (returns.py).
+        self.is_async = is_async
         #: True for the route's own view; False for a cached function another view calls
         #: (its tags come from its own arguments; conditional requests are not its).
         self.routed = True
@@ -638,7 +655,7 @@ class _CachedCall:
         self.versions: tuple[str, ...] | None = None
         #: ``(headers, etag, body, tags, versions)`` to store once the final response is
         #: known (:meth:`finish`); ``releases`` run after that (flight, lock).
-        self.pending: tuple[list[tuple[str, str]], str, bytes, list[str], Any] | None = None
+        self.pending: _Pending | None = None
         self.releases: list[Callable[[], None]] = []
         #: This request's :class:`_RequestFills` (set on a miss).
         self.fills: _RequestFills | None = None
@@ -650,7 +667,10 @@ class _CachedCall:
             return self.view(*self.args, **self.kwargs)
         self.ctx = ctx
         req = ctx.request
+        self.endpoint = req.endpoint
         if req.method != "GET" and req.method != "HEAD":
+            if self.is_async and not self.called_by_another_view(ctx.app):
+                return ctx.app.ensure_sync(self.view)(*self.args, **self.kwargs)
             return self.view(*self.args, **self.kwargs)
         environ = req.environ
         outer: _CachedCall | None = environ.get(_ACTIVE_KEY)
@@ -664,8 +684,17 @@ class _CachedCall:
         self.state = state
         self.views = cast(ViewState, state.views)  # set by views.install in init_app
         self.store = state.store
-        self.endpoint = req.endpoint
         opts = self.opts
+        # a function another view calls (keyed by its own arguments, returns its value)
+        self.routed = not self.called_by_another_view(app)
+        if self.is_async and not self.routed:
+            self.warn_once(
+                f"async {self.func_name()}",
+                "async cached function %r called by another view: not cached (only an "
+                "async view's own route call is, for now); it returns its coroutine",
+                self.func_name(),
+            )
+            return self.view(*self.args, **self.kwargs)
 
         if not opts.shared:
             fn = _identity_fn(state)
@@ -694,8 +723,7 @@ class _CachedCall:
         if not store.enabled or (store.bypass_checks and store.must_bypass()):
             return self.bypass(fill=False)
         try:
-            if self.called_by_another_view(app):
-                self.routed = False
+            if not self.routed:
                 # the route's URL values too: what the function reads from g or request
                 self.key = self._build_key(_route_values(ctx), environ, self.call_params())
                 self.tag_list = self.tags()
@@ -781,7 +809,9 @@ class _CachedCall:
         if _leads_to(view, wrapper):  # also a View whose ``decorators`` hold the cache
             return False
         view_class = getattr(view, "view_class", None)
-        if view_class is not None:  # a MethodView / View: the method for this request
+        if view_class is not None:  # a View's dispatch_request, a MethodView's method
+            if _leads_to(getattr(view_class, "dispatch_request", None), wrapper):
+                return False
             method = self.ctx.request.method.lower()
             found = getattr(view_class, method, None)
             if found is None and method == "head":
@@ -868,7 +898,7 @@ class _CachedCall:
         pragma = environ.get("HTTP_PRAGMA")
         return bool(pragma and "no-cache" in pragma.lower())
 
-    def lookup(self) -> _Entry | None:
+    def lookup(self) -> _Entry | returns.ValueEntry | None:
         try:
             value, self.versions = self.store.fetch(self.key, self.tag_list, self.endpoint)
         except Exception as exc:  # never fail a request for the cache
@@ -877,7 +907,9 @@ class _CachedCall:
             return None
         if value is MISSING:
             return None
-        entry = _unpack(value)
+        entry: _Entry | returns.ValueEntry | None = _unpack(value)
+        if entry is None and not self.routed:  # a function's value (not a response)
+            entry = returns.unpack_value(value)
         if entry is None:
             self.safe_delete(self.key)
         return entry
@@ -889,7 +921,11 @@ class _CachedCall:
             self.store._error("view delete", exc)
 
     # -- answers ---------------------------------------------------------------------------
-    def hit(self, entry: _Entry, environ: dict[str, Any], stale: bool = False) -> Response:
+    def hit(
+        self, entry: _Entry | returns.ValueEntry, environ: dict[str, Any], stale: bool = False
+    ) -> Any:
+        if isinstance(entry, returns.ValueEntry):
+            return entry.value  # decoded by this read: the caller's own copy
         _soft, etag, headers, body = entry
         headers.append(_HIT)
         if stale:
@@ -911,7 +947,10 @@ class _CachedCall:
         self.store.metrics.incr("bypasses", endpoint=self.endpoint)
         if fill:
             return self.compute(self.ctx.request.environ, "BYPASS")
-        resp = self.app.make_response(self.call_view())
+        result = self.call_view()
+        if not self.routed and not isinstance(result, BaseResponse):
+            return result  # a function's own value
+        resp = self.respond(result)
         resp.headers["X-Cache"] = "BYPASS"
         return resp
 
@@ -1034,13 +1073,27 @@ class _CachedCall:
             self.releases.append(release)
 
     def call_view(self) -> Any:
-        """Run the view, marked as the active cached call of this request."""
+        """Run the view, marked as the active cached call of this request (an async one
+        through ``app.ensure_sync``, as Flask runs an uncached async view)."""
         environ = self.ctx.request.environ
         environ[_ACTIVE_KEY] = self
         try:
+            if self.is_async:
+                handovers = self.store.handovers
+                return returns.run_async(self.app, self.view, self.args, self.kwargs, handovers)
             return self.view(*self.args, **self.kwargs)
         finally:
             environ.pop(_ACTIVE_KEY, None)
+
+    def respond(self, result: Any) -> Response:
+        """``make_response`` of the route's result; a result it refuses is most often an
+        object a decorator above the cache was meant to turn into a response."""
+        try:
+            return self.app.make_response(result)
+        except TypeError as exc:
+            if result is None:  # Flask's own message says it all
+                raise
+            raise returns.not_a_response(self.func_name(), result, exc) from exc
 
     def tags(self) -> list[str]:
         spec = self.opts.tags
@@ -1081,7 +1134,15 @@ class _CachedCall:
                     self.store._error("view version read", exc)
         hooks = getattr(self.ctx, "_after_request_functions", None)
         hooks_before = len(hooks) if hooks is not None else 0
-        resp = self.app.make_response(self.call_view())
+        result = self.call_view()
+        if not self.routed and not isinstance(result, BaseResponse):
+            # a function another view calls: its own value, stored as a value (not if it
+            # registered after_this_request functions: a hit would not run them)
+            view_hooks = hooks is not None and len(hooks) > hooks_before
+            if captured is not None and not view_hooks and self.storable_call():
+                self.keep_value(result, tags, captured[1])
+            return result
+        resp = self.respond(result)
         if resp.status_code != 200:
             resp.headers["X-Cache"] = outcome
             return resp
@@ -1111,19 +1172,40 @@ class _CachedCall:
         return resp
 
     def storable(self, resp: Response) -> bool:
-        if self.no_store or self.ctx.request.environ.get(_SKIP_KEY):
+        if not self.storable_call():
             return False
         if resp.is_streamed or resp.direct_passthrough or "Set-Cookie" in resp.headers:
             return False
-        session = getattr(self.ctx, "_session", None)
-        if session is not None and getattr(session, "modified", False):
-            return False  # Flask will set the session cookie on this response
         tokens = _all_cache_control(resp.headers)
         if "no-store" in tokens:
             return False
         if self.opts.shared and "private" in tokens:
             return False
         return self.vary_covered(resp)
+
+    def storable_call(self) -> bool:
+        """The checks that do not depend on what the view returned."""
+        if self.no_store or self.ctx.request.environ.get(_SKIP_KEY):
+            return False
+        session = getattr(self.ctx, "_session", None)
+        # a modified session: Flask will set the session cookie on this response
+        return session is None or not getattr(session, "modified", False)
+
+    def keep_value(self, value: Any, tags: list[str], versions: Any) -> None:
+        """Store the value a cached function returned to the view calling it, if the
+        codec gives it back identical (type and value); else warn once."""
+        payload = returns.encode_value(value)
+        if payload is None:
+            self.warn_once(
+                f"value {self.func_name()}",
+                "cached function %r returned a %s, which would not come back from the "
+                "cache unchanged (JSON values, dates, times, UUIDs, Decimals and bytes "
+                "do; tuples, non-string dict keys and objects do not); not caching it",
+                self.func_name(),
+                type(value).__name__,
+            )
+            return
+        self.defer_fill(None, None, payload, tags, versions)
 
     def vary_covered(self, resp: Response) -> bool:
         """The view's own ``Vary`` says which request headers its body depends on: each
@@ -1166,20 +1248,29 @@ class _CachedCall:
             log.warning(msg, *args)
 
     def defer_fill(
-        self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any
+        self,
+        resp: Response | None,
+        etag: str | None,
+        body: bytes,
+        tags: list[str],
+        versions: Any,
     ) -> None:
         """Snapshot the view's own headers and body now (after-request functions of the
         app also run on every hit: what they add must not be stored), store them in
         :meth:`finish` once Flask's after-request processing has produced the final
-        response, which may still forbid storing (``no-store`` added by an app hook)."""
-        headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
+        response, which may still forbid storing (``no-store`` added by an app hook).
+        ``resp`` and ``etag`` are ``None`` for a function's value (``body`` encodes it)."""
+        if resp is None:
+            headers: list[tuple[str, str]] = []
+        else:
+            headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
         if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
             return
         fills = self.fills or _fills_of(self.ctx)
         if fills.finished:
             # called after request_finished (a stream_with_context generator): the final
             # response is already sent, the view's own response is all there is to check
-            if self.final_storable(resp):
+            if resp is None or self.final_storable(resp):
                 self.fill(headers, etag, body, tags, versions)
             return
         if self.key in fills.pending:  # called twice in one request: the first one fills
@@ -1242,13 +1333,16 @@ class _CachedCall:
     def fill(
         self,
         headers: list[tuple[str, str]],
-        etag: str,
+        etag: str | None,
         body: bytes,
         tags: list[str],
         versions: Any,
     ) -> None:
         timeout = self.opts.timeout or self.state.settings.ttl
-        value = _pack(headers, etag, time.time() + timeout, body)
+        soft = time.time() + timeout
+        value = (  # etag None: a function's value
+            returns.pack_value(body, soft) if etag is None else _pack(headers, etag, soft, body)
+        )
         try:
             self.store.set(
                 self.key,
