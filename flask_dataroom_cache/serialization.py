@@ -29,9 +29,9 @@ stored as ``{"__drc__": "type", "n": name, "v": encode(obj)}`` and rebuilt by th
 :class:`Codec`, one per ``DataRoomCache``; :func:`encode` / :func:`decode` use the one given
 as ``codec``, else the current Flask app's (looked up only to encode a value holding a
 type JSON does not know, and to decode a ``T`` entry: other values cost what they did).
-An unregistered class raises
-``TypeError`` at encode time; a stored name the codec does not know (written by another
-version of the app) is a :class:`CodecError`, which the store treats as a miss.
+An unregistered class raises ``TypeError`` at encode time; a stored name the codec does
+not know (written by another version of the app), or a ``decode`` that raises, is a
+:class:`CodecError`, which the store treats as a miss.
 
 Caveats, as with any JSON: tuples come back as lists, and non-string dict keys as strings.
 """
