@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
@@ -19,6 +19,7 @@ from .backends.factory import create_backend
 from .config import Settings
 from .metrics import Metrics
 from .rules import Registry
+from .serialization import Codec
 from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
 
@@ -30,6 +31,7 @@ __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
 
 
 def _warn_flask_caching_keys(app: Flask, settings: Settings) -> None:
@@ -58,6 +60,9 @@ class DataRoomCache:
     def __init__(self, app: Flask | None = None) -> None:
         #: The model declarations (``track``), shared by every app of this object.
         self.rules = Registry()
+        #: The custom types its apps cache (``register_type``), shared by every app of
+        #: this object; another ``DataRoomCache`` has its own.
+        self.codec = Codec()
         #: Registered with ``@cache.identity`` (views.py); per app: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None
         #: The tracker of the app initialised last (``track_session`` outside a context).
@@ -151,6 +156,49 @@ class DataRoomCache:
 
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
+
+    # -- custom types (flask_dataroom_cache/serialization.py) ----------------------------
+    @overload
+    def register_type(
+        self,
+        cls: C,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> C: ...
+
+    @overload
+    def register_type(
+        self,
+        cls: None = None,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> Callable[[C], C]: ...
+
+    def register_type(
+        self,
+        cls: type | None = None,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> Any:
+        """Let values of ``cls`` be cached: ``encode(obj)`` returns data the cache can store
+        (JSON data, the built-in types, other registered types), ``decode(data)`` rebuilds
+        the object on a hit. Stored with ``name`` (default ``module.QualName``), unique
+        in this ``DataRoomCache``. For a dataclass both functions may be left out (its
+        ``__init__`` fields, and ``cls(**fields)``). Returns ``cls``, so it also decorates:
+        ``@cache.register_type`` or ``@cache.register_type(name="point.v1")``.
+
+        See docs/api.md, "Custom types".
+        """
+        if cls is None:
+            return lambda c: self.register_type(c, encode, decode, name=name)
+        self.codec.register(cls, encode, decode, name=name)
+        return cls
 
     # -- cached views (flask_dataroom_cache/views.py) -----------------------------------
     def cached(

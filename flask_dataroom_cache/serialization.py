@@ -13,12 +13,25 @@ Wire format: one flag byte, then the body.
   a typical listing, the main cost of a hit), else with the stdlib without an object hook.
 * ``X`` JSON the stdlib must decode: marker objects (decoded with the hook), or numbers
   ``orjson`` would read differently (big integers become floats there, NaN is refused)
+* ``T`` like ``X``, holding registered custom types too: only these entries look up a
+  :class:`Codec`, so the other flags decode exactly as they did before custom types
 * ``B`` raw bytes
-* lower-case ``j``/``x``/``b``: the same, zlib-compressed (values above the threshold)
-* ``z`` + one of ``J``/``X``/``B``: the same, zstd-compressed; written instead of zlib when
+* lower-case ``j``/``x``/``t``/``b``: the same, zlib-compressed (values above the threshold)
+* ``z`` + one of ``J``/``X``/``T``/``B``: the same, zstd-compressed; written instead of zlib when
   the ``zstandard`` module is importable (``pip install flask-dataroom-cache[zstd]``).
   Readers accept both, so entries written before or by processes without zstd keep
   reading back; a ``z`` entry read where zstd is missing is a :class:`CodecError` (a miss).
+
+Custom types (:class:`Codec`, ``cache.register_type``): a class registered with an
+``encode`` function (to a value this codec can store) and a ``decode`` function (back) is
+stored as ``{"__drc__": "type", "n": name, "v": encode(obj)}`` and rebuilt by the
+``decode`` registered for ``name``; nothing else ever runs on a read. The registry is a
+:class:`Codec`, one per ``DataRoomCache``; :func:`encode` / :func:`decode` use the one given
+as ``codec``, else the current Flask app's (looked up only to encode a value holding a
+type JSON does not know, and to decode a ``T`` entry: other values cost what they did).
+An unregistered class raises ``TypeError`` at encode time; a stored name the codec does
+not know (written by another version of the app), or a ``decode`` that raises, is a
+:class:`CodecError`, which the store treats as a miss.
 
 Caveats, as with any JSON: tuples come back as lists, and non-string dict keys as strings.
 """
@@ -26,6 +39,7 @@ Caveats, as with any JSON: tuples come back as lists, and non-string dict keys a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import threading
@@ -36,7 +50,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["HAVE_ORJSON", "HAVE_ZSTD", "CodecError", "decode", "encode"]
+__all__ = ["HAVE_ORJSON", "HAVE_ZSTD", "Codec", "CodecError", "CustomType", "decode", "encode"]
 
 try:  # optional: faster and smaller than zlib at its fastest level
     import zstandard as _zstd
@@ -96,23 +110,57 @@ class _NeedsMarkers(Exception):
 
 
 def _refuse(obj: Any) -> Any:
-    if isinstance(obj, datetime | date | time | uuid.UUID | Decimal | bytes | bytearray):
-        raise _NeedsMarkers
-    raise TypeError(f"cannot cache a value of type {type(obj).__name__}: not JSON-serialisable")
+    # Anything JSON does not hold takes the marked path (:func:`_mark`), which knows the
+    # built-in types and the registered ones, and raises the TypeError for the others.
+    raise _NeedsMarkers
 
 
-def _mark(obj: Any) -> Any:
+#: Types stored as marker objects without registration.
+_BUILTIN_TYPES: tuple[type, ...] = (datetime, date, time, uuid.UUID, Decimal, bytes, bytearray)
+#: Types JSON holds itself: a subclass of one never reaches a registered ``encode``.
+_JSON_TYPES: tuple[type, ...] = (str, int, float, bool, dict, list, tuple, type(None))
+#: How a custom type's marker starts in the encoded JSON (compact separators, key first):
+#: an encoding holding it is flagged ``T``. JSON escapes quotes inside strings, so no
+#: string value can contain it.
+_TYPE_MARK = b'{"' + _MARK.encode("ascii") + b'":"type"'
+
+
+def _qualname(cls: type) -> str:
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _unknown_type(obj: Any) -> TypeError:
+    cls = type(obj)
+    how = (
+        f"cache.register_type({cls.__name__})"
+        if dataclasses.is_dataclass(cls)
+        else f"cache.register_type({cls.__name__}, encode, decode)"
+    )
+    return TypeError(
+        f"cannot cache a value of type {_qualname(cls)}: not JSON-serialisable and not "
+        f"registered; register it with {how} (see docs/api.md, 'Custom types')"
+    )
+
+
+def _mark(obj: Any, codec: Codec | None) -> Any:
     """Replace special types by marker dicts; escape user dicts that use the marker key."""
     if isinstance(obj, dict):
         if _MARK in obj:
             # A user dict that uses our marker key is stored as a list of pairs: the
             # object hook runs bottom-up and must never see it as a dict.
-            return {_MARK: "dict", "v": [[k, _mark(v)] for k, v in obj.items()]}
-        return {k: _mark(v) for k, v in obj.items()}
+            return {_MARK: "dict", "v": [[k, _mark(v, codec)] for k, v in obj.items()]}
+        return {k: _mark(v, codec) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_mark(v) for v in obj]
+        return [_mark(v, codec) for v in obj]
     if isinstance(obj, str | int | float | bool) or obj is None:
         return obj
+    if codec is not None:
+        custom = codec._by_class.get(type(obj))
+        if custom is not None:
+            # The encoded form is marked in turn: it may hold other registered types.
+            return {_MARK: "type", "n": custom.name, "v": _mark(custom.encode_one(obj), codec)}
     if isinstance(obj, datetime):
         return {_MARK: "datetime", "v": obj.isoformat()}
     if isinstance(obj, date):
@@ -125,7 +173,7 @@ def _mark(obj: Any) -> Any:
         return {_MARK: "decimal", "v": str(obj)}
     if isinstance(obj, bytes | bytearray):
         return {_MARK: "bytes", "v": base64.b64encode(bytes(obj)).decode("ascii")}
-    raise TypeError(f"cannot cache a value of type {type(obj).__name__}: not JSON-serialisable")
+    raise _unknown_type(obj)
 
 
 _UNMARK: dict[str, Callable[[Any], Any]] = {
@@ -146,24 +194,180 @@ def _hook(obj: dict[str, Any]) -> Any:
     try:
         return _UNMARK[kind](obj["v"])
     except (LookupError, TypeError, ValueError) as exc:
+        if kind == "type":  # a custom type, and no codec here (see Codec._hook)
+            raise CodecError(f"a value of type {obj.get('n')!r}, not registered here") from exc
         raise CodecError(f"bad marker {kind!r}") from exc
 
 
-def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class CustomType:
+    """One registered class: the name stored with its values, and its two functions."""
+
+    cls: type
+    name: str
+    #: ``encode(obj)``: a value the codec can store (JSON data, built-in or registered types).
+    encode: Callable[[Any], Any]
+    #: ``decode(data)``: the object back from what ``encode`` returned (already decoded).
+    decode: Callable[[Any], Any]
+
+    def encode_one(self, obj: Any) -> Any:
+        data = self.encode(obj)
+        if type(data) is self.cls:
+            raise TypeError(
+                f"the encode function registered for {_qualname(self.cls)} returned a "
+                f"{self.cls.__name__}: it must return JSON-like data (a dict, list, str...)"
+            )
+        return data
+
+
+def _dataclass_functions(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """``encode``/``decode`` of a dataclass: its ``__init__`` fields, shallow (a nested
+    dataclass is encoded by its own registration), and ``cls(**fields)`` back."""
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+    def encode_dataclass(obj: Any) -> dict[str, Any]:
+        return {name: getattr(obj, name) for name in names}
+
+    def decode_dataclass(data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise TypeError(f"a {cls.__name__} is stored as a dict, got {type(data).__name__}")
+        return cls(**data)
+
+    return encode_dataclass, decode_dataclass
+
+
+class Codec:
+    """The custom types one ``DataRoomCache`` caches, and the codec through them.
+
+    ``cache.codec`` (filled by ``cache.register_type``); every app initialised with that
+    ``DataRoomCache`` uses it. Names are unique in one codec: a second class under a
+    taken name raises ``ValueError``; registering the same class under the same name
+    again replaces its functions (an app factory may run twice in one process).
+    """
+
+    def __init__(self) -> None:
+        self._by_class: dict[type, CustomType] = {}
+        self._by_name: dict[str, CustomType] = {}
+        self._lock = threading.Lock()
+
+    def register(
+        self,
+        cls: type,
+        encode: Callable[[Any], Any] | None = None,
+        decode: Callable[[Any], Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> CustomType:
+        """Register ``cls`` (see ``DataRoomCache.register_type``); returns the entry."""
+        if not isinstance(cls, type):
+            raise TypeError(f"register_type takes a class, got {cls!r}")
+        if issubclass(cls, _JSON_TYPES):
+            raise TypeError(
+                f"{_qualname(cls)} is a JSON type or a subclass of one: JSON stores it as "
+                "such, a registered encode would never be called"
+            )
+        if cls in _BUILTIN_TYPES:
+            raise TypeError(
+                f"{_qualname(cls)} is built in: cached as its own type without registration"
+            )
+        if (encode is None or decode is None) and dataclasses.is_dataclass(cls):
+            default_encode, default_decode = _dataclass_functions(cls)
+            encode = encode or default_encode
+            decode = decode or default_decode
+        if encode is None or decode is None:
+            raise TypeError(
+                f"register_type({cls.__name__}, encode, decode): encode and decode are "
+                "required for a class that is not a dataclass"
+            )
+        if not callable(encode) or not callable(decode):
+            raise TypeError(f"encode and decode of {_qualname(cls)} must be callable")
+        if name is None:
+            name = _qualname(cls)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"the type name of {_qualname(cls)} must be a non-empty string")
+        entry = CustomType(cls, name, encode, decode)
+        with self._lock:
+            taken = self._by_name.get(name)
+            if taken is not None and taken.cls is not cls:
+                raise ValueError(
+                    f"type name {name!r} is already registered for {_qualname(taken.cls)}: "
+                    f"pass another name= for {_qualname(cls)}"
+                )
+            previous = self._by_class.get(cls)
+            if previous is not None and previous.name != name:
+                raise ValueError(
+                    f"{_qualname(cls)} is already registered as {previous.name!r}: "
+                    "one class is stored under one name"
+                )
+            self._by_class[cls] = entry
+            self._by_name[name] = entry
+        return entry
+
+    def name_of(self, cls: type) -> str | None:
+        """The stored name of ``cls``, or ``None`` if it is not registered."""
+        entry = self._by_class.get(cls)
+        return entry.name if entry is not None else None
+
+    def encode(self, value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None) -> bytes:
+        """:func:`encode` with this codec's types."""
+        return encode(value, compress_min_bytes, zstd=zstd, codec=self)
+
+    def decode(self, data: bytes) -> Any:
+        """:func:`decode` with this codec's types."""
+        return decode(data, codec=self)
+
+    def _hook(self, obj: dict[str, Any]) -> Any:
+        if obj.get(_MARK) != "type":
+            return _hook(obj)
+        name = obj.get("n")
+        entry = self._by_name.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise CodecError(f"a value of type {name!r}, not registered here")
+        try:
+            return entry.decode(obj["v"])
+        except Exception as exc:  # the class changed since the entry was written: a miss
+            raise CodecError(f"decoding a {name!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _app_codec() -> Codec | None:
+    """The codec of the current Flask app's ``DataRoomCache``; ``None`` outside an app.
+
+    Called only for values holding a type JSON does not: plain values never pay it.
+    """
+    from flask import current_app, has_app_context
+
+    from .state import EXTENSION_KEY
+
+    if not has_app_context():
+        return None
+    state = current_app.extensions.get(EXTENSION_KEY)
+    return state.extension.codec if state is not None else None
+
+
+def encode(
+    value: Any,
+    compress_min_bytes: int = 0,
+    *,
+    zstd: bool | None = None,
+    codec: Codec | None = None,
+) -> bytes:
     """Serialise ``value``; raises ``TypeError`` naming an unsupported type.
 
     ``zstd`` picks the compressor for bodies above ``compress_min_bytes``: default zstd
     when importable, else zlib (``zstd=False`` forces zlib, e.g. for a mixed fleet).
+    ``codec`` holds the custom types (default: the current app's, see :func:`_app_codec`).
     """
     if isinstance(value, bytes | bytearray):
         flag, body = b"B", bytes(value)
     else:
         try:
-            flag, body = _encode_json(value)
+            flag, body = _encode_json(value, codec)
         except UnicodeEncodeError:
             # A str with a lone surrogate has no UTF-8 form: write it \u-escaped (ASCII),
             # which the stdlib decoder (the 'X' path) turns back into the same str.
-            flag, body = b"X", _dumps_ascii(_mark(value)).encode("ascii")
+            marked = _mark(value, codec if codec is not None else _app_codec())
+            body = _dumps_ascii(marked).encode("ascii")
+            flag = b"T" if _TYPE_MARK in body else b"X"
     if compress_min_bytes and len(body) >= compress_min_bytes:
         if HAVE_ZSTD if zstd is None else zstd:
             if not HAVE_ZSTD:
@@ -178,11 +382,13 @@ def encode(value: Any, compress_min_bytes: int = 0, *, zstd: bool | None = None)
     return flag + body
 
 
-def _encode_json(value: Any) -> tuple[bytes, bytes]:
+def _encode_json(value: Any, codec: Codec | None) -> tuple[bytes, bytes]:
     try:
         text = _dumps_checked(value)
     except _NeedsMarkers:
-        return b"X", _dumps(_mark(value)).encode("utf-8")
+        marked = _mark(value, codec if codec is not None else _app_codec())
+        body = _dumps(marked).encode("utf-8")
+        return (b"T" if _TYPE_MARK in body else b"X"), body
     if _STDLIB_ONLY.search(text):
         return b"X", text.encode("utf-8")
     return b"J", text.encode("utf-8")
@@ -239,8 +445,12 @@ def _inflate_bytes(data: bytes) -> bytes | None:
     return body
 
 
-def decode(data: bytes) -> Any:
-    """Inverse of :func:`encode`; raises :class:`CodecError` on anything it did not write."""
+def decode(data: bytes, *, codec: Codec | None = None) -> Any:
+    """Inverse of :func:`encode`; raises :class:`CodecError` on anything it did not write.
+
+    Custom types are rebuilt by ``codec`` (default: the current app's, looked up only for
+    a ``T`` entry); a type name it does not know is a :class:`CodecError`.
+    """
     if not data:
         raise CodecError("empty payload")
     flag = data[0:1]
@@ -257,7 +467,7 @@ def decode(data: bytes) -> Any:
             if not HAVE_ZSTD:
                 raise CodecError("zstd-compressed entry, but zstandard is not installed")
             flag, body = data[1:2], _zstd_d().decompress(data[2:])
-        elif flag in (b"j", b"x", b"b"):
+        elif flag in (b"j", b"x", b"b", b"t"):
             body = zlib.decompress(data[1:])
             flag = flag.upper()
         else:
@@ -271,6 +481,9 @@ def decode(data: bytes) -> Any:
             return _decode_json(body.decode("utf-8"))
         if flag == b"X":
             return _loads(body, object_hook=_hook)
+        if flag == b"T":
+            found = codec if codec is not None else _app_codec()
+            return _loads(body, object_hook=found._hook if found is not None else _hook)
     except (
         ValueError,  # bad JSON, UnicodeDecodeError, bad marker values (CodecError too)
         LookupError,  # IndexError/KeyError from a malformed marker
