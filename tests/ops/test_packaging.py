@@ -35,7 +35,11 @@ def test_metadata() -> None:
     assert project["license"] == "MIT"
     assert (ROOT / project["license-files"][0]).is_file()
     classifiers = set(project["classifiers"])
-    for wanted in ("Framework :: Flask", "Typing :: Typed", "Programming Language :: Python :: 3.11"):
+    for wanted in (
+        "Framework :: Flask",
+        "Typing :: Typed",
+        "Programming Language :: Python :: 3.11",
+    ):
         assert wanted in classifiers
     # PEP 639: the `license` expression replaces the License :: classifiers
     assert not [c for c in classifiers if c.startswith("License ::")]
