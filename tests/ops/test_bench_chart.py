@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from benchmarks.chart import DOCS_COPY, RESULTS, bars, parse_target, render, write_chart
 
@@ -57,3 +61,21 @@ def test_the_docs_show_the_committed_chart() -> None:
     assert DOCS_COPY.read_bytes() == (RESULTS / "chart.svg").read_bytes()
     page = (DOCS_COPY.parents[1] / "benchmarks.md").read_text()
     assert "](img/benchmarks.svg)" in page
+
+
+def test_a_benchmark_run_writes_the_chart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import benchmarks.__main__ as runner
+
+    fake = types.ModuleType("benchmarks.bench_fake")
+    fake.run = lambda env: ROWS  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "benchmarks.bench_fake", fake)
+    monkeypatch.setattr(runner, "MODULES", ["bench_fake"])
+    monkeypatch.setattr(runner, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(runner, "DOCS_COPY", tmp_path / "docs" / "img" / "benchmarks.svg")
+    assert runner.main(["bench_fake"]) == 0
+    chart = tmp_path / "results" / "chart.svg"
+    assert chart.read_text() == render(ROWS)
+    assert (tmp_path / "docs" / "img" / "benchmarks.svg").read_text() == chart.read_text()
+    assert f"chart: {chart}" in capsys.readouterr().out
