@@ -9,7 +9,7 @@ PORT ?= 5000
 WORKERS ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench run serve docs clean
+.PHONY: install test lint package-check bench run serve docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ lint: $(STAMP)  ## ruff + mypy + import-linter (the layers in pyproject.toml)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: $(STAMP)  ## benchmarks: prints a table, writes benchmarks/results/*.json
+package-check: $(STAMP)  ## build the sdist and wheel, twine check, install the wheel in a fresh venv (with/without extras)
+	PY=$(PY) PYTHON=$(PYTHON) .ci/package-check
+
+bench: $(STAMP)  ## benchmarks: prints a table, writes benchmarks/results/*.json and chart.svg
 	$(PY) -m benchmarks
 
 run: $(STAMP)  ## the example app on SQLite + memory cache, seeded, on http://$(HOST):$(PORT)
@@ -43,5 +46,5 @@ docs: $(STAMP)  ## build the docs site into site/
 	$(VENV)/bin/mkdocs build --strict
 
 clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

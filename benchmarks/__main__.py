@@ -1,4 +1,5 @@
-"""``python -m benchmarks [module ...]``: run the benchmarks, print a table, write JSON."""
+"""``python -m benchmarks [module ...]``: run the benchmarks, print a table, write JSON and
+the chart of the ratios (``results/chart.svg``, :mod:`benchmarks.chart`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import MODULES, BenchEnv
+from .chart import DOCS_COPY, group_files, rows_of, write_chart
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -70,6 +72,9 @@ def main(argv: list[str]) -> int:
     print(json.dumps(out, indent=2))
     print()
     print(_table(all_rows))
+    # the chart of every module's newest results (this run's, and earlier runs' of the others)
+    chart = write_chart(rows_of(group_files(MODULES, RESULTS)), RESULTS / "chart.svg", DOCS_COPY)
+    print(f"\nchart: {chart}")
     missed = [r for r in all_rows if r.get("ok") is False]
     if missed:
         print(f"\n{len(missed)} target(s) missed: " + ", ".join(r["name"] for r in missed))

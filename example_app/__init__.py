@@ -77,7 +77,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     cache.init_app(app)
 
-    from . import api, cli, errors, warm  # noqa: F401  (warm registers @cache.warmer)
+    # warm registers @cache.warmer; openapi adds GET /api/openapi.json to the blueprint
+    from . import api, cli, errors, openapi, warm  # noqa: F401
 
     errors.register(app)
     app.register_blueprint(api.bp)

@@ -1,0 +1,54 @@
+"""The packaging metadata keeps its promises (the built artifacts: `.ci/package-check`)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower()
+
+
+def test_dev_dependency_group_mirrors_the_dev_extra() -> None:
+    # `pip install -e '.[dev]'` (make install, .ci/run) and `pip install --group dev` / `uv sync`
+    # must install the same tools.
+    extra = PYPROJECT["project"]["optional-dependencies"]["dev"]
+    group = PYPROJECT["dependency-groups"]["dev"]
+    assert sorted(extra) == sorted(group)
+
+
+def test_the_wheel_ships_the_library_only() -> None:
+    build = PYPROJECT["build-system"]
+    assert build["build-backend"] == "hatchling.build"
+    assert PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
+        "flask_dataroom_cache"
+    ]
+
+
+def test_metadata() -> None:
+    project = PYPROJECT["project"]
+    assert project["license"] == "MIT"
+    assert (ROOT / project["license-files"][0]).is_file()
+    classifiers = set(project["classifiers"])
+    for wanted in (
+        "Framework :: Flask",
+        "Typing :: Typed",
+        "Programming Language :: Python :: 3.11",
+    ):
+        assert wanted in classifiers
+    # PEP 639: the `license` expression replaces the License :: classifiers
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    assert project["requires-python"] == ">=3.11"
+    assert (ROOT / "flask_dataroom_cache" / "py.typed").is_file()
+
+
+def test_ci_runs_the_package_check() -> None:
+    run = (ROOT / ".ci" / "run").read_text()
+    assert run.rstrip().splitlines()[-3:] == ["make test", "make lint", "make package-check"]
+    assert "package-check:" in (ROOT / "Makefile").read_text()
+    assert (ROOT / ".ci" / "package-check").stat().st_mode & 0o111
