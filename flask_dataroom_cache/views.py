@@ -827,9 +827,9 @@ class _CachedCall:
 
     def lookup(self) -> _Entry | None:
         try:
-            value, self.versions = self.store.fetch(self.key, self.tag_list, self.endpoint)
+            value, self.versions = self.store.read(self.key, self.tag_list, self.endpoint)
         except Exception as exc:  # never fail a request for the cache
-            self.store._error("view read", exc)
+            self.store.report_error("view read", exc)
             self.versions = None
             return None
         if value is MISSING:
@@ -843,7 +843,7 @@ class _CachedCall:
         try:
             self.store.delete(key)
         except Exception as exc:
-            self.store._error("view delete", exc)
+            self.store.report_error("view delete", exc)
 
     # -- answers ---------------------------------------------------------------------------
     def hit(self, entry: _Entry, environ: dict[str, Any], stale: bool = False) -> Response:
@@ -914,7 +914,7 @@ class _CachedCall:
         try:
             return self.store.add(lock_key, 1, LOCK_TTL)
         except Exception as exc:
-            self.store._error("view lock", exc)
+            self.store.report_error("view lock", exc)
             return True
 
     def compute_locked(self, environ: dict[str, Any], wait: bool = True) -> Any:
@@ -1021,7 +1021,7 @@ class _CachedCall:
                 try:
                     captured = self.store.capture(tags)
                 except Exception as exc:
-                    self.store._error("view version read", exc)
+                    self.store.report_error("view version read", exc)
         hooks = getattr(self.ctx, "_after_request_functions", None)
         hooks_before = len(hooks) if hooks is not None else 0
         resp = self.app.make_response(self.call_view())
@@ -1204,4 +1204,4 @@ class _CachedCall:
         except (TypeError, ValueError):
             raise  # a bad tag is a programming error
         except Exception as exc:
-            self.store._error("view write", exc)
+            self.store.report_error("view write", exc)
