@@ -79,7 +79,11 @@ class CacheStore:
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
         """True when this thread must neither read nor fill (a ``bypass_checks`` hook says so)."""
-        return any(check() for check in self.bypass_checks)
+        # a loop, not any(<generator>): this runs twice on every cached-view hit
+        for check in self.bypass_checks:  # noqa: SIM110
+            if check():
+                return True
+        return False
 
     def report_error(self, what: str, exc: BaseException) -> None:
         """Count a backend error (``errors``) and log it, at most once a minute: the store's
