@@ -36,7 +36,8 @@ class DataRoomCache:
     def __init__(self, app: Flask | None = None) -> None:
         #: The model declarations (``track``), shared by every app of this object.
         self.rules = Registry()
-        #: Registered with ``@cache.identity`` (views.py); per app: ``CacheState.identity``.
+        #: Registered with ``@cache.identity`` (views/identity.py); per app:
+        #: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None
         #: The tracker of the app initialised last (``track_session`` outside a context).
         self._last_tracker: weakref.ref[Tracker] | None = None
@@ -54,12 +55,11 @@ class DataRoomCache:
 
         from . import views
 
+        views.install(app, state)  # its teardown runs after this one (reverse order)
+
         @app.teardown_request
         def _end_request(_exc: BaseException | None) -> None:
             store.forget_captures()
-            views.end_request()
-
-        views.install(app, state)
 
         from . import tracking  # late import: tracking imports this module for types
 
@@ -113,7 +113,7 @@ class DataRoomCache:
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
 
-    # -- cached views (flask_dataroom_cache/views.py) -----------------------------------
+    # -- cached views (flask_dataroom_cache/views/) -------------------------------------
     def cached(
         self,
         timeout: int | None = None,
