@@ -20,6 +20,9 @@ From the declaration the library derives, for every insert, update and delete:
 database cascades, whose rows cannot be known cheaply (see
 :mod:`flask_dataroom_cache.tracking`).
 
+A declaration that cannot work raises (reserved entity names, attribute names that are
+not columns of the model: :mod:`flask_dataroom_cache.rule_checks`).
+
 Unregistered models cost one dict lookup per flushed object and trigger nothing.
 The same tag functions (:mod:`flask_dataroom_cache.tags`) build the tags that views put on
 their entries, so both sides always agree on names.
@@ -29,10 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .keys import _text
+from .rule_checks import MapperChecks, check_names
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
+
+if TYPE_CHECKING:
+    from .associations import AssociationRule
 
 __all__ = ["Change", "Registry", "Rule", "parent_tag"]
 
@@ -131,7 +138,7 @@ class Rule:
                         tag = _memo(cache, ptype, prev)
                     out.add(tag)
         if members is None and self.members is not None and obj is not None:
-            members = self.members(obj)
+            members = self.member_ids(obj)
         if members:
             out.update(user_tag(uid) for uid in members if uid is not None)
         if self.has_hook and obj is not None:
@@ -140,6 +147,18 @@ class Rule:
                 if isinstance(extra, str):
                     raise TypeError(f"{self.model.__name__}.cache_tags must return a list")
                 out.update(extra)
+
+    def member_ids(self, obj: Any) -> list[Any]:
+        """``members(obj)`` as a list; a string (iterated, one tag per character: a
+        silent mistake) or a non-iterable raises, naming the model."""
+        assert self.members is not None
+        found = self.members(obj)
+        if isinstance(found, str | bytes) or not isinstance(found, Iterable):
+            raise TypeError(
+                f"{self.model.__name__}: members(obj) must return an iterable of user ids, "
+                f"not {type(found).__name__}"
+            )
+        return list(found)
 
     def tags(
         self,
@@ -171,6 +190,23 @@ class Registry:
         self._declared: dict[type, Rule] = {}
         self.version = 0
         self.has_members = False
+        #: attribute names checked against each model's mapper once it is configured
+        self.checks = MapperChecks()
+        #: association tables declared with ``track(table, ...)``: see :mod:`.associations`
+        self.tables: dict[Any, AssociationRule] = {}
+
+    def declare(self, target: Any, **options: Any) -> Any:
+        """``cache.track(target, **options)``: a model class, or an association ``Table``."""
+        import sqlalchemy as sa
+
+        if isinstance(target, sa.Table):
+            from .associations import make_rule
+
+            self.tables[target] = make_rule(target, **options)
+            self.version += 1
+        else:
+            self.add(target, **options)
+        return target
 
     def add(
         self,
@@ -183,7 +219,7 @@ class Registry:
         members: Callable[[Any], Iterable[Any]] | None = None,
     ) -> Rule:
         if not isinstance(model, type):
-            raise TypeError(f"track() needs a model class, got {model!r}")
+            raise TypeError(f"track() needs a model class or a Table, got {model!r}")
         name = entity or getattr(model, "__tablename__", None) or model.__name__.lower()
         if not isinstance(name, str) or not name:
             raise ValueError(f"invalid entity name {name!r}")
@@ -193,6 +229,9 @@ class Registry:
                 raise ValueError(f"parents must map attribute names to entity types: {parents!r}")
         if members is not None and not callable(members):
             raise TypeError("members must be a callable(obj) -> iterable of user ids")
+        if not isinstance(id_attr, str) or not id_attr:
+            raise ValueError(f"id_attr must be an attribute name, not {id_attr!r}")
+        check_names(model, name, parents.values())
         rule = Rule(
             model=model,
             entity=name,
@@ -202,6 +241,7 @@ class Registry:
             members=members,
             has_hook=callable(getattr(model, "cache_tags", None)),
         )
+        self.checks.watch(rule)  # raises now if the mapper is configured and a name is wrong
         self._declared[model] = rule
         self._rules.clear()  # subclasses resolve again
         self.has_members = any(r.members is not None for r in self._declared.values())
@@ -226,4 +266,4 @@ class Registry:
         return list(self._declared.values())
 
     def __bool__(self) -> bool:
-        return bool(self._declared)
+        return bool(self._declared or self.tables)

@@ -12,12 +12,21 @@ Flow (see ``docs/transactions.md``)::
                    WHERE matches (one SELECT) or from the parameters; type:{entity} too
     engine events  Core insert/update/delete on a tracked table: the same, into the
                    owning session's pending set, or the connection's own
+    associations   DML on a many-to-many association table (the flush's own secondary
+                   INSERT/DELETE, Core, a cascade reaching it): both rows each link
+                   connects are tagged as updated (:mod:`.associations`)
     cascades       any DELETE (the flush's own, bulk ORM, Core) of a table the database
                    cascades from (ondelete CASCADE / SET NULL / SET DEFAULT reaching
                    tracked tables: a graph built once from the metadata): the dependent
                    rows are read before it runs, level by level, and tagged by their rules
+    COMMIT         outermost commit -> the whole set is sent, once, right after the
+                   first DBAPI COMMIT of the session's connections succeeded (the
+                   ``do_commit`` wrapper), before SQLAlchemy dispatches ``after_commit``:
+                   every ``after_commit`` listener, whenever registered, sees it done
     after_commit   savepoint released -> its set merges into the enclosing one;
-                   outermost commit -> the whole set is sent, once, before commit() returns
+                   outermost commit with no COMMIT of its own (joined to an outer
+                   transaction, two-phase, no connection) -> sent now, or parked on the
+                   joined connection until the outer COMMIT
     after_transaction_end  a set still attached to the ending transaction was rolled back
                    (savepoint or root): dropped
 
@@ -39,6 +48,8 @@ Store hooks:
 * ``store.fill_checks``: the snapshot rule across processes: a fill stamped with a tag
   token that another process made after this thread's transaction began is dropped
   (tokens carry their creation time; ``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` allows for clocks).
+* ``store.handovers``: an async cached view runs in asgiref's loop thread; when it ends,
+  the sessions that thread tracks move to the request's thread, where the checks above run.
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionm
 from sqlalchemy.sql import dml
 from sqlalchemy.sql.elements import TextClause
 
+from . import associations, ddl
 from .backends.base import token_time
 from .rules import Registry, Rule, parent_tag
 from .state import EXTENSION_KEY
@@ -87,7 +99,7 @@ _LEAD = r"\s*(?:" + _COMMENT + r"\s*|--[^\n]*\n\s*)*"
 #: ``EXPLAIN ANALYZE <statement>`` runs the statement (a plain EXPLAIN does not: harmless).
 _EXPLAIN = r"(?:explain\s+(?:\([^)]*\)\s*|analy[sz]e\s+|verbose\s+)*)?"
 _WRITE_SQL = re.compile(
-    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert|truncate)\b", re.I | re.S
+    _LEAD + _EXPLAIN + r"(insert|update|delete|merge|replace|upsert)\b", re.I | re.S
 )
 #: A ``WITH ...`` statement that writes (PostgreSQL's data-modifying CTEs): a CTE body
 #: (``AS (``) or the main statement (after a ``)``) that is a write; ``SELECT ... FOR
@@ -114,27 +126,6 @@ _MORE_STATEMENTS = re.compile(
 )
 _ORM_NO_VALUE = sa.orm.base.NO_VALUE
 _MISSING_VALUES = (sa.orm.base.NO_VALUE, sa.orm.base.PASSIVE_NO_RESULT, None)
-
-
-#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
-#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
-#: this before the filling transaction began (or at any time after).
-DEFAULT_SKEW_MS = 100
-
-
-def _skew_setting(app: Flask) -> float:
-    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
-        from .config import ConfigError
-
-        raise ConfigError(
-            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
-        )
-    return value / 1000.0
 
 
 def _nonces(backend: Any) -> tuple[str, ...]:
@@ -235,6 +226,7 @@ class _SessionState:
         "begin_time",
         "buckets",
         "conns",
+        "delivered",
         "flush_ctx",
         "flushed",
         "owned",
@@ -255,6 +247,9 @@ class _SessionState:
         self.begin_seq: int | None = None
         self.begin_time: float | None = None
         self.conns: list[Connection] = []
+        #: tags already sent at the COMMIT of one of ``conns`` (see ``_after_core_commit``);
+        #: ``after_commit`` still parks them on connections joined to an outer transaction
+        self.delivered: set[str] | None = None
         self.registered_in: weakref.WeakSet[_SessionState] | None = None
 
     def reset(self) -> None:
@@ -264,6 +259,20 @@ class _SessionState:
         self.flush_ctx = None
         self.begin_seq = None
         self.begin_time = None
+        self.delivered = None
+
+
+@dataclass
+class _Committing:
+    """A COMMIT about to run on one connection, from the ``commit`` event to the
+    ``do_commit`` wrapper that delivers its tags once the DBAPI COMMIT succeeded."""
+
+    #: what ``Connection`` hands to ``dialect.do_commit``: identifies this COMMIT
+    dbapi: Any
+    #: the connection's (pool record's) info dict: Core tags wait in its ``.resend`` entry
+    info: dict[Any, Any]
+    #: the session whose root transaction this COMMIT ends (its root set goes out too)
+    session: _SessionState | None
 
 
 def _current_tx(session: Session) -> SessionTransaction | None:
@@ -303,14 +312,16 @@ class Tracker:
         self._cascades: dict[sa.Table, tuple[_Edge, ...]] = {}
         self._cascade_metas: list[sa.MetaData] = []
         self._cascade_sig: tuple[int, int] | None = None
+        self._associations = associations.AssociationIndex(registry)
         self._late_hook: Any = None
-        self.skew = _skew_setting(app)
+        self.skew = self.store.settings.snapshot_clock_skew_ms / 1000.0
         self._own_nonces = _nonces(self.store.backend)
         self.store.bypass_checks.append(self.must_bypass)
         self.store.deferrers.append(self.defer)
         fill_checks = getattr(self.store, "fill_checks", None)
         if fill_checks is not None:
             fill_checks.append(self.refuse_fill)
+        self.store.handovers.append(self.hand_over)
 
     # -- attaching ------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -499,7 +510,7 @@ class Tracker:
                 for obj in session.deleted:
                     rule = rule_for(type(obj))
                     if rule is not None and rule.members is not None:
-                        pre[sa.inspect(obj)] = (None, list(rule.members(obj)))
+                        pre[sa.inspect(obj)] = (None, rule.member_ids(obj))
         modified = getattr(session.identity_map, "_modified", None)
         if modified is None:  # pragma: no cover - private attribute gone
             modified = [sa.inspect(o) for o in session.dirty]
@@ -591,8 +602,9 @@ class Tracker:
         if not cols or state.identity is None:
             return {}
         where = [c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)]
-        with session.no_autoflush:
-            row = session.execute(sa.select(*[c for _, c in cols]).where(*where)).first()
+        query = sa.select(*[c for _, c in cols]).where(*where)
+        with session.no_autoflush:  # on the mapper's bind (its bind key), not the default one
+            row = session.execute(query, bind_arguments={"mapper": mapper}).first()
         if row is None:
             return {}
         return {attr: value for (attr, _), value in zip(cols, row, strict=True)}
@@ -670,7 +682,7 @@ class Tracker:
 
     def _on_commit(self, session: Session) -> None:
         st: _SessionState | None = session.info.get(self.key)
-        if st is None or not st.owned or not st.buckets:
+        if st is None or not st.owned or not (st.buckets or st.delivered):
             return
         nested = session.get_nested_transaction()
         if nested is not None:  # a savepoint was released: keep its tags
@@ -681,7 +693,11 @@ class Tracker:
             return
         root = session.get_transaction()
         tags = st.buckets.pop(root, None) if root is not None else None
-        if tags:
+        # Usually already sent, at the first COMMIT of the session's connections
+        # (``_after_core_commit``): ``delivered``. Still here: no connection of the
+        # session ran a COMMIT of its own (all joined, two-phase, none at all).
+        delivered, st.delivered = st.delivered, None
+        if tags or delivered:
             # A connection still in a transaction is joined to one the session does not
             # own (Session(bind=conn) inside conn.begin()): its data is committed by that
             # outer COMMIT, so the tags wait for it there (the Core path sends them). If
@@ -689,8 +705,8 @@ class Tracker:
             # session: over-invalidating, never late).
             joined = [c for c in st.conns if c.in_transaction()]
             for conn in joined:
-                conn.info.setdefault(self.key, set()).update(tags)
-            if len(joined) < len(st.conns) or not st.conns:
+                conn.info.setdefault(self.key, set()).update(tags or (), delivered or ())
+            if tags and (len(joined) < len(st.conns) or not st.conns):
                 self.send(tags)
 
     def _on_tx_end(self, session: Session, tx: SessionTransaction) -> None:
@@ -766,6 +782,18 @@ class Tracker:
                     return True
         return False
 
+    def hand_over(self) -> Callable[[], None]:
+        """``store.handovers``: run in a thread that worked for another (an async view in
+        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
+        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
+        states = list(getattr(self._local, "states", None) or ())
+
+        def adopt() -> None:
+            for st in states:
+                self._adopt(st)
+
+        return adopt
+
     def refuse_fill(self, versions: Sequence[str]) -> bool:
         """The snapshot rule across processes: drop a fill stamped with a token that
         another process made after this thread's open database transaction began (minus
@@ -826,6 +854,19 @@ class Tracker:
                     self._tables.setdefault(tbl, self._info(rule, mapper, tbl))
         return self._tables.get(table)
 
+    def _association(self, table: Any) -> associations.Association | None:
+        """The association table ``table`` (declared, or detected), None for any other."""
+        self._table_info(None)  # refreshes the tracked tables after a registry change
+        return self._associations.get(table, self._tables)
+
+    def _association_reader(
+        self, run: Callable[[Any], Any], connection: Callable[[], Connection | None]
+    ) -> associations.Reader:
+        def objects(info: _TableInfo, ids: list[Any], kind: str, tags: set[str]) -> None:
+            self._object_tags(info, ids, kind, connection, tags)
+
+        return associations.Reader(run, objects)
+
     # -- database cascades (ON DELETE CASCADE / SET NULL / SET DEFAULT) ------------------------
     def _cascade_edges(self, table: Any) -> tuple[_Edge, ...]:
         """The ``ondelete`` foreign keys referencing ``table`` that reach tracked rows
@@ -843,6 +884,7 @@ class Tracker:
 
     def _build_cascades(self) -> None:
         tracked = {t for t, i in self._tables.items() if i is not None}
+        tracked |= set(self._associations.all(self._tables))  # their rows link tracked rows
         metas = list({id(t.metadata): t.metadata for t in tracked}.values())
         edges: dict[sa.Table, list[_Edge]] = {}
         for md in metas:
@@ -957,6 +999,7 @@ class Tracker:
         condition (and primary keys) of those rows for the next level, None if none."""
         child = edge.child
         info = self._tables.get(child)
+        assoc = self._associations.get(child, self._tables) if info is None else None
         parent_pk = tuple(edge.parent.primary_key.columns)
         fk = edge.fk_cols[0] if len(edge.fk_cols) == 1 else sa.tuple_(*edge.fk_cols)
         conds: list[Any]
@@ -969,6 +1012,8 @@ class Tracker:
         cols: list[Any] = list(pk)
         if info is not None:
             cols.extend(c for c in (info.id_col, *info.parent_cols.values()) if c is not None)
+        if assoc is not None:
+            cols.extend(assoc.columns)
         cols = list(dict.fromkeys(cols))
         if not cols:
             cols = list(edge.fk_cols)
@@ -981,6 +1026,11 @@ class Tracker:
             return None
         whole = conds[0] if len(conds) == 1 else sa.or_(*conds)
         kind = "delete" if edge.action == "delete" else "update"
+        if assoc is not None:  # the rows (before the statement) link both sides: tag them
+            reader = self._association_reader(run, connection)
+            associations.condition_tags(
+                assoc, whole, reader, tags, rows if len(rows) <= BULK_ROW_CAP else None
+            )
         if len(rows) > BULK_ROW_CAP or not pk:
             if info is not None:
                 rule = info.rule
@@ -1339,8 +1389,9 @@ class Tracker:
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
         info = self._table_info(table) if table is not None else None
+        assoc = self._association(table) if info is None and table is not None else None
         cascade = orm_state.is_delete and table is not None and bool(self._cascade_edges(table))
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             return None
         if session.get_transaction() is None:
             session.begin()  # what execute() would autobegin: the tags need a home
@@ -1353,11 +1404,17 @@ class Tracker:
         else:
             rows_params = None
 
+        # The statement's own bind (a model under another bind key, a bind= argument): a
+        # SELECT built from its columns alone would go to the session's default engine.
+        binds = orm_state.bind_arguments
+
         def run(q: Any) -> Any:
-            return session.execute(q, execution_options={"_dataroom_internal": True})
+            return session.execute(
+                q, execution_options={"_dataroom_internal": True}, bind_arguments=binds
+            )
 
         def connection() -> Connection | None:
-            conn: Connection = session.connection(bind_arguments=orm_state.bind_arguments)
+            conn: Connection = session.connection(bind_arguments=binds)
             return conn
 
         tags: set[str]
@@ -1368,6 +1425,12 @@ class Tracker:
                 # members / cache_tags of the matched rows (a delete: before it runs)
                 kind = "delete" if orm_state.is_delete else "update"
                 self._object_tags(info, ids, kind, connection, tags)
+        elif assoc is not None:  # a mapped (untracked) association table
+            cond = None
+            if not orm_state.is_insert:
+                cond = _rows_condition(table, stmt.whereclause, rows_params)
+            reader = self._association_reader(run, connection)
+            tags = associations.statement_tags(assoc, stmt, rows_params, cond, reader)
         else:
             tags = set()
         if cascade:
@@ -1395,6 +1458,8 @@ class Tracker:
         if not isinstance(clauseelement, dml.UpdateBase):
             if isinstance(clauseelement, TextClause):
                 self._on_text(conn, clauseelement.text)
+            elif ddl.is_ddl_element(clauseelement):
+                self._on_ddl(conn)
             return
         if not self.registry:
             return
@@ -1402,6 +1467,8 @@ class Tracker:
             return  # ORM-enabled statement: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self._table_info(table) if table is not None else None
+        # an association table: its rows link tracked rows (secondary DML of a flush too)
+        assoc = self._association(table) if info is None and table is not None else None
         # a DELETE whose rows the database cascades to tracked rows: read them first
         cascade = (
             isinstance(clauseelement, dml.Delete)
@@ -1410,7 +1477,11 @@ class Tracker:
         )
         owner = self._conn_owner.get(conn)
         if owner is not None:
-            if _in_unit_of_work(owner) and _flush_statement(execution_options, info):
+            if (
+                assoc is None
+                and _in_unit_of_work(owner)
+                and _flush_statement(execution_options, info)
+            ):
                 # the flush's own statements: after_flush tags the flushed objects, but
                 # not the rows the database deletes with them (passive_deletes). Other
                 # statements during a flush (a mapper event's Core DML) are tracked below.
@@ -1424,7 +1495,7 @@ class Tracker:
             cache = execution_options.get("compiled_cache")
             if cache is not None and (info is None or cache is info.mapper_cache):
                 return  # an untracked session's flush (or bulk_save_*): not ours
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             if owner is not None:
                 owner.wrote = True
             return
@@ -1440,6 +1511,15 @@ class Tracker:
             if ids and info.rule.needs_obj:  # type: ignore[attr-defined]
                 kind = "delete" if isinstance(clauseelement, dml.Delete) else "update"
                 self._object_tags(info, ids, kind, lambda: conn, tags)
+        elif assoc is not None:
+            cond = None
+            if not isinstance(clauseelement, dml.Insert):
+                where = getattr(clauseelement, "whereclause", None)
+                cond = _rows_condition(table, where, rows_params or None)
+            reader = self._association_reader(run, lambda: conn)
+            tags = associations.statement_tags(
+                assoc, clauseelement, rows_params or None, cond, reader
+            )
         else:
             tags = set()
         if cascade:
@@ -1456,6 +1536,8 @@ class Tracker:
         change (reads bypass the cache, fills are dropped, ``invalidate_tags`` is
         deferred), so nothing it wrote can reach the cache before the commit."""
         if not (_WRITE_SQL.match(sql) or _WRITE_CTE.match(sql)):
+            if ddl.is_ddl_text(sql):
+                self._on_ddl(conn)
             return
         owner = self._conn_owner.get(conn)
         if owner is not None:
@@ -1465,10 +1547,12 @@ class Tracker:
         self._table_info(None)  # refresh the table map
         target = _TEXT_TARGET.match(sql)
         infos: list[_TableInfo]
+        assocs = self._associations.all(self._tables)
         if target is None or _WRITE_CTE.match(sql) or _MORE_STATEMENTS.search(sql):
-            # TRUNCATE (may name several tables), a WITH ... write, several statements:
-            # the targets are unknown, every tracked type is bumped
+            # a WITH ... write, several statements: the targets are unknown, every
+            # tracked type is bumped (TRUNCATE is a schema-level reset: _on_ddl)
             infos = [i for i in self._tables.values() if i is not None]
+            linked = list(assocs.values())
         else:
             name = target.group(1)
             quoted = name[0] in '"`['
@@ -1482,13 +1566,33 @@ class Tracker:
                 for t, i in self._tables.items()
                 if i is not None and (t.name if exact else t.name.lower()) == name
             ]
+            linked = [a for t, a in assocs.items() if (t.name if exact else t.name.lower()) == name]
         tags: set[str] = set()
         for info in infos:
             tags.add(type_tag(info.rule.entity))
             if info.rule.list_tag:
                 tags.add(list_tag(info.rule.entity))
+        for assoc in linked:  # an association table: its own and its sides' type tags
+            assoc.text_tags(tags)
         if tags:
             self._deliver_core(conn, owner, tags)
+
+    def _on_ddl(self, conn: Connection) -> None:
+        """A schema change (:mod:`.ddl`): the namespace epoch, delivered like a Core
+        statement's tags (at the commit, dropped by a rollback); the session treats it as
+        a flushed change. Marked on the connection so that, once it ran, a DDL statement
+        that committed by itself is sent at once too (:meth:`_after_ddl`)."""
+        owner = self._conn_owner.get(conn)
+        if owner is not None:
+            owner.wrote = True
+        self._deliver_core(conn, owner, {EPOCH_TAG})
+        conn.info[self.key + ".ddl"] = True
+
+    def _after_ddl(self, conn: Connection) -> None:
+        # AUTOCOMMIT: sent already; else the pending copy still goes out at the commit
+        ran = conn.info.pop(self.key + ".ddl", None)
+        if ran and not _autocommit(conn) and ddl.commits_itself(conn):
+            self.send((EPOCH_TAG,))
 
     def _delete_cascade(
         self, conn: Connection, table: Any, stmt: Any, rows_params: list[Mapping[str, Any]]
@@ -1532,6 +1636,7 @@ class Tracker:
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the statement is committed
+        self._after_ddl(conn)
 
     def _on_cursor_execute(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
         context = args[1] if len(args) > 1 else None
@@ -1545,22 +1650,31 @@ class Tracker:
         now = conn.info.pop(self.key + ".now", None)
         if now:
             self.send(now)  # autocommit: the driver-level statement is committed
+        self._after_ddl(conn)
 
     def _on_conn_commit(self, conn: Connection) -> None:
-        """Before a Core connection's COMMIT: hand its tags to the ``do_commit`` wrapper
+        """Before a connection's COMMIT: hand its tags to the ``do_commit`` wrapper
         (:meth:`attach_engine`), which sends them right after the COMMIT; if it does not
-        run, they go out when the connection returns to the pool."""
+        run, they go out when the connection returns to the pool.
+
+        The tags of a tracked session committing its root transaction on this connection
+        go out there too (not parked: a COMMIT that fails must send nothing), so they are
+        delivered before SQLAlchemy dispatches ``after_commit`` to any listener."""
         # Anything pending on the connection is not a session's own (a session keeps its
         # tags in its buckets): Core statements, or a joined session's tags parked for
         # this COMMIT, even if a session has begun on the connection again since.
         conn.info.pop(self.key + ".sp", None)
         tags = conn.info.pop(self.key, None)
+        info = conn.info
         if tags:
-            info = conn.info
             info[self.key + ".resend"] = info.get(self.key + ".resend", set()) | tags
+        owner = self._conn_owner.get(conn)
+        if owner is not None and not (owner.owned and owner.buckets):
+            owner = None
+        if tags or owner is not None:
             # the DBAPI connection identifies this COMMIT in do_commit; the record's info
             # dict stays valid after the Connection is closed
-            self._local.committing = (_dbapi(conn), info)
+            self._local.committing = _Committing(_dbapi(conn), info, owner)
 
     def _on_conn_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
         """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
@@ -1571,14 +1685,26 @@ class Tracker:
             info[self.key + ".resend"] = info.get(self.key + ".resend", set()) | tags
 
     def _after_core_commit(self, dbapi_connection: Any) -> None:
-        pending = getattr(self._local, "committing", None)
+        """Right after a DBAPI COMMIT succeeded: send what it committed. For a session's
+        root transaction this is the first of its connections to commit (its whole set
+        goes out then: over-invalidating a multi-bind session, never late), inside
+        ``Session.commit()`` before ``after_commit`` is dispatched."""
+        pending: _Committing | None = getattr(self._local, "committing", None)
         if pending is None:
             return
         self._local.committing = None
-        expected, info = pending
-        if expected is not dbapi_connection:
+        if pending.dbapi is not dbapi_connection:
             return  # another connection's COMMIT: that one's own check-in resends
+        info = pending.info
         tags = info.pop(self.key + ".resend", None)
+        st = pending.session
+        session = st.session_ref() if st is not None else None
+        if st is not None and session is not None:
+            root = session.get_transaction()
+            own = st.buckets.pop(root, None) if root is not None else None
+            if own:
+                st.delivered = own if st.delivered is None else st.delivered | own
+                tags = own if tags is None else tags | own
         if tags:
             try:
                 self.send(tags)
@@ -1615,8 +1741,9 @@ class Tracker:
         conn.info.pop(self.key, None)
         conn.info.pop(self.key + ".sp", None)
         conn.info.pop(self.key + ".reselect", None)
-        pending = getattr(self._local, "committing", None)
-        if pending is not None and pending[0] is _dbapi(conn):
+        conn.info.pop(self.key + ".ddl", None)
+        pending: _Committing | None = getattr(self._local, "committing", None)
+        if pending is not None and pending.dbapi is _dbapi(conn):
             self._local.committing = None
 
     def _on_checkin(self, dbapi_conn: Any, record: Any) -> None:
@@ -1628,6 +1755,7 @@ class Tracker:
         # would have dropped them. Sent now (over-invalidating at worst).
         tags = info.pop(self.key, None) or set()
         info.pop(self.key + ".reselect", None)
+        info.pop(self.key + ".ddl", None)
         info.pop(self.key + ".sp", None)
         tags |= info.pop(self.key + ".resend", None) or set()
         if tags:

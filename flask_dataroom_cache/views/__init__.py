@@ -4,9 +4,11 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
 
 1. Anything but GET/HEAD passes straight through. So does a request the cache must not
    answer: ``unless()`` true, the store's bypass hooks (this thread holds uncommitted
-   tracked changes), an ``Authorization`` header on a *shared* view, no identity on a
-   per-user view, a client ``Cache-Control: no-cache`` when ``CACHE_HONOR_NO_CACHE`` is on
-   (that one still refills the entry). Those answers carry ``X-Cache: BYPASS``.
+   tracked changes), an ``Authorization`` header on a *shared* view (unless it declares
+   ``ignore_authorization=True``: its response does not depend on credentials), no
+   identity on a per-user view, a client ``Cache-Control: no-cache`` when
+   ``CACHE_HONOR_NO_CACHE`` is on (that one still refills the entry). Those answers carry
+   ``X-Cache: BYPASS``.
 2. The key is :func:`~flask_dataroom_cache.keys.build_key` (what ``get_cache_key`` uses,
    injective) over the endpoint, the view args, the normalised query string, the ``vary``
    headers and the identity (per-user views only).
@@ -21,6 +23,12 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
    after-request function and the session save), which may still forbid it
    (``no-store``). The flight and lock are released after the write.
 
+What the view returns (``returns``): a cached function another view calls returns its own
+value, hit or miss (a non-response value is stored as a value entry when the codec gives
+it back identical); a route's view must return what ``make_response`` accepts (else a
+``TypeError`` about decorator order); an ``async def`` view runs through
+``app.ensure_sync``.
+
 Where each step lives:
 
 =====================  ==============================================================
@@ -30,6 +38,8 @@ Where each step lives:
 ``identity``           whose entry a per-user view reads (``@cache.identity``)
 ``keying``             the key and the tags of an entry
 ``entry``              the stored entry format, ETag, ``If-None-Match``, 304s and hits
+``httpheaders``        how ``If-None-Match``, ``ETag`` and ``Cache-Control`` are parsed
+``returns``            what a view or function returns, and what of it is kept
 ``policy``             whether a response is stored, and why not (pure rules)
 ``flight``             single flight, the cross-process lock, stale-while-revalidate
 ``fill``               a miss's entry, kept until the final response, then written
@@ -49,7 +59,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from flask import Flask, request_finished
 
 from ..state import CacheState
-from . import context
+from . import context, returns
 from .call import CachedCall
 from .flight import Flights
 from .identity import MissingIdentityError
@@ -104,18 +114,31 @@ def cached(
     stale_while_revalidate: int = 0,
     cache_control: str | None = None,
     query: bool | Iterable[str] = True,
+    lock_timeout: int | None = None,
+    ignore_authorization: bool = False,
 ) -> Callable[[F], F]:
     """Build the decorator; ``DataRoomCache.cached`` is the public entry point."""
     opts = Options(
-        timeout, tags, shared, vary, unless, lock, stale_while_revalidate, cache_control, query
+        timeout,
+        tags,
+        shared,
+        vary,
+        unless,
+        lock,
+        stale_while_revalidate,
+        cache_control,
+        query,
+        lock_timeout=lock_timeout,
+        ignore_authorization=ignore_authorization,
     )
 
     def decorator(view: F) -> F:
+        is_async = returns.is_async(view)  # raises TypeError if Flask cannot run it
         name = unique_name(view)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return CachedCall(ext, opts, view, args, kwargs, (wrapper, name)).run()
+            return CachedCall(ext, opts, view, args, kwargs, (wrapper, name), is_async).run()
 
         wrapper.__dataroom_cache__ = opts  # type: ignore[attr-defined]
         return cast(F, wrapper)

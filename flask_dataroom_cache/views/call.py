@@ -2,15 +2,18 @@
 
 :meth:`CachedCall.run`, in order:
 
-1. Anything but GET/HEAD runs the view. So does a call made outside a request, and a
-   cached view function called while another cached view runs (its response is part of
-   the outer's, which it may forbid storing: ``policy.nested_verdict``).
+1. Anything but GET/HEAD runs the view (an ``async def`` one through
+   ``app.ensure_sync``). So does a call made outside a request, a cached view function
+   called while another cached view runs (its response is part of the outer's, which it
+   may forbid storing: ``policy.nested_verdict``), and an async function another view
+   calls (not cached: it returns its coroutine).
 2. A request the cache must not answer runs the view, with ``X-Cache: BYPASS``: no
    identity on a per-user view (anonymous), an ``Authorization`` header on a *shared*
-   view, ``unless()`` true, the cache disabled or the store's bypass hooks (this thread
-   holds uncommitted tracked changes), a key or tags that cannot be built, and a client
-   ``Cache-Control: no-cache`` when ``CACHE_HONOR_NO_CACHE`` is on (that one still
-   refills the entry).
+   view without ``ignore_authorization``, ``unless()`` true, the cache disabled or the
+   store's bypass hooks (this thread holds uncommitted tracked changes), a key or tags
+   that cannot be built, and a client ``Cache-Control: no-cache`` when
+   ``CACHE_HONOR_NO_CACHE`` is on (that one still refills the entry). A cached function
+   another view calls returns its own value, hit or miss (``returns``).
 3. The key and tags (``keying``), then one read: a hit answers from the entry
    (``entry.hit_response``: no view call, no serialisation, one backend round trip; a
    304 when ``If-None-Match`` matches); an entry past its soft expiry is refreshed by one
@@ -34,11 +37,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, Response
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..state import EXTENSION_KEY, CacheState
 from ..store import MISSING, CacheStore
 from ..tags import normalize_tags
-from . import context, entry, fill, flight, keying, policy
+from . import context, entry, fill, flight, keying, policy, returns
 from .fill import PendingFill
 from .identity import request_identity
 from .options import Options
@@ -65,6 +69,7 @@ class CachedCall:
         "ext",
         "func",
         "identity",
+        "is_async",
         "key",
         "kwargs",
         "nested_refusal",
@@ -95,6 +100,7 @@ class CachedCall:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         func: tuple[Callable[..., Any], str] | None = None,
+        is_async: bool = False,
     ) -> None:
         self.ext = ext
         self.opts = opts
@@ -104,6 +110,9 @@ class CachedCall:
         #: ``(the decorated wrapper, its unique name)``: tells a route's own call from a
         #: cached function another view calls (keyed by the function and its arguments).
         self.func = func
+        #: An ``async def`` view: the route's own call runs it through ``app.ensure_sync``;
+        #: any other call returns its coroutine, not cached (``returns``).
+        self.is_async = is_async
         #: True for the route's own view; False for a cached function another view calls
         #: (its tags come from its own arguments; conditional requests are not its).
         self.routed = True
@@ -127,7 +136,10 @@ class CachedCall:
             return self.view(*self.args, **self.kwargs)
         self.ctx = ctx
         req = ctx.request
+        self.endpoint = req.endpoint
         if req.method != "GET" and req.method != "HEAD":
+            if self.is_async and not self.called_by_another_view(ctx.app):
+                return ctx.app.ensure_sync(self.view)(*self.args, **self.kwargs)
             return self.view(*self.args, **self.kwargs)
         environ = req.environ
         outer: CachedCall | None = environ.get(context.ACTIVE_KEY)
@@ -141,15 +153,24 @@ class CachedCall:
         self.state = state
         self.views = cast("ViewState", state.views)  # set by views.install in init_app
         self.store = state.store
-        self.endpoint = req.endpoint
         opts = self.opts
+        # a function another view calls (keyed by its own arguments, returns its value)
+        self.routed = not self.called_by_another_view(app)
+        if self.is_async and not self.routed:
+            if self.views.first_warning(f"async {self.func_name()}", self.endpoint):
+                log.warning(
+                    "async cached function %r called by another view: not cached (only an "
+                    "async view's own route call is, for now); it returns its coroutine",
+                    self.func_name(),
+                )
+            return self.view(*self.args, **self.kwargs)
 
         if not opts.shared:
             self.identity = request_identity(state, self.endpoint)
             if self.identity is None:
                 return self.bypass(fill=False)  # anonymous: never a shared "user"
-        elif "HTTP_AUTHORIZATION" in environ:
-            return self.bypass(fill=False)
+        elif "HTTP_AUTHORIZATION" in environ and not opts.ignore_authorization:
+            return self.bypass(fill=False)  # a shared answer may depend on credentials
 
         if opts.unless is not None and opts.unless():
             return self.bypass(fill=False)
@@ -157,10 +178,7 @@ class CachedCall:
         if not store.enabled or (store.bypass_checks and store.must_bypass()):
             return self.bypass(fill=False)
         try:
-            if self.func is not None and keying.called_by_another_view(
-                app, self.endpoint, req.method, self.func[0]
-            ):
-                self.routed = False
+            if self.func is not None and not self.routed:
                 self.key, self.tag_list = keying.function_entry(
                     state.settings.key_prefix,
                     self.endpoint,
@@ -228,6 +246,7 @@ class CachedCall:
         reason = policy.nested_verdict(
             opts,
             outer.opts,
+            "HTTP_AUTHORIZATION" in self.ctx.request.environ,
             lambda: bool(opts.unless and opts.unless()),
             inner_tags,
             outer.tag_list,
@@ -235,6 +254,13 @@ class CachedCall:
         if reason != policy.STORED:
             outer.nested_refusal = reason  # refused when the outer's response is checked
             outer.warn(reason, outer.func_name())
+
+    def called_by_another_view(self, app: Flask) -> bool:
+        """True when this cached function is not the request's route view (another view
+        calls it): the route's arguments do not identify its result, its own do."""
+        return self.func is not None and keying.called_by_another_view(
+            app, self.endpoint, self.ctx.request.method, self.func[0]
+        )
 
     def func_name(self) -> str:
         return self.func[1] if self.func is not None else str(self.endpoint)
@@ -245,8 +271,9 @@ class CachedCall:
             self.record = context.record_of(self.ctx)
         return self.record
 
-    def read(self) -> entry.Entry | None:
-        """One read of the entry; remembers the versions a miss saw (``self.versions``)."""
+    def read(self) -> entry.Entry | returns.ValueEntry | None:
+        """One read of the entry (a function's value entry too, for a call another view
+        makes); remembers the versions a miss saw (``self.versions``)."""
         try:
             value, self.versions = self.store.read(self.key, self.tag_list, self.endpoint)
         except Exception as exc:  # never fail a request for the cache
@@ -255,13 +282,22 @@ class CachedCall:
             return None
         if value is MISSING:
             return None
-        found = entry.unpack(value)
-        if found is None:
-            flight.delete_quietly(self.store, self.key)
+        found: entry.Entry | returns.ValueEntry | None = entry.unpack(value)
+        if found is None and not self.routed:  # a function's value (not a response)
+            found = returns.unpack_value(value)
+        if found is None:  # not ours, or broken
+            try:
+                self.store.delete(self.key)
+            except Exception as exc:
+                self.store.report_error("view delete", exc)
         return found
 
     # -- answers ---------------------------------------------------------------------------
-    def hit(self, found: entry.Entry, environ: dict[str, Any], stale: bool = False) -> Response:
+    def hit(
+        self, found: entry.Entry | returns.ValueEntry, environ: dict[str, Any], stale: bool = False
+    ) -> Any:
+        if isinstance(found, returns.ValueEntry):
+            return found.value  # decoded by this read: the caller's own copy
         inm = environ.get("HTTP_IF_NONE_MATCH") if self.routed else None
         return entry.hit_response(self.app.response_class, found, inm, stale)
 
@@ -269,15 +305,22 @@ class CachedCall:
         self.store.metrics.incr("bypasses", endpoint=self.endpoint)
         if fill:
             return self.compute(self.ctx.request.environ, "BYPASS")
-        resp = self.app.make_response(self.call_view())
+        result = self.call_view()
+        if not self.routed and not isinstance(result, BaseResponse):
+            return result  # a function's own value
+        resp = returns.make_response(self.app, result, self.func_name())
         resp.headers["X-Cache"] = "BYPASS"
         return resp
 
     def call_view(self) -> Any:
-        """Run the view, marked as the active cached call of this request."""
+        """Run the view, marked as the active cached call of this request (an async one
+        through ``app.ensure_sync``, as Flask runs an uncached async view)."""
         environ = self.ctx.request.environ
         environ[context.ACTIVE_KEY] = self
         try:
+            if self.is_async:
+                handovers = self.store.handovers
+                return returns.run_async(self.app, self.view, self.args, self.kwargs, handovers)
             return self.view(*self.args, **self.kwargs)
         finally:
             environ.pop(context.ACTIVE_KEY, None)
@@ -297,10 +340,7 @@ class CachedCall:
                 else:
                     versions = captured[1] if captured is not None else None
         hooks_before = context.after_request_count(self.ctx)
-        resp = self.app.make_response(self.call_view())
-        if resp.status_code != 200:
-            resp.headers["X-Cache"] = outcome
-            return resp
+        result = self.call_view()
         # after_this_request functions registered by the view run on this response only,
         # never on a hit: what they add (a cookie, a header) would be lost on every hit.
         hooks_after = context.after_request_count(self.ctx)
@@ -311,6 +351,18 @@ class CachedCall:
             skipped=bool(environ.get(context.SKIP_KEY)),
             session_modified=context.session_facts(self.ctx)[0],
         )
+        if not self.routed and not isinstance(result, BaseResponse):
+            # a function another view calls: its own value, stored as a value
+            reason = policy.verdict(policy.VIEW, self.opts, None, facts)
+            if reason == policy.STORED:
+                fill.keep_value(self, result, tags, versions)
+            else:
+                self.refused(reason)
+            return result
+        resp = returns.make_response(self.app, result, self.func_name())
+        if resp.status_code != 200:
+            resp.headers["X-Cache"] = outcome
+            return resp
         reason = policy.verdict(policy.VIEW, self.opts, resp, facts)
         if reason != policy.STORED:
             self.refused(reason, resp)
@@ -328,19 +380,21 @@ class CachedCall:
             )
         return resp
 
-    def refused(self, reason: str, resp: Response | None = None) -> None:
-        """Count a refusal to store ``resp``, and warn if it is worth it."""
+    def refused(self, reason: str, detail: Response | str | None = None) -> None:
+        """Count a refusal to store, and warn if it is worth it (``detail``: the response
+        refused, or the type name of a value)."""
         self.views.count_refusal(self.endpoint, reason)
-        self.warn(reason, self.endpoint, resp)
+        name = self.func_name() if reason == policy.VALUE_CHANGES else self.endpoint
+        self.warn(reason, name, detail)
 
-    def warn(self, reason: str, name: str | None, resp: Response | None = None) -> None:
+    def warn(self, reason: str, name: str | None, detail: Response | str | None = None) -> None:
         """Log a refusal worth a warning, once per endpoint and kind (it repeats on every
-        miss); ``name`` is the view the message names."""
-        kind = policy.warning_kind(reason)
+        miss); ``name`` is the view the message names, ``detail`` the response refused
+        (or the type name of a value)."""
+        kind = policy.warning_kind(reason, name)
         if kind is not None and self.views.first_warning(kind, self.endpoint):
-            msg, args = policy.warning(
-                reason, self.opts, name, resp.headers if resp is not None else None
-            )
+            headers_or_type = detail.headers if isinstance(detail, BaseResponse) else detail
+            msg, args = policy.warning(reason, self.opts, name, headers_or_type)
             log.warning(msg, *args)
 
     def after_fill(self, release: Callable[[], None]) -> None:

@@ -11,9 +11,12 @@ backend and records the *soft* expiry (``timeout``) in the head; an invalidated 
 the backend refuse the entry outright (its version tokens no longer match), so a stale
 entry is only ever one that *expired*, never one that was invalidated.
 
-Also here: which of a response's headers are stored (:func:`stored_headers`), the strong
-``ETag`` of a body, the ``If-None-Match`` comparison, and the responses a hit answers
-with: the stored one (:func:`hit_response`) or a ``304`` (:func:`not_modified`).
+Also here: which of a response's headers are stored (:func:`stored_headers`), the headers
+a computed response answers with (:func:`add_answer_headers`: the strong ``ETag`` of its
+body, a default ``Cache-Control``), the ``If-None-Match`` comparison, and the responses a
+hit answers with: the stored one (:func:`hit_response`) or a ``304``
+(:func:`not_modified`). A cached function's plain value is stored in a format of its own
+(``returns``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from flask import Response
 from werkzeug.datastructures import Headers
 
+from . import httpheaders
 from .options import Options
 
 __all__ = [
@@ -147,27 +151,19 @@ def etag_of(body: bytes) -> str:
 
 
 def etag_matches(header: str, etag: str) -> bool:
-    """``If-None-Match`` (weak comparison, as RFC 9110 asks for this header)."""
-    if header.strip() == "*":
-        return True
-    bare = etag[2:] if etag.startswith("W/") else etag
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == bare:
-            return True
-    return False
+    """``If-None-Match`` (its environ value: the WSGI server joined every line) matches
+    ``etag``, weak comparison; parsed by :func:`.httpheaders.etag_matches`."""
+    return httpheaders.etag_matches((header,), etag)
 
 
 # -- answers ---------------------------------------------------------------------------------
 def add_answer_headers(resp: Response, opts: Options) -> tuple[bytes, str]:
     """Complete a computed 200 (what its entry keeps, and what a hit answers with): its
-    ``ETag`` (the body's, unless the view set one), a ``Cache-Control`` if it has none
-    (``cache_control=``, else ``no-cache``, ``private`` on a per-user view) and the
+    ``ETag`` (the body's, unless the view set a valid one), a ``Cache-Control`` if it has
+    none (``cache_control=``, else ``no-cache``, ``private`` on a per-user view) and the
     declared ``vary`` headers. Returns the body and the ETag."""
     body = resp.get_data()
-    etag = resp.headers.get("ETag") or etag_of(body)
+    etag = httpheaders.normalize_etag(resp.headers.get("ETag")) or etag_of(body)
     resp.headers["ETag"] = etag
     if "Cache-Control" not in resp.headers:
         resp.headers["Cache-Control"] = opts.cache_control or (

@@ -14,6 +14,9 @@ without Flask's dispatch) is dropped at teardown, and its releases run.
 A cached call made after ``request_finished`` (a ``stream_with_context`` generator) cannot
 wait for a response already sent: it is checked against the view's own response at both
 moments and written at once.
+
+The plain value a cached function returns to the view calling it (:func:`keep_value`) is
+kept the same way, as a value entry (``returns``), if the codec gives it back identical.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
-from . import context, entry, policy
+from . import context, entry, policy, returns
 
 if TYPE_CHECKING:
     from .call import CachedCall
 
-__all__ = ["PendingFill", "keep"]
+__all__ = ["PendingFill", "keep", "keep_value"]
 
 
 class PendingFill:
@@ -41,13 +44,14 @@ class PendingFill:
         self,
         call: CachedCall,
         headers: list[tuple[str, str]],
-        etag: str,
+        etag: str | None,
         body: bytes,
         tags: list[str],
         versions: Any,
     ) -> None:
         self.call = call
         self.headers = headers
+        #: ``None``: ``body`` is a function's value, encoded (``returns.encode_value``).
         self.etag = etag
         self.body = body
         self.tags = tags
@@ -73,7 +77,11 @@ class PendingFill:
         expiry ``timeout`` from now. A backend error is reported, a bad tag raises."""
         call = self.call
         timeout = call.opts.timeout or call.state.settings.ttl
-        value = entry.pack(self.headers, self.etag, time.time() + timeout, self.body)
+        soft = time.time() + timeout
+        if self.etag is None:  # a function's value
+            value = returns.pack_value(self.body, soft)
+        else:
+            value = entry.pack(self.headers, self.etag, soft, self.body)
         try:
             call.store.set(
                 call.key,
@@ -90,11 +98,17 @@ class PendingFill:
 
 
 def keep(
-    call: CachedCall, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any
+    call: CachedCall,
+    resp: Response | None,
+    etag: str | None,
+    body: bytes,
+    tags: list[str],
+    versions: Any,
 ) -> None:
     """The view's own ``resp`` may be stored: snapshot it, to be written once the final
-    response allows it (or now, after ``request_finished``)."""
-    headers = entry.stored_headers(resp)
+    response allows it (or now, after ``request_finished``). ``resp`` and ``etag`` are
+    ``None`` for a function's value (``body`` encodes it: :func:`keep_value`)."""
+    headers = entry.stored_headers(resp) if resp is not None else []
     reason = policy.headers_verdict(headers)
     if reason != policy.STORED:
         call.refused(reason)
@@ -104,12 +118,22 @@ def keep(
     if record.finished:
         # called after request_finished (a stream_with_context generator): the final
         # response is already sent, the view's own response is all there is to check
-        if final_verdict(call, resp) == policy.STORED:
+        if resp is None or final_verdict(call, resp) == policy.STORED:
             pending.write()
         return
     if call.key in record.pending:  # called twice in one request: the first one fills
         return
     call.pending = record.pending[call.key] = pending
+
+
+def keep_value(call: CachedCall, value: Any, tags: list[str], versions: Any) -> None:
+    """Keep the value a cached function returned to the view calling it, if the codec
+    gives it back identical (type and value); else it is not stored (warned once)."""
+    payload = returns.encode_value(value)
+    if payload is None:
+        call.refused(policy.VALUE_CHANGES, type(value).__name__)
+        return
+    keep(call, None, None, payload, tags, versions)
 
 
 def final_verdict(call: CachedCall, final: Response) -> str:

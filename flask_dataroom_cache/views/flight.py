@@ -8,9 +8,11 @@
   the same key twice, or two requests each holding the key the other wants): it
   computes instead.
 * **The cross-process lock** (``lock=True``): the leader also takes an add-if-absent key
-  (:data:`LOCK_TTL`); a process that finds it held polls the cache for what the holder
+  holding a token of its own (TTL ``lock_timeout``, else :data:`LOCK_TTL`), released by
+  compare-and-delete; a process that finds it held polls the cache for what the holder
   stores, taking the lock as soon as it is free (a holder whose response is not stored
-  releases it and leaves nothing to read), and computes after :data:`LOCK_WAIT`.
+  releases it and leaves nothing to read), and computes after ``lock_timeout`` (else
+  :data:`LOCK_WAIT`).
 * **Stale-while-revalidate**: after an entry's soft expiry, one request per key (in this
   process: its flight; across processes: a lock) recomputes; the others serve the stale
   entry.
@@ -22,12 +24,12 @@ The functions act on a :class:`~.call.CachedCall` (its ``read``, ``hit``, ``comp
 from __future__ import annotations
 
 import functools
+import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..store import CacheStore
     from .call import CachedCall
 
 __all__ = [
@@ -36,16 +38,17 @@ __all__ = [
     "LOCK_WAIT",
     "Flights",
     "compute_once",
-    "delete_quietly",
     "end_flight",
     "refresh_stale",
 ]
 
 #: How long a waiting request waits for the in-process leader computing the same key.
 FLIGHT_WAIT = 10.0
-#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock.
+#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock, unless
+#: the view declares ``lock_timeout=``.
 LOCK_TTL = 5
-#: How long a request that lost the cross-process lock polls the cache before computing.
+#: How long a request that lost the cross-process lock polls the cache before computing
+#: (a view's ``lock_timeout``, when it declares one).
 LOCK_WAIT = 5.0
 
 
@@ -117,12 +120,12 @@ def _compute_locked(call: CachedCall, environ: dict[str, Any], wait: bool = True
     nothing to read, so the waiters must not poll out ``LOCK_WAIT``. Without ``wait``
     (this request holds another flight and lock until its final response, which the
     holder may be waiting for) a held lock means compute at once."""
-    store = call.store
-    lock_key = _lock_key(call, "lock")
-    if not _try_lock(store, lock_key):
+    lock = _Lock(call, "lock")
+    if not lock.take():
         if not wait:
             return call.compute(environ, "MISS")
-        deadline = time.monotonic() + LOCK_WAIT
+        # a lock with a declared timeout is worth waiting for that long
+        deadline = time.monotonic() + (call.opts.lock_timeout or LOCK_WAIT)
         delay = 0.01
         while True:
             if time.monotonic() >= deadline:
@@ -132,16 +135,16 @@ def _compute_locked(call: CachedCall, environ: dict[str, Any], wait: bool = True
             entry = call.read()
             if entry is not None:
                 return call.hit(entry, environ)
-            if _try_lock(store, lock_key):
+            if lock.take():
                 entry = call.read()  # stored and released since our read
                 if entry is not None:
-                    delete_quietly(store, lock_key)
+                    lock.release()
                     return call.hit(entry, environ)
                 break
     try:
         return call.compute(environ, "MISS")
     finally:
-        call.after_fill(functools.partial(delete_quietly, store, lock_key))
+        call.after_fill(lock.release)
 
 
 def refresh_stale(call: CachedCall) -> Any:
@@ -152,37 +155,45 @@ def refresh_stale(call: CachedCall) -> Any:
     record = call.use_record()
     record.leading.add(call.key)
     try:
-        store = call.store
-        lock_key = _lock_key(call, "swr")
-        if not _try_lock(store, lock_key):
+        lock = _Lock(call, "swr")
+        if not lock.take():
             return None
         try:
             return call.compute(call.ctx.request.environ, "MISS")
         finally:
-            call.after_fill(functools.partial(delete_quietly, store, lock_key))
+            call.after_fill(lock.release)
     finally:
         call.after_fill(functools.partial(end_flight, call))
 
 
 # -- the cross-process lock -------------------------------------------------------------------
-def _lock_key(call: CachedCall, kind: str) -> str:
-    """``{prefix}:~{kind}:{the entry key without its prefix}``."""
-    prefix = call.state.settings.key_prefix
-    return f"{prefix}:~{kind}:{call.key[len(prefix) + 1 :]}"
+class _Lock:
+    """The cross-process lock of one entry, ``{prefix}:~{kind}:{the entry key without its
+    prefix}``, holding a token of its own: only its holder releases it (compare and
+    delete: a holder that ran past the TTL never deletes the next holder's lock). Its TTL
+    is the view's ``lock_timeout``, else :data:`LOCK_TTL`. A lock is not a cached value: no
+    invalidation is published for it (near cache)."""
 
+    __slots__ = ("key", "store", "token", "ttl")
 
-def _try_lock(store: CacheStore, lock_key: str) -> bool:
-    """Take the lock; True when taken, or when the backend cannot say (compute)."""
-    try:
-        return store.add(lock_key, 1, LOCK_TTL)
-    except Exception as exc:
-        store.report_error("view lock", exc)
-        return True
+    def __init__(self, call: CachedCall, kind: str) -> None:
+        prefix = call.state.settings.key_prefix
+        self.key = f"{prefix}:~{kind}:{call.key[len(prefix) + 1 :]}"
+        self.store = call.store
+        self.token = secrets.token_hex(16)
+        self.ttl = call.opts.lock_timeout or LOCK_TTL
 
+    def take(self) -> bool:
+        """True when taken, or when the backend cannot say (then compute)."""
+        try:
+            return self.store.add(self.key, self.token, self.ttl)
+        except Exception as exc:
+            self.store.report_error("view lock", exc)
+            return True
 
-def delete_quietly(store: CacheStore, key: str) -> None:
-    """Delete ``key`` (a lock, a broken entry); a backend error is reported, not raised."""
-    try:
-        store.delete(key)
-    except Exception as exc:
-        store.report_error("view delete", exc)
+    def release(self) -> None:
+        """Release the lock if it still holds this token."""
+        try:
+            self.store.release(self.key, self.token)
+        except Exception as exc:
+            self.store.report_error("view lock release", exc)

@@ -177,7 +177,9 @@ def called_by_another_view(
     if _leads_to(view, wrapper):  # also a View whose ``decorators`` hold the cache
         return False
     view_class = getattr(view, "view_class", None)
-    if view_class is not None:  # a MethodView / View: the method for this request
+    if view_class is not None:  # a View's dispatch_request, a MethodView's method
+        if _leads_to(getattr(view_class, "dispatch_request", None), wrapper):
+            return False
         method = method.lower()
         found = getattr(view_class, method, None)
         if found is None and method == "head":

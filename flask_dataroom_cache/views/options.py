@@ -24,7 +24,9 @@ class Options:
 
     __slots__ = (
         "cache_control",
+        "ignore_authorization",
         "lock",
+        "lock_timeout",
         "query",
         "shared",
         "swr",
@@ -47,6 +49,8 @@ class Options:
         stale_while_revalidate: int,
         cache_control: str | None,
         query: bool | Iterable[str],
+        lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
@@ -80,6 +84,31 @@ class Options:
         self.lock = bool(lock)
         #: ``stale_while_revalidate``, in seconds (0: off).
         self.swr = swr
+        if lock_timeout is not None:
+            if (
+                isinstance(lock_timeout, bool)
+                or not isinstance(lock_timeout, int)
+                or lock_timeout < 1
+            ):
+                raise ValueError(
+                    f"lock_timeout must be an integer >= 1 (seconds) or None, got {lock_timeout!r}"
+                )
+            if not self.lock and not swr:
+                raise ValueError(
+                    "lock_timeout is the TTL of the lock taken with lock=True (or by "
+                    "stale_while_revalidate's refresh): set one of them, or drop lock_timeout"
+                )
+        #: TTL of the cross-process locks (None: ``flight.LOCK_TTL``); lock waiters poll
+        #: that long.
+        self.lock_timeout = lock_timeout
+        if ignore_authorization and not shared:
+            raise ValueError(
+                "ignore_authorization=True is for shared views (shared=True) whose response "
+                "does not depend on the request's credentials; a per-user view already "
+                "serves requests carrying Authorization, keyed by their identity"
+            )
+        #: A shared view serves (and fills from) requests carrying ``Authorization``.
+        self.ignore_authorization = bool(ignore_authorization)
         self.cache_control = cache_control
         if isinstance(query, bool):
             self.query: bool | frozenset[str] = query

@@ -8,13 +8,13 @@ logged once per endpoint when the fix is in the app's code, counted per endpoint
 One rule set, applied at two moments (:func:`verdict`):
 
 * :data:`VIEW`: the view's own response, when the view returns, before the decorator adds
-  its ``ETag``/``Cache-Control``: a complete 200 (not streamed), for which the tag
-  versions were read before the view ran (a GET), that sets no cookie and does not
-  change the session, registered no ``after_this_request`` function (what it adds would
-  be lost on every hit), was not ``skip()``-ed, holds no nested cached call whose
-  declarations it would lose (:func:`nested_verdict`), and whose ``Vary`` names only
-  headers the key covers (``vary=``; ``Cookie`` is covered by the identity of a per-user
-  view). Its header lines must hold no line break (:func:`headers_verdict`).
+  its ``ETag``/``Cache-Control``: for which the tag versions were read before the view
+  ran (a GET), that registered no ``after_this_request`` function (what it adds would be
+  lost on every hit), holds no nested cached call whose declarations it would lose
+  (:func:`nested_verdict`), was not ``skip()``-ed and does not change the session; a
+  complete 200 (not streamed) that sets no cookie, and whose ``Vary`` names only headers
+  the key covers (``vary=``; ``Cookie`` is covered by the identity of a per-user view).
+  Its header lines must hold no line break (:func:`headers_verdict`).
 * :data:`FINAL`: the response the client gets (after every after-request function and
   the session save, ``request_finished``), or the view's own when it is already sent (a
   call from a ``stream_with_context`` generator): a 200 or 304, and what app hooks may
@@ -23,6 +23,10 @@ One rule set, applied at two moments (:func:`verdict`):
   sets is no reason: hooks run on hits too, and cookies are never stored.
 
 At both moments: no ``Cache-Control: no-store``, and no ``private`` on a shared view.
+
+The plain value a cached function returns to the view calling it is checked at
+:data:`VIEW` by the rules about the call only (versions, ``after_this_request``, nested
+calls, ``skip()``, the session), then at :data:`FINAL` with the route's final response.
 
 Also here: the request rule that makes a miss refill without reading
 (:func:`client_no_cache`), and the header parsing the rules share (every line of
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from werkzeug.datastructures import Headers
 
+from .httpheaders import cache_control_directives
 from .keying import query_covers
 from .options import Options
 
@@ -51,8 +56,10 @@ __all__ = [
     "client_no_cache",
     "headers_verdict",
     "nested_verdict",
+    "uncovered_vary",
     "verdict",
     "warning",
+    "warning_kind",
 ]
 
 Moment = Literal["view", "final"]
@@ -75,8 +82,10 @@ SETS_COOKIE = "Set-Cookie"  # the view's response sets a cookie
 SESSION_MODIFIED = "session modified"  # Flask will set the session cookie
 VARY_UNCOVERED = "Vary not in the key"  # a Vary header the key does not cover
 LINE_BREAK = "line break in a header"  # the entry format cannot hold it
+VALUE_CHANGES = "value not kept unchanged"  # a function's value the codec would change
 # -- why not: a nested cached call (the outer call's entry is not stored)
 NESTED_PER_USER = "nested: per-user in shared"
+NESTED_AUTHORIZATION = "nested: credentials in an entry that ignores them"
 NESTED_UNLESS = "nested: unless holds"
 NESTED_VARIES = "nested: varies on more"
 NESTED_TAGS = "nested: tags not carried"
@@ -103,15 +112,12 @@ class Facts:
     session_accessed: bool = False
 
 
-def verdict(moment: Moment, opts: Options, resp: Response, facts: Facts) -> str:
+def verdict(moment: Moment, opts: Options, resp: Response | None, facts: Facts) -> str:
     """:data:`STORED`, or why ``resp`` must not be stored, by the rules of ``moment``.
-    The first rule that refuses gives the reason (the order is the order of the checks,
-    cheapest and most telling first)."""
+    ``resp`` is ``None`` for the plain value a cached function returned to the view
+    calling it (at :data:`VIEW`: only the rules about the call apply). The first rule
+    that refuses gives the reason (the rules about the call first, then the response's)."""
     view = moment == VIEW
-    status = resp.status_code
-    if status != 200 and (view or status != 304):
-        return STATUS
-    headers = resp.headers
     if view:
         if not facts.versions_known:
             return NO_VERSIONS
@@ -121,12 +127,19 @@ def verdict(moment: Moment, opts: Options, resp: Response, facts: Facts) -> str:
             return facts.nested
         if facts.skipped:
             return SKIPPED
+        if facts.session_modified:
+            return SESSION_MODIFIED
+    if resp is None:  # a function's value: at the final moment, the route's response
+        return STORED
+    status = resp.status_code
+    if status != 200 and (view or status != 304):
+        return STATUS
+    headers = resp.headers
+    if view:
         if resp.is_streamed or resp.direct_passthrough:
             return STREAMED
         if "Set-Cookie" in headers:
             return SETS_COOKIE
-        if facts.session_modified:
-            return SESSION_MODIFIED
     tokens = all_cache_control(headers)
     if "no-store" in tokens:
         return NO_STORE
@@ -176,19 +189,24 @@ def headers_verdict(headers: Iterable[tuple[str, str]]) -> str:
 def nested_verdict(
     inner: Options,
     outer: Options,
+    authorization: bool,
     unless_holds: Callable[[], bool],
     inner_tags: Callable[[], Iterable[str] | None],
     outer_tags: Iterable[str],
 ) -> str:
     """A cached view function called while another cached view runs becomes part of the
     outer's response: :data:`STORED` unless the outer entry would lose what the inner
-    declares: per-user data in a shared entry, an ``unless`` that holds now, request
-    headers or query parameters it varies on that the outer's key does not (each would
-    reach other users), or tags the outer does not carry (its entry would outlive their
-    invalidation; ``inner_tags`` returns ``None`` when they cannot be built).
-    ``unless_holds`` and ``inner_tags`` run only when the rules before them pass."""
+    declares: per-user data in a shared entry, a response that may depend on the
+    request's credentials (``authorization``: the request carries them) in an entry that
+    ignores them, an ``unless`` that holds now, request headers or query parameters it
+    varies on that the outer's key does not (each would reach other users), or tags the
+    outer does not carry (its entry would outlive their invalidation; ``inner_tags``
+    returns ``None`` when they cannot be built). ``unless_holds`` and ``inner_tags`` run
+    only when the rules before them pass."""
     if not inner.shared and outer.shared:
         return NESTED_PER_USER
+    if outer.ignore_authorization and not inner.ignore_authorization and authorization:
+        return NESTED_AUTHORIZATION
     if inner.unless is not None and unless_holds():
         return NESTED_UNLESS
     if not inner.vary_names <= outer.vary_names or not query_covers(outer.query, inner.query):
@@ -205,28 +223,43 @@ _WARNED = {
     VARY_UNCOVERED: "vary",
     SESSION_READ: "session",
     NESTED_PER_USER: "nested",
+    NESTED_AUTHORIZATION: "nested",
     NESTED_UNLESS: "nested",
     NESTED_VARIES: "nested",
     NESTED_TAGS: "nested",
 }
 _NESTED_MESSAGES = {
     NESTED_PER_USER: "a per-user cached view is called by the shared cached view %r",
+    NESTED_AUTHORIZATION: "a shared cached view without ignore_authorization is called, "
+    "with an Authorization header, by the cached view %r",
     NESTED_UNLESS: "a cached view called by the cached view %r is not cached now (unless)",
     NESTED_VARIES: "a cached view called by the cached view %r varies on more than it does",
     NESTED_TAGS: "a cached view called by the cached view %r has tags it does not carry",
 }
 
 
-def warning_kind(reason: str) -> str | None:
-    """The kind a refusal is warned once under, or ``None`` when it is not warned."""
+def warning_kind(reason: str, name: str | None) -> str | None:
+    """The kind a refusal of the view ``name`` is warned once under (per endpoint), or
+    ``None`` when it is not warned."""
+    if reason == VALUE_CHANGES:
+        return f"value {name}"  # once per function
     return _WARNED.get(reason)
 
 
 def warning(
-    reason: str, opts: Options, name: str | None, headers: Headers | None = None
+    reason: str, opts: Options, name: str | None, detail: Headers | str | None = None
 ) -> tuple[str, tuple[Any, ...]]:
-    """The log message and arguments of a warned refusal of the view ``name`` (``headers``:
-    the response's, for :data:`VARY_UNCOVERED`)."""
+    """The log message and arguments of a warned refusal of the view ``name``
+    (``detail``: the response's headers for :data:`VARY_UNCOVERED`, the value's type name
+    for :data:`VALUE_CHANGES`)."""
+    if reason == VALUE_CHANGES:
+        return (
+            "cached function %r returned a %s, which would not come back from the "
+            "cache unchanged (JSON values, dates, times, UUIDs, Decimals and bytes "
+            "do; tuples, non-string dict keys and objects do not); not caching it",
+            (name, detail),
+        )
+    headers = detail if isinstance(detail, Headers) else None
     if reason == VARY_UNCOVERED:
         uncovered = uncovered_vary(opts, headers) if headers is not None else []
         return (
@@ -257,15 +290,12 @@ def client_no_cache(environ: dict[str, Any]) -> bool:
 
 def cache_control_tokens(value: str | None) -> set[str]:
     """The directive names of one ``Cache-Control`` value, lower case."""
-    if not value:
-        return set()
-    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+    return cache_control_directives((value,)) if value else set()
 
 
 def all_cache_control(headers: Headers) -> set[str]:
     """The directives of every ``Cache-Control`` line (not only the first)."""
-    lines = headers.getlist("Cache-Control")
-    return cache_control_tokens(", ".join(lines) if lines else None)
+    return cache_control_directives(headers.getlist("Cache-Control"))
 
 
 def all_vary(headers: Headers) -> set[str]:
