@@ -63,7 +63,8 @@ class DataRoomCache:
         #: The custom types its apps cache (``register_type``), shared by every app of
         #: this object; another ``DataRoomCache`` has its own.
         self.codec = Codec()
-        #: Registered with ``@cache.identity`` (views.py); per app: ``CacheState.identity``.
+        #: Registered with ``@cache.identity`` (views/identity.py); per app:
+        #: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None
         #: The tracker of the app initialised last (``track_session`` outside a context).
         self._last_tracker: weakref.ref[Tracker] | None = None
@@ -85,12 +86,11 @@ class DataRoomCache:
 
         from . import views
 
+        views.install(app, state)  # its teardown runs after this one (reverse order)
+
         @app.teardown_request
         def _end_request(_exc: BaseException | None) -> None:
             store.forget_captures()
-            views.end_request()
-
-        views.install(app, state)
 
         from . import tracking  # late import: tracking imports this module for types
 
@@ -200,7 +200,7 @@ class DataRoomCache:
         self.codec.register(cls, encode, decode, name=name)
         return cls
 
-    # -- cached views (flask_dataroom_cache/views.py) -----------------------------------
+    # -- cached views (flask_dataroom_cache/views/) -------------------------------------
     def cached(
         self,
         timeout: int | None = None,

@@ -13,7 +13,13 @@ This is where DESIGN.md's read-side promises are kept:
   uncommitted tracked changes": reads then skip the cache and fills are dropped.
 * **Defer.** Hooks can take an invalidation to deliver at commit instead of now.
 * **Never raise for the backend.** Backend errors are misses; only programming errors
-  (an unserialisable value, a bad tag) reach the caller.
+  (an unserialisable value, a bad tag) reach the caller. :meth:`CacheStore.report_error`
+  counts and logs (rate-limited) a backend error, the store's own or a caller's (views).
+
+One name per step: :meth:`CacheStore.read` is the one read (value and, on a miss, the
+versions to stamp on what is computed next); :meth:`~CacheStore.get` is the documented read
+built on it; every write of a computed value (``set``, ``get_or_set``, and so the view
+decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._fill`.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class _Missing:
         return False
 
 
-#: Returned by :meth:`CacheStore.lookup` on a miss (``None`` is a cacheable value).
+#: The value :meth:`CacheStore.read` returns on a miss (``None`` is a cacheable value).
 MISSING: Any = _Missing()
 
 
@@ -75,31 +81,18 @@ class CacheStore:
         self._local = threading.local()
         self._last_error_log = 0.0
 
-    # -- helpers ------------------------------------------------------------------------
-    def _captures(self) -> OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-        caps: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = getattr(
-            self._local, "captures", None
-        )
-        if caps is None:
-            caps = self._local.captures = OrderedDict()
-        return caps
-
-    def forget_captures(self) -> None:
-        """Drop this thread's remembered versions (called at the end of every request)."""
-        caps = getattr(self._local, "captures", None)
-        if caps:
-            caps.clear()
-
+    # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
-        return any(check() for check in self.bypass_checks)
-
-    def _refuse_fill(self, versions: Sequence[str], endpoint: str | None) -> bool:
-        if any(check(versions) for check in self.fill_checks):
-            self.metrics.incr("bypasses", endpoint=endpoint)
-            return True
+        """True when this thread must neither read nor fill (a ``bypass_checks`` hook says so)."""
+        # a loop, not any(<generator>): this runs twice on every cached-view hit
+        for check in self.bypass_checks:  # noqa: SIM110
+            if check():
+                return True
         return False
 
-    def _error(self, what: str, exc: BaseException) -> None:
+    def report_error(self, what: str, exc: BaseException) -> None:
+        """Count a backend error (``errors``) and log it, at most once a minute: the store's
+        own, or one a caller caught around a store call (the view decorator)."""
         self.metrics.incr("errors")
         now = time.monotonic()
         if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
@@ -113,16 +106,32 @@ class CacheStore:
             raise ValueError(f"ttl must be an integer >= 1 (seconds), got {ttl!r}")
         return ttl
 
-    def _decode(self, key: str, payload: bytes) -> Any:
-        try:
-            return decode(payload)
-        except CodecError as exc:
-            self._error(f"decode of {key!r}", exc)
-            self.delete(key)
-            return MISSING
+    # -- versions a missing get saw, for the next set of the same key -----------------------
+    def _captures(self) -> OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        caps: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = getattr(
+            self._local, "captures", None
+        )
+        if caps is None:
+            caps = self._local.captures = OrderedDict()
+        return caps
+
+    def _remember_versions(
+        self, key: str, tags: tuple[str, ...], versions: tuple[str, ...]
+    ) -> None:
+        caps = self._captures()
+        caps[key] = (tags, versions)
+        caps.move_to_end(key)
+        if len(caps) > _CAPTURES_MAX:
+            caps.popitem(last=False)
+
+    def forget_captures(self) -> None:
+        """Drop this thread's remembered versions (called at the end of every request)."""
+        caps = getattr(self._local, "captures", None)
+        if caps:
+            caps.clear()
 
     # -- reads ----------------------------------------------------------------------------
-    def fetch(
+    def read(
         self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
     ) -> tuple[Any, tuple[str, ...] | None]:
         """One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss.
@@ -141,7 +150,7 @@ class CacheStore:
         try:
             payload, versions = self.backend.get(key, norm)
         except BackendError as exc:
-            self._error("read", exc)
+            self.report_error("read", exc)
             payload, versions = None, None
         if payload is not None:
             value = self._decode(key, payload)
@@ -151,23 +160,33 @@ class CacheStore:
         self.metrics.incr("misses", endpoint=endpoint)
         return MISSING, versions
 
-    def lookup(
-        self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
-    ) -> Any:
-        """Return the cached value or :data:`MISSING`; remembers versions on a miss."""
-        value, versions = self.fetch(key, tags, endpoint)
-        if versions is not None:
-            caps = self._captures()
-            caps[key] = (normalize_tags(tags), versions)
-            caps.move_to_end(key)
-            if len(caps) > _CAPTURES_MAX:
-                caps.popitem(last=False)
-        return value
+    def _decode(self, key: str, payload: bytes) -> Any:
+        try:
+            return decode(payload)
+        except CodecError as exc:
+            self.report_error(f"decode of {key!r}", exc)
+            self.delete(key)
+            return MISSING
 
     def get(self, key: str, tags: Iterable[str] | None = None, default: Any = None) -> Any:
-        """Return the cached value, or ``default`` on a miss."""
-        value = self.lookup(key, tags)
+        """Return the cached value, or ``default`` on a miss (pass ``default=MISSING`` to
+        tell a cached ``None`` from a miss). A miss remembers the versions it saw for this
+        thread's next :meth:`set` of ``key``."""
+        value, versions = self.read(key, tags)
+        if versions is not None:
+            self._remember_versions(key, normalize_tags(tags), versions)
         return default if value is MISSING else value
+
+    def capture(self, tags: Iterable[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """Current ``(tags, versions)`` to stamp on a value about to be computed."""
+        norm = normalize_tags(tags)
+        if not self.enabled:
+            return None
+        try:
+            return norm, self.backend.versions(norm)
+        except BackendError as exc:
+            self.report_error("version read", exc)
+            return None
 
     # -- writes ---------------------------------------------------------------------------
     def set(
@@ -192,35 +211,7 @@ class CacheStore:
         norm = normalize_tags(tags)
         if not self.enabled:
             return False
-        if self.bypass_checks and self.must_bypass():
-            self.metrics.incr("bypasses", endpoint=endpoint)
-            return False
-        if versions is None:
-            cap = self._captures().pop(key, None)
-            if cap is not None and cap[0] == norm:
-                versions = cap[1]
-        try:
-            if versions is None:
-                versions = self.backend.versions(norm)
-            if self.fill_checks and self._refuse_fill(versions, endpoint):
-                return False
-            stored = self.backend.set(key, payload, expiry, norm, versions)
-        except BackendError as exc:
-            self._error("write", exc)
-            return False
-        self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
-        return stored
-
-    def capture(self, tags: Iterable[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        """Current ``(tags, versions)`` to stamp on a value about to be computed."""
-        norm = normalize_tags(tags)
-        if not self.enabled:
-            return None
-        try:
-            return norm, self.backend.versions(norm)
-        except BackendError as exc:
-            self._error("version read", exc)
-            return None
+        return self._fill(key, value, expiry, norm, versions, endpoint, payload)
 
     def get_or_set(
         self,
@@ -234,22 +225,50 @@ class CacheStore:
         """Return the cached value, or compute, store (race-free) and return it."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
-        value, versions = self.fetch(key, norm, endpoint)
+        value, versions = self.read(key, norm, endpoint)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         value = compute()
-        if versions is None or (self.bypass_checks and self.must_bypass()):
-            return value
-        if self.fill_checks and self._refuse_fill(versions, endpoint):
-            return value
-        data = encode(value, self.settings.compress_min_bytes)
-        try:
-            stored = self.backend.set(key, data, expiry, norm, versions)
-        except BackendError as exc:
-            self._error("write", exc)
-            return value
-        self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        if versions is not None:  # None: disabled, bypassed or unreachable when read
+            self._fill(key, value, expiry, norm, versions, endpoint)
         return value
+
+    def _fill(
+        self,
+        key: str,
+        value: Any,
+        expiry: int,
+        tags: tuple[str, ...],
+        versions: Sequence[str] | None,
+        endpoint: str | None,
+        payload: bytes | None = None,
+    ) -> bool:
+        """The one fill path: store ``value`` (``payload`` when already encoded) stamped
+        with ``versions``, unless this thread must bypass or a ``fill_checks`` hook refuses
+        those versions (both counted as ``bypasses``). ``versions=None``: the ones this
+        thread's last missing :meth:`get` of ``key`` saw with the same tags, else read now.
+        A backend error is a ``False``; an unserialisable value raises ``TypeError``."""
+        if self.bypass_checks and self.must_bypass():
+            self.metrics.incr("bypasses", endpoint=endpoint)
+            return False
+        if versions is None:
+            remembered = self._captures().pop(key, None)
+            if remembered is not None and remembered[0] == tags:
+                versions = remembered[1]
+        try:
+            if versions is None:
+                versions = self.backend.versions(tags)
+            if self.fill_checks and any(check(versions) for check in self.fill_checks):
+                self.metrics.incr("bypasses", endpoint=endpoint)
+                return False
+            if payload is None:
+                payload = encode(value, self.settings.compress_min_bytes)
+            stored = self.backend.set(key, payload, expiry, tags, versions)
+        except BackendError as exc:
+            self.report_error("write", exc)
+            return False
+        self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        return stored
 
     def add(self, key: str, value: Any, ttl: int) -> bool:
         """Store only if absent (for locks). True when stored or when no backend can say."""
@@ -258,7 +277,7 @@ class CacheStore:
         try:
             return self.backend.add(key, encode(value), self._ttl(ttl))
         except BackendError as exc:
-            self._error("add", exc)
+            self.report_error("add", exc)
             return True
 
     def release(self, key: str, value: Any) -> bool:
@@ -271,7 +290,7 @@ class CacheStore:
         try:
             return self.backend.release(key, encode(value))
         except BackendError as exc:
-            self._error("release", exc)
+            self.report_error("release", exc)
             return False
 
     def delete(self, key: str) -> None:
@@ -282,7 +301,7 @@ class CacheStore:
         try:
             self.backend.delete(key)
         except BackendError as exc:
-            self._error("delete", exc)
+            self.report_error("delete", exc)
 
     def invalidate(self, tags: Iterable[str], *, defer: bool = True) -> tuple[str, ...]:
         """Invalidate ``tags``: now, or at the commit of the open transaction (``defer``).
@@ -303,7 +322,7 @@ class CacheStore:
         try:
             self.backend.invalidate(wanted)
         except BackendError as exc:
-            self._error("invalidation", exc)
+            self.report_error("invalidation", exc)
         self.metrics.incr("invalidations", len(wanted))
         return wanted
 

@@ -168,9 +168,9 @@ def test_extension_on_cluster_get_or_set_and_invalidate(redis_cluster: Cluster) 
         db["name"] = "v2"
         store.invalidate(["folder:1"], defer=False)
         assert store.get_or_set(key, compute, tags=["folder:1"]) == {"name": "v2"}
-        assert store.lookup(key, ["folder:1"]) == {"name": "v2"}
+        assert store.get(key, ["folder:1"], MISSING) == {"name": "v2"}
         assert store.clear() > 0
-        assert store.lookup(key, ["folder:1"]) is MISSING
+        assert store.get(key, ["folder:1"], MISSING) is MISSING
 
 
 def test_breaker_when_a_master_dies(tmp_path: Path) -> None:

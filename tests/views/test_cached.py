@@ -971,13 +971,14 @@ def test_skip_does_not_leak_into_the_next_request_of_one_app_context(views_app: 
     ],
 )
 def test_foreign_or_broken_entries_never_parse(payload: Any) -> None:
-    from flask_dataroom_cache.views import _unpack
+    from flask_dataroom_cache.views.entry import unpack as _unpack
 
     assert _unpack(payload) is None
 
 
 def test_entry_round_trip() -> None:
-    from flask_dataroom_cache.views import _pack, _unpack
+    from flask_dataroom_cache.views.entry import pack as _pack
+    from flask_dataroom_cache.views.entry import unpack as _unpack
 
     headers = [("Content-Type", "application/json"), ("X-Empty", ""), ("X-Colon", "a:b")]
     entry = _unpack(_pack(headers, '"tag"', 123.5, b"\n\nbody\n\n"))

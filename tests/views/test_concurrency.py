@@ -11,13 +11,14 @@ import pytest
 from flask import Flask, jsonify
 
 from flask_dataroom_cache import DataRoomCache
-from flask_dataroom_cache import views as views_module
 from flask_dataroom_cache.keys import build_key
+from flask_dataroom_cache.views import call as call_module
+from flask_dataroom_cache.views import flight as flight_module
 
 from .conftest import ViewsApp
 
 
-class CountingFlights(views_module._Flights):
+class CountingFlights(flight_module.Flights):
     """Counts how many requests reached the single-flight registry."""
 
     def __init__(self) -> None:
@@ -112,7 +113,7 @@ def test_follower_stops_waiting_after_the_flight_timeout(
     views_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     va: ViewsApp = views_app()
-    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 0.05)
+    monkeypatch.setattr(flight_module, "FLIGHT_WAIT", 0.05)
     release = threading.Event()
     flights = _flights(va)
 
@@ -141,7 +142,7 @@ def test_cached_view_calling_another_cached_view_runs_it_directly(
     no caching layer of its own (it used to key itself by the outer endpoint and wait
     FLIGHT_WAIT on the outer's own single flight)."""
     va: ViewsApp = views_app()
-    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 3.0)
+    monkeypatch.setattr(flight_module, "FLIGHT_WAIT", 3.0)
     flights = _flights(va)
 
     @va.app.get("/v2/rooms")
@@ -202,7 +203,7 @@ def test_lock_held_elsewhere_waits_then_computes(
     views_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     va: ViewsApp = views_app()
-    monkeypatch.setattr(views_module, "LOCK_WAIT", 0.1)
+    monkeypatch.setattr(flight_module, "LOCK_WAIT", 0.1)
 
     @va.app.get("/locked")
     @va.cache.cached(shared=True, lock=True)
@@ -242,7 +243,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
     key = build_key(store_a.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
-    real_sleep = views_module.time.sleep
+    real_sleep = flight_module.time.sleep
     filled = []
 
     def sleep_and_let_a_finish(seconds: float) -> None:
@@ -252,7 +253,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
             assert apps["a"].test_client().get("/locked").headers["X-Cache"] == "MISS"
         real_sleep(0)
 
-    monkeypatch.setattr(views_module.time, "sleep", sleep_and_let_a_finish)
+    monkeypatch.setattr(flight_module.time, "sleep", sleep_and_let_a_finish)
     resp = apps["b"].test_client().get("/locked")
     assert resp.headers["X-Cache"] == "HIT"
     assert resp.get_json() == {"by": "a"}
@@ -291,7 +292,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
     key = build_key(store_a.settings.key_prefix, "~view", "room", {"rid": "x", "~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
-    real_sleep = views_module.time.sleep
+    real_sleep = flight_module.time.sleep
     sleeps: list[float] = []
 
     def sleep_and_let_a_finish(seconds: float) -> None:
@@ -301,11 +302,11 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
             assert apps["a"].test_client().get("/rooms/x").status_code == 404
         real_sleep(0)
 
-    monkeypatch.setattr(views_module.time, "sleep", sleep_and_let_a_finish)
+    monkeypatch.setattr(flight_module.time, "sleep", sleep_and_let_a_finish)
     started = time.monotonic()
     resp = apps["b"].test_client().get("/rooms/x")
     assert resp.status_code == 404
-    assert time.monotonic() - started < views_module.LOCK_WAIT / 2
+    assert time.monotonic() - started < flight_module.LOCK_WAIT / 2
     assert len(sleeps) == 1  # took the lock at the first poll after A released it
     assert calls == {"a": 1, "b": 1}
     assert held_by_b == [True]  # B computed holding the lock...
@@ -317,7 +318,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
 class Clock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = 1_000_000.0
-        monkeypatch.setattr(views_module.time, "time", lambda: self.now)
+        monkeypatch.setattr(call_module.time, "time", lambda: self.now)
 
 
 def _swr_app(views_app: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[ViewsApp, Clock, str]:

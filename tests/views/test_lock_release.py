@@ -10,9 +10,9 @@ import pytest
 from flask import jsonify
 
 from flask_dataroom_cache import DataRoomCache
-from flask_dataroom_cache import views as views_module
 from flask_dataroom_cache.backends.memory import MemoryBackend
 from flask_dataroom_cache.keys import build_key
+from flask_dataroom_cache.views import flight as flight_module
 
 from .conftest import ViewsApp
 
@@ -102,7 +102,7 @@ def test_lock_timeout_option_sets_the_lock_ttl(
 
     va.get("/slow")
     va.get("/default")
-    assert ttls == [42, views_module.LOCK_TTL]
+    assert ttls == [42, flight_module.LOCK_TTL]
     if cache_kind != "memory":
         assert 40 < remaining[0] <= 42
 
@@ -133,12 +133,12 @@ def test_waiters_poll_for_the_lock_timeout(views_app: Any, monkeypatch: pytest.M
     LOCK_WAIT: a view declared slower than that is worth waiting for."""
     va: ViewsApp = views_app()
     clock = [0.0]
-    monkeypatch.setattr(views_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(flight_module.time, "monotonic", lambda: clock[0])
 
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    monkeypatch.setattr(views_module.time, "sleep", sleep)
+    monkeypatch.setattr(flight_module.time, "sleep", sleep)
 
     @va.app.get("/slow")
     @va.cache.cached(shared=True, lock=True, lock_timeout=20)

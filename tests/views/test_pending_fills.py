@@ -22,15 +22,15 @@ from flask import (
 )
 
 from flask_dataroom_cache import DataRoomCache
-from flask_dataroom_cache import views as views_module
 from flask_dataroom_cache.keys import build_key
+from flask_dataroom_cache.views import flight as flight_module
 
 from .conftest import ViewsApp
 
 
 def _running(va: ViewsApp) -> dict[str, threading.Event]:
     """The keys whose single flight is held."""
-    flights: views_module._Flights = DataRoomCache.state(va.app).views.flights
+    flights: flight_module.Flights = DataRoomCache.state(va.app).views.flights
     return flights._running
 
 
@@ -40,7 +40,7 @@ def test_plain_view_calling_a_cached_function_twice_does_not_wait_on_itself(
     """The first call leads the key's flight until request_finished; the second call
     misses (the fill is pending) and used to wait FLIGHT_WAIT on that flight."""
     va: ViewsApp = views_app()
-    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 1.0)
+    monkeypatch.setattr(flight_module, "FLIGHT_WAIT", 1.0)
 
     @va.app.get("/item")
     @va.cache.cached(shared=True)
@@ -110,7 +110,7 @@ def test_requests_holding_the_flight_the_other_wants_do_not_wait(
     final response, so waiting on the other's flight was a cycle (both waited
     FLIGHT_WAIT, then computed)."""
     va: ViewsApp = views_app()
-    monkeypatch.setattr(views_module, "FLIGHT_WAIT", 1.0)
+    monkeypatch.setattr(flight_module, "FLIGHT_WAIT", 1.0)
     a, b = _two_keys(va)
     both_hold_one = threading.Barrier(2, timeout=10)
 
@@ -145,7 +145,7 @@ def test_request_holding_a_flight_does_not_poll_a_lock_held_elsewhere(
     """The same cycle across processes: this request holds a's flight and lock until its
     final response; b's lock is held by another process, which may be waiting for a."""
     va: ViewsApp = views_app()
-    monkeypatch.setattr(views_module, "LOCK_WAIT", 1.0)
+    monkeypatch.setattr(flight_module, "LOCK_WAIT", 1.0)
     a, b = _two_keys(va)
 
     @va.app.get("/page")

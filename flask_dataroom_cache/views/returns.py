@@ -1,18 +1,18 @@
 """What a ``@cache.cached`` view or function returns, and what of it the cache keeps.
 
-``views.py`` runs the requests; this module owns three rules about return values (see
+``call.py`` runs the requests; this module owns three rules about return values (see
 ``docs/decorator.md``):
 
 * **A function returns what it returns.** A cached function another view calls gets
   back its own value, hit or miss, as it does outside a request or inside a cached view.
-  A ``Response`` is cached as a response (views.py); any other value is cached only if
+  A ``Response`` is cached as a response (``entry``); any other value is cached only if
   the codec gives it back identical, type and value (:func:`encode_value`): a tuple (it
   would come back a list), a dict with non-string keys, an object, are returned as they
   are and not cached.
 * **A route's view returns a response.** The route's own call must return what Flask's
   ``make_response`` accepts; anything else is most often an object that a decorator
   meant to serialise (``@marshal_with``) never saw, because ``@cache.cached`` sits under
-  it: :func:`not_a_response` says so.
+  it: :func:`make_response` says so.
 * **Async views run through Flask.** An ``async def`` view is run by
   ``app.ensure_sync`` (``flask[async]``: asgiref), the cache's own work staying in the
   request's thread (:func:`run_async`); :func:`is_async` refuses one at decoration time
@@ -28,14 +28,18 @@ import math
 from collections.abc import Callable
 from datetime import datetime, time
 from inspect import isawaitable, iscoroutinefunction
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .serialization import CodecError, decode, encode
+from ..serialization import CodecError, decode, encode
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 __all__ = [
     "ValueEntry",
     "encode_value",
     "is_async",
+    "make_response",
     "not_a_response",
     "pack_value",
     "run_async",
@@ -96,6 +100,18 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, datetime | time):
         return bool(a == b) and type(a.tzinfo) is type(b.tzinfo) and a.tzinfo == b.tzinfo
     return bool(a == b)
+
+
+def make_response(app: Flask, result: Any, name: str) -> Response:
+    """``app.make_response`` of a route's result; a result it refuses is most often an
+    object a decorator above the cache was meant to turn into a response
+    (:func:`not_a_response` says so)."""
+    try:
+        return app.make_response(result)
+    except TypeError as exc:
+        if result is None:  # Flask's own message says it all
+            raise
+        raise not_a_response(name, result, exc) from exc
 
 
 def not_a_response(name: str, result: Any, exc: Exception) -> TypeError:
