@@ -80,7 +80,7 @@ class DataRoomCache:
         _warn_flask_caching_keys(app, settings)
         metrics = Metrics()
         backend = create_backend(settings, on_event=metrics.backend_event)
-        store = CacheStore(backend, settings, metrics)
+        store = CacheStore(backend, settings, metrics, codec=self.codec)
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
 

@@ -26,9 +26,10 @@ Custom types (:class:`Codec`, ``cache.register_type``): a class registered with 
 ``encode`` function (to a value this codec can store) and a ``decode`` function (back) is
 stored as ``{"__drc__": "type", "n": name, "v": encode(obj)}`` and rebuilt by the
 ``decode`` registered for ``name``; nothing else ever runs on a read. The registry is a
-:class:`Codec`, one per ``DataRoomCache``; :func:`encode` / :func:`decode` use the one given
-as ``codec``, else the current Flask app's (looked up only to encode a value holding a
-type JSON does not know, and to decode a ``T`` entry: other values cost what they did).
+:class:`Codec`, one per ``DataRoomCache``, handed to each app's store (``CacheStore.codec``);
+:func:`encode` / :func:`decode` use the one given as ``codec`` (none: no custom types). It
+is consulted only for a value holding a type JSON does not know, and to decode a ``T``
+entry: other values cost what they did.
 An unregistered class raises ``TypeError`` at encode time; a stored name the codec does
 not know (written by another version of the app), or a ``decode`` that raises, is a
 :class:`CodecError`, which the store treats as a miss.
@@ -329,20 +330,6 @@ class Codec:
             raise CodecError(f"decoding a {name!r}: {type(exc).__name__}: {exc}") from exc
 
 
-def _app_codec() -> Codec | None:
-    """The codec of the current Flask app's ``DataRoomCache``; ``None`` outside an app.
-
-    Called only for values holding a type JSON does not: plain values never pay it.
-    """
-    from flask import current_app, has_app_context
-
-    from .state import EXTENSION_KEY
-
-    if not has_app_context():
-        return None
-    state = current_app.extensions.get(EXTENSION_KEY)
-    return state.extension.codec if state is not None else None
-
 
 def encode(
     value: Any,
@@ -355,7 +342,7 @@ def encode(
 
     ``zstd`` picks the compressor for bodies above ``compress_min_bytes``: default zstd
     when importable, else zlib (``zstd=False`` forces zlib, e.g. for a mixed fleet).
-    ``codec`` holds the custom types (default: the current app's, see :func:`_app_codec`).
+    ``codec`` holds the custom types (``None``: none; a custom type raises ``TypeError``).
     """
     if isinstance(value, bytes | bytearray):
         flag, body = b"B", bytes(value)
@@ -365,7 +352,7 @@ def encode(
         except UnicodeEncodeError:
             # A str with a lone surrogate has no UTF-8 form: write it \u-escaped (ASCII),
             # which the stdlib decoder (the 'X' path) turns back into the same str.
-            marked = _mark(value, codec if codec is not None else _app_codec())
+            marked = _mark(value, codec)
             body = _dumps_ascii(marked).encode("ascii")
             flag = b"T" if _TYPE_MARK in body else b"X"
     if compress_min_bytes and len(body) >= compress_min_bytes:
@@ -386,7 +373,7 @@ def _encode_json(value: Any, codec: Codec | None) -> tuple[bytes, bytes]:
     try:
         text = _dumps_checked(value)
     except _NeedsMarkers:
-        marked = _mark(value, codec if codec is not None else _app_codec())
+        marked = _mark(value, codec)
         body = _dumps(marked).encode("utf-8")
         return (b"T" if _TYPE_MARK in body else b"X"), body
     if _STDLIB_ONLY.search(text):
@@ -448,8 +435,8 @@ def _inflate_bytes(data: bytes) -> bytes | None:
 def decode(data: bytes, *, codec: Codec | None = None) -> Any:
     """Inverse of :func:`encode`; raises :class:`CodecError` on anything it did not write.
 
-    Custom types are rebuilt by ``codec`` (default: the current app's, looked up only for
-    a ``T`` entry); a type name it does not know is a :class:`CodecError`.
+    Custom types are rebuilt by ``codec`` (only a ``T`` entry holds them); a type name it
+    does not know, or no ``codec``, is a :class:`CodecError`.
     """
     if not data:
         raise CodecError("empty payload")
@@ -482,7 +469,7 @@ def decode(data: bytes, *, codec: Codec | None = None) -> Any:
         if flag == b"X":
             return _loads(body, object_hook=_hook)
         if flag == b"T":
-            found = codec if codec is not None else _app_codec()
+            found = codec
             return _loads(body, object_hook=found._hook if found is not None else _hook)
     except (
         ValueError,  # bad JSON, UnicodeDecodeError, bad marker values (CodecError too)

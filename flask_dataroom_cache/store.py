@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .metrics import Metrics
-from .serialization import CodecError, decode, encode
+from .serialization import Codec, CodecError, decode, encode
 from .tags import normalize_tags
 
 __all__ = ["MISSING", "CacheStore"]
@@ -61,8 +61,16 @@ MISSING: Any = _Missing()
 class CacheStore:
     """One app's cache: a backend, its settings, counters and the tracking hooks."""
 
-    def __init__(self, backend: Backend, settings: Settings, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        codec: Codec | None = None,
+    ):
         self.backend = backend
+        #: The custom types values may hold (``cache.register_type``); None: none.
+        self.codec = codec
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.enabled = settings.enabled
@@ -162,7 +170,7 @@ class CacheStore:
 
     def _decode(self, key: str, payload: bytes) -> Any:
         try:
-            return decode(payload)
+            return decode(payload, codec=self.codec)
         except CodecError as exc:
             self.report_error(f"decode of {key!r}", exc)
             self.delete(key)
@@ -206,7 +214,7 @@ class CacheStore:
         the caller must not have read the database before calling ``get``/``versions``:
         prefer :meth:`get_or_set`).
         """
-        payload = encode(value, self.settings.compress_min_bytes)  # TypeError for bad values
+        payload = encode(value, self.settings.compress_min_bytes, codec=self.codec)  # TypeError
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
         if not self.enabled:
@@ -262,7 +270,7 @@ class CacheStore:
                 self.metrics.incr("bypasses", endpoint=endpoint)
                 return False
             if payload is None:
-                payload = encode(value, self.settings.compress_min_bytes)
+                payload = encode(value, self.settings.compress_min_bytes, codec=self.codec)
             stored = self.backend.set(key, payload, expiry, tags, versions)
         except BackendError as exc:
             self.report_error("write", exc)

@@ -284,7 +284,7 @@ class CachedCall:
             return None
         found: entry.Entry | returns.ValueEntry | None = entry.unpack(value)
         if found is None and not self.routed:  # a function's value (not a response)
-            found = returns.unpack_value(value)
+            found = returns.unpack_value(value, self.store.codec)
         if found is None:  # not ours, or broken
             try:
                 self.store.delete(self.key)

@@ -129,7 +129,7 @@ def keep(
 def keep_value(call: CachedCall, value: Any, tags: list[str], versions: Any) -> None:
     """Keep the value a cached function returned to the view calling it, if the codec
     gives it back identical (type and value); else it is not stored (warned once)."""
-    payload = returns.encode_value(value)
+    payload = returns.encode_value(value, call.store.codec)
     if payload is None:
         call.refused(policy.VALUE_CHANGES, type(value).__name__)
         return

@@ -30,7 +30,7 @@ from datetime import datetime, time
 from inspect import isawaitable, iscoroutinefunction
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..serialization import CodecError, decode, encode
+from ..serialization import Codec, CodecError, decode, encode
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -56,12 +56,13 @@ class ValueEntry(NamedTuple):
     value: Any
 
 
-def encode_value(value: Any) -> bytes | None:
-    """The codec's encoding of ``value``, or ``None`` when decoding it would not give back
-    the same value with the same types (then it must not be cached)."""
+def encode_value(value: Any, codec: Codec | None) -> bytes | None:
+    """The codec's encoding of ``value`` (with the app's custom types, ``codec``), or
+    ``None`` when decoding it would not give back the same value with the same types (then
+    it must not be cached)."""
     try:
-        payload = encode(value)
-        back = decode(payload)
+        payload = encode(value, codec=codec)
+        back = decode(payload, codec=codec)
     except (TypeError, ValueError, RecursionError):  # CodecError is a ValueError
         return None
     return payload if _same(value, back) else None
@@ -72,7 +73,7 @@ def pack_value(payload: bytes, soft_expiry: float) -> bytes:
     return _MAGIC_B + repr(soft_expiry).encode("ascii") + b"\n" + payload
 
 
-def unpack_value(raw: Any) -> ValueEntry | None:
+def unpack_value(raw: Any, codec: Codec | None) -> ValueEntry | None:
     """A :class:`ValueEntry`, or ``None`` for anything :func:`pack_value` did not write."""
     if not isinstance(raw, bytes) or not raw.startswith(_MAGIC_B):
         return None
@@ -81,7 +82,7 @@ def unpack_value(raw: Any) -> ValueEntry | None:
         return None
     try:
         soft = float(raw[len(_MAGIC_B) : end])
-        return ValueEntry(soft, decode(raw[end + 1 :]))
+        return ValueEntry(soft, decode(raw[end + 1 :], codec=codec))
     except (ValueError, CodecError):
         return None
 

@@ -314,12 +314,6 @@ def test_two_apps_do_not_share_registrations(
             cache_set("b", Point(1, 2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="the store finds the codec through the current app until CacheStore is given "
-    "its own (the store.py wiring left to the lead, see the issue 15 report)",
-)
 def test_a_store_uses_its_own_apps_types_in_any_context(
     make_app: Callable[..., tuple[Flask, DataRoomCache]],
 ) -> None:
@@ -436,16 +430,24 @@ def test_only_entries_with_custom_types_get_the_t_flag() -> None:
 def test_plain_values_never_look_for_a_registry(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The store holds its app's codec; values without custom types never consult it on a
+    read (``J``/``X`` entries decode as before), and JSON-only values not on a write."""
+    codec = ext_of(app).codec
     register_all(ext_of(app))
     assert cache_set("plain", {"a": [1, 2], "when": datetime(2024, 1, 1, tzinfo=UTC)})
     assert cache_set("json", {"a": [1, 2]})
 
-    def boom() -> None:
-        raise AssertionError("the registry was looked up for a value without custom types")
+    class Boom(dict[Any, Any]):
+        def get(self, *_: Any) -> Any:
+            raise AssertionError("the registry was consulted for a value without custom types")
 
-    monkeypatch.setattr(codec_module, "_app_codec", boom)
+    def boom(_obj: Any) -> Any:
+        raise AssertionError("the registry decoded an entry without custom types")
+
+    monkeypatch.setattr(codec, "_hook", boom)
     assert cache_get("json") == {"a": [1, 2]}
     assert cache_get("plain") == {"a": [1, 2], "when": datetime(2024, 1, 1, tzinfo=UTC)}
+    monkeypatch.setattr(codec, "_by_class", Boom())
     assert cache_set("plain2", {"b": "x"})
 
 
