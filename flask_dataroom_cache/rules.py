@@ -36,9 +36,6 @@ from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
 
 __all__ = ["Change", "Registry", "Rule", "parent_tag"]
 
-CHANGE_KINDS = ("insert", "update", "delete")
-
-
 def parent_tag(parent_type: str, parent_id: Any) -> str:
     """The tag a change bumps on one parent: ``folder`` -> its contents, ``dataroom``,
     ``user``, else ``{type}:{id}``."""
@@ -85,9 +82,24 @@ class Rule:
     list_tag: bool = True
     members: Callable[[Any], Iterable[Any]] | None = None
     has_hook: bool = False
+    # Precomputed from the fields above for the flush hot path (set in __post_init__).
+    #: ``{entity}:`` (the entity tag without the id).
+    _entity_prefix: str = field(init=False, repr=False, compare=False)
+    #: ``{entity}:list``, or None with ``list_tag=False``.
+    _list: str | None = field(init=False, repr=False, compare=False)
+    #: ``(attribute, parent type, memo of parent_tag by value)`` per parent.
+    _parent_plan: tuple[tuple[str, str, dict[Any, str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    #: The parent attribute names.
+    parent_attrs: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: Attributes whose pre-flush values (``committed_state``) the flush reads: parents, id.
+    history_attrs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: True if a change needs the object itself (``members`` or a ``cache_tags`` hook).
+    needs_obj: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # precomputed pieces of the hot path (object.__setattr__: the dataclass is frozen)
+        # object.__setattr__: the dataclass is frozen
         object.__setattr__(self, "_entity_prefix", entity_tag(self.entity, "x")[:-1])
         object.__setattr__(self, "_list", list_tag(self.entity) if self.list_tag else None)
         object.__setattr__(self, "_parent_plan", tuple((a, t, {}) for a, t in self.parents.items()))
@@ -108,15 +120,15 @@ class Rule:
         ident = current.get(self.id_attr)
         if ident is not None:
             text = str(ident) if type(ident) is int else _text(ident)
-            out.add(self._entity_prefix + text)  # type: ignore[attr-defined]
+            out.add(self._entity_prefix + text)
         if old:
             old_id = old.get(self.id_attr)
             if old_id is not None and old_id != ident:  # the primary key itself changed
                 out.add(entity_tag(self.entity, old_id))
-        if self._list is not None:  # type: ignore[attr-defined]
-            out.add(self._list)  # type: ignore[attr-defined]
+        if self._list is not None:
+            out.add(self._list)
         cache: dict[Any, str]
-        for attr, ptype, cache in self._parent_plan:  # type: ignore[attr-defined]
+        for attr, ptype, cache in self._parent_plan:
             value = current.get(attr)
             if value is not None:
                 tag = cache.get(value)
