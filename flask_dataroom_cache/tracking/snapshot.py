@@ -1,0 +1,176 @@
+"""When this thread must not use the cache, and when an invalidation waits for the commit.
+
+The store asks three questions of the tracker (its hooks), answered here from this
+thread's tracked sessions (``session.py``'s :class:`~.session.ThreadSessions`):
+
+* :meth:`SnapshotRules.must_bypass` (``store.bypass_checks``): reads skip the cache and
+  fills are dropped while a session holds uncommitted tracked changes, flushed or not
+  (DESIGN.md promise 3), and (the snapshot rule) while its database transaction began
+  before the latest commit-invalidation this process sent: what it reads may predate
+  that commit, yet would be stamped with the new tag versions.
+* :meth:`SnapshotRules.refuse_fill` (``store.fill_checks``): the snapshot rule across
+  processes. A fill stamped with a tag token that another process made after this
+  thread's transaction began (less ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``) is dropped; tokens
+  carry their creation time (``backends/base.py``) and this process's own nonces.
+* :meth:`SnapshotRules.defer` (``store.deferrers``): ``invalidate_tags`` while a session
+  has an open transaction with changes joins that transaction's pending tags (it follows
+  its savepoints, commit and rollback); otherwise it is delivered now.
+
+The commit sequence (:attr:`SnapshotRules.seq`) is bumped before every delivery
+(``delivery.py``) and every immediate invalidation; a session records it when its
+database transaction begins.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import token_time
+from ..rules import Registry
+from .sqlexpr import unflushed_groups
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .session import SessionState, ThreadSessions
+
+__all__ = ["DEFAULT_SKEW_MS", "SnapshotRules", "backend_nonces", "skew_setting"]
+
+#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
+#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
+#: this before the filling transaction began (or at any time after).
+DEFAULT_SKEW_MS = 100
+
+
+def skew_setting(app: Flask) -> float:
+    """``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` of ``app``, in seconds (``ConfigError`` if bad)."""
+    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
+        from ..config import ConfigError
+
+        raise ConfigError(
+            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
+        )
+    return value / 1000.0
+
+
+def backend_nonces(backend: Any) -> tuple[str, ...]:
+    """The token nonces of this process's backend objects (through the wrappers)."""
+    found: list[str] = []
+    todo, seen = [backend], set()
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nonce = getattr(obj, "_nonce", None)
+        if isinstance(nonce, str) and nonce:
+            found.append(nonce)
+        todo.extend(getattr(obj, name, None) for name in ("inner", "primary", "fallback"))
+    return tuple(found)
+
+
+class SnapshotRules:
+    """The store hooks of one tracker, and its commit sequence."""
+
+    def __init__(
+        self, registry: Registry, threads: ThreadSessions, skew: float, nonces: tuple[str, ...]
+    ) -> None:
+        self.registry = registry
+        #: ``.states``: this thread's tracked sessions (read directly: every cache read
+        #: asks :meth:`must_bypass`)
+        self._local = threads.local
+        #: Allowed clock disagreement between processes, in seconds.
+        self.skew = skew
+        #: This process's token nonces: its own tokens are left to the commit sequence.
+        self.own_nonces = nonces
+        #: Bumped before every delivery: a transaction that began at a lower value may
+        #: have read data older than a commit whose invalidation went out since.
+        self.seq = 0
+        self._lock = threading.Lock()
+
+    def bump(self) -> None:
+        """An invalidation is about to be delivered: open transactions are now older."""
+        with self._lock:
+            self.seq += 1
+
+    def must_bypass(self) -> bool:
+        """True while this thread's reads and fills must skip the cache."""
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        seq = self.seq
+        for st in states:
+            if st.has_tracked_writes:
+                return True
+            if st.begin_seq is not None and st.begin_seq < seq:
+                return True
+            if self._unflushed(st):
+                return True
+        return False
+
+    def _unflushed(self, st: SessionState) -> bool:
+        """Changes to tracked objects not flushed yet: a compute reading them from the
+        session's memory (``session.get`` of a loaded object runs no SQL, so no autoflush)
+        would cache a value no transaction has written. Empty collections: the usual case."""
+        session = st.session_ref()
+        if session is None:
+            return False
+        groups = unflushed_groups(session)
+        if groups is None:
+            return False
+        rule_for = self.registry.rule_for
+        for group in groups:
+            for state in group:
+                if rule_for(state.class_) is not None:
+                    return True
+        return False
+
+    def refuse_fill(self, versions: Sequence[str]) -> bool:
+        """The snapshot rule across processes: drop a fill stamped with a token that
+        another process made after this thread's open database transaction began (minus
+        the allowed clock skew): the value may come from a snapshot older than the change
+        the token stands for. Tokens this process made are covered exactly by the commit
+        sequence (:meth:`must_bypass`), so a tag created by this very read never refuses."""
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        began = min((st.began_at for st in states if st.began_at is not None), default=None)
+        if began is None:
+            return False
+        limit = began - self.skew - 0.001  # token times are whole milliseconds
+        own = self.own_nonces
+        for token in versions:
+            made = token_time(token)
+            if made is None or made < limit:
+                continue
+            rest = token.partition("-")[2]
+            if own and rest.startswith(own):
+                continue
+            return True
+        return False
+
+    def defer(self, tags: tuple[str, ...]) -> bool:
+        """Keep ``tags`` for the commit of this thread's open transaction with changes
+        (True); else note an immediate delivery (False: the store sends them now)."""
+        states = getattr(self._local, "states", None)
+        if states:
+            for st in states:
+                session = st.session_ref()
+                if session is None or not session.in_transaction():
+                    continue
+                has_changes = (
+                    st.has_written
+                    or bool(st.pending)
+                    or bool(session.new or session.deleted or session.dirty)
+                )
+                if has_changes and st.pending.add(tags):
+                    return True
+        self.bump()  # delivered now: readers with older snapshots must not fill
+        return False
