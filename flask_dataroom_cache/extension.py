@@ -69,6 +69,20 @@ class DataRoomCache:
 
         cli.register(app, state)
 
+    def uninstall(self, app: Flask) -> None:
+        """Detach this cache from ``app``: the tracker's listeners on its session factories
+        and engines are removed and each engine's ``dialect.do_commit`` is restored
+        (``tracking.detach``). Other apps and engines in the process are unaffected."""
+        state: CacheState | None = app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            return
+        from . import tracking
+
+        tracking.detach(state)
+        # TODO(lead, issue 13): the views' part (what views.install attached), the
+        # teardown_request hook, the stats publisher; then drop app.extensions[KEY].
+        # Until then the store keeps serving entries that nothing invalidates any more.
+
     # -- access -------------------------------------------------------------------------
     @staticmethod
     def state(app: Flask | None = None) -> CacheState:

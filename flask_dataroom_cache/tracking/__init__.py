@@ -5,7 +5,7 @@
 (or, with ``cache.track_session``, to any sessionmaker / scoped_session / Session and
 engine). :func:`detach` removes every listener and patch it installed.
 
-A write, step by step (``docs/architecture.md``), each step one module::
+A write, step by step (``docs/transactions.md`` tells the story), each step one module::
 
     session.py      session events: the transaction's lifecycle, bulk ORM statements
     flush.py        flushed objects -> tags (the model rules, ``rules.py``)
