@@ -120,9 +120,7 @@ class Tracker:
             registry, self.threads, skew_setting(app), backend_nonces(self.store.backend)
         )
         self.delivery = Delivery(self.store, self.snapshot)
-        owners: weakref.WeakKeyDictionary[Connection, SessionState] = (
-            weakref.WeakKeyDictionary()
-        )
+        owners: weakref.WeakKeyDictionary[Connection, SessionState] = weakref.WeakKeyDictionary()
         #: Session factories listened on (kept alive until detached), and engines.
         self._targets: list[Any] = []
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()

@@ -1,4 +1,4 @@
-"""Engine events: Core DML and textual SQL, Core transactions, and the commit hook.
+"""Engine events: Core DML and textual SQL, Core transactions, the per-connection record.
 
 Listeners on each tracked engine::
 

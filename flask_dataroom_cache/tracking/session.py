@@ -119,28 +119,28 @@ class ThreadSessions:
     def current(self) -> weakref.WeakSet[SessionState] | None:
         return getattr(self.local, "states", None)  # type: ignore[no-any-return]
 
-    def register(self, st: SessionState) -> None:
-        """``st`` began a transaction in this thread."""
+    def register(self, state: SessionState) -> None:
+        """``state`` began a transaction in this thread."""
         mine: weakref.WeakSet[SessionState] | None = getattr(self.local, "states", None)
         if mine is None:
             mine = self.local.states = weakref.WeakSet()
-        mine.add(st)
-        st.listed_in = mine
+        mine.add(state)
+        state.listed_in = mine
 
-    def adopt(self, st: SessionState) -> None:
+    def adopt(self, state: SessionState) -> None:
         """A session used by another thread than the one that began its transaction
         (handed over): its state moves to this thread's, where the bypass, fill and
         deferral checks look."""
-        listed = st.listed_in
+        listed = state.listed_in
         if listed is not None and listed is not getattr(self.local, "states", None):
-            listed.discard(st)
-            self.register(st)
+            listed.discard(state)
+            self.register(state)
 
-    def unregister(self, st: SessionState) -> None:
-        """``st``'s transaction ended."""
-        if st.listed_in is not None:
-            st.listed_in.discard(st)
-            st.listed_in = None
+    def unregister(self, state: SessionState) -> None:
+        """``state``'s transaction ended."""
+        if state.listed_in is not None:
+            state.listed_in.discard(state)
+            state.listed_in = None
 
 
 def _open_transactions(session: Session) -> list[SessionTransaction]:
@@ -199,13 +199,13 @@ class SessionEvents:
 
     # -- per-session state --------------------------------------------------------------------
     def state_of(self, session: Session) -> SessionState:
-        st: SessionState | None = session.info.get(self.key)
-        if st is None:
-            st = SessionState(weakref.ref(session), self._owns(session))
+        state: SessionState | None = session.info.get(self.key)
+        if state is None:
+            state = SessionState(weakref.ref(session), self._owns(session))
             for tx in _open_transactions(session):  # attached while a transaction was open
-                st.pending.begin(tx)
-            session.info[self.key] = st
-        return st
+                state.pending.begin(tx)
+            session.info[self.key] = state
+        return state
 
     def _owns(self, session: Session) -> bool:
         """False for a session of another app sharing the same Flask-SQLAlchemy object.
@@ -221,114 +221,114 @@ class SessionEvents:
     def on_transaction_create(self, session: Session, tx: SessionTransaction) -> None:
         if tx.parent is not None:
             if tx.nested:  # a savepoint: its own level
-                st: SessionState | None = session.info.get(self.key)
-                if st is not None:
-                    st.pending.begin(tx)
+                state: SessionState | None = session.info.get(self.key)
+                if state is not None:
+                    state.pending.begin(tx)
             return  # else a flush's subtransaction: never holds tags
-        st = session.info.get(self.key)
-        if st is None:
-            st = self.state_of(session)
+        state = session.info.get(self.key)
+        if state is None:
+            state = self.state_of(session)
         else:
-            st.owned = self._owns(session)
-        st.reset(tx)
-        if st.owned:
-            self.threads.register(st)
+            state.owned = self._owns(session)
+        state.reset(tx)
+        if state.owned:
+            self.threads.register(state)
 
     def on_begin(self, session: Session, tx: SessionTransaction, conn: Connection) -> None:
-        st = self.state_of(session)
-        if not st.owned:
+        state = self.state_of(session)
+        if not state.owned:
             return
         engine = base_engine(conn.engine)  # an OptionEngine: its base engine
         if engine not in self.engines:
             # an unbound factory (Session(bind=...) per call): Core statements through
             # this session reach the engine listeners from now on
             self.attach_engine(engine)
-        if st.begin_seq is None:
-            st.begin_seq = self.rules.seq
-            st.began_at = time.time()
-        self.owners[conn] = st
-        st.connections.append(conn)
+        if state.begin_seq is None:
+            state.begin_seq = self.rules.seq
+            state.began_at = time.time()
+        self.owners[conn] = state
+        state.connections.append(conn)
         record = find_record(conn, self.key)
         if record is not None and record.pending:
             # Core statements on this connection before the session began on it: their
             # rows are uncommitted, so this session must neither fill from them nor
             # serve cached versions of them (it reads them).
-            st.has_written = st.has_tracked_writes = True
+            state.has_written = state.has_tracked_writes = True
             if getattr(session, "join_transaction_mode", None) == "control_fully":
                 # the session's COMMIT (or ROLLBACK) is theirs now: into its root
                 # transaction (not a savepoint the session may have begun with). In the
                 # other join modes the outer transaction keeps them and sends them.
                 root = session.get_transaction()
                 if root is not None:
-                    st.pending.add_to(root, record.pending.take_all())
+                    state.pending.add_to(root, record.pending.take_all())
 
     def on_soft_rollback(self, session: Session, previous: SessionTransaction) -> None:
-        st: SessionState | None = session.info.get(self.key)
-        if st is not None:
-            st.flush_context = None
-            st.old_values.clear()
+        state: SessionState | None = session.info.get(self.key)
+        if state is not None:
+            state.flush_context = None
+            state.old_values.clear()
 
     def on_commit(self, session: Session) -> None:
-        st: SessionState | None = session.info.get(self.key)
-        if st is None or not st.owned or not st.pending:
+        state: SessionState | None = session.info.get(self.key)
+        if state is None or not state.owned or not state.pending:
             return
         nested = session.get_nested_transaction()
         if nested is not None:  # a savepoint was released: keep its tags
-            st.pending.release(nested)
+            state.pending.release(nested)
             return
-        tags = st.pending.commit()
+        tags = state.pending.commit()
         if tags:
             # A connection still in a transaction is joined to one the session does not
             # own (Session(bind=conn) inside conn.begin()): its data is committed by that
             # outer COMMIT, so the tags wait for it there (the Core path sends them). If
             # another bind really committed now, they go out now too (a multi-bind
             # session: over-invalidating, never late).
-            joined = [c for c in st.connections if c.in_transaction()]
+            joined = [c for c in state.connections if c.in_transaction()]
             for conn in joined:
                 connection_record(conn, self.key).pending.add(tags)
-            if len(joined) < len(st.connections) or not st.connections:
+            if len(joined) < len(state.connections) or not state.connections:
                 self.delivery.send(tags)
 
     def on_transaction_end(self, session: Session, tx: SessionTransaction) -> None:
         if tx.parent is not None and not tx.nested:
             return  # a flush's subtransaction: never holds tags
-        st: SessionState | None = session.info.get(self.key)
-        if st is None:
+        state: SessionState | None = session.info.get(self.key)
+        if state is None:
             return
         if tx.parent is not None:
-            st.pending.rollback(tx)  # its level still open: rolled back
+            state.pending.rollback(tx)  # its level still open: rolled back
             return
-        st.reset(None)
-        for conn in st.connections:
+        state.reset(None)
+        for conn in state.connections:
             self.owners.pop(conn, None)
-        st.connections.clear()
-        self.threads.unregister(st)
+        state.connections.clear()
+        self.threads.unregister(state)
 
     # -- flushes ------------------------------------------------------------------------------
     def on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
-        st = self.state_of(session)
-        if not st.owned or not self.registry:
+        state = self.state_of(session)
+        if not state.owned or not self.registry:
             return
-        self.threads.adopt(st)
-        st.flush_context = weakref.ref(flush_context)
-        self.flush.remember(session, st.old_values)
+        self.threads.adopt(state)
+        state.flush_context = weakref.ref(flush_context)
+        self.flush.remember(session, state.old_values)
 
     def on_after_flush(self, session: Session, flush_context: Any) -> None:
-        st = self.state_of(session)
-        if not st.owned:
+        state = self.state_of(session)
+        if not state.owned:
             return
-        self.threads.adopt(st)
-        st.has_written = True
+        self.threads.adopt(state)
+        state.has_written = True
         if not self.registry:
             return
-        tags = self.flush.collect(session, flush_context, st.old_values)
-        if tags and st.pending.add(tags):
-            st.has_tracked_writes = True
+        tags = self.flush.collect(session, flush_context, state.old_values)
+        if tags and state.pending.add(tags):
+            state.has_tracked_writes = True
 
     def on_flush_done(self, session: Session, flush_context: Any) -> None:
-        st: SessionState | None = session.info.get(self.key)
-        if st is not None:
-            st.flush_context = None
+        state: SessionState | None = session.info.get(self.key)
+        if state is not None:
+            state.flush_context = None
 
     # -- bulk ORM statements ----------------------------------------------------------------
     def on_orm_execute(self, orm_state: Any) -> Any:
@@ -337,11 +337,11 @@ class SessionEvents:
         if not orm_state.is_orm_statement:
             return None  # a Core statement: the engine listener sees it
         session = orm_state.session
-        st = self.state_of(session)
-        if not st.owned:
+        state = self.state_of(session)
+        if not state.owned:
             return None
-        self.threads.adopt(st)
-        st.has_written = True
+        self.threads.adopt(state)
+        state.has_written = True
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
         info = self.tables.get(table) if table is not None else None
@@ -373,6 +373,6 @@ class SessionEvents:
         if info is not None and ids and update_needs_reselect(info, stmt):
             result = orm_state.invoke_statement()
             tags |= reselect(info, ids, run)
-        if st.pending.add(tags):
-            st.has_tracked_writes = True
+        if state.pending.add(tags):
+            state.has_tracked_writes = True
         return result

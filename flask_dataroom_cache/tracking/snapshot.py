@@ -106,20 +106,20 @@ class SnapshotRules:
         if not states:
             return False
         seq = self.seq
-        for st in states:
-            if st.has_tracked_writes:
+        for state in states:
+            if state.has_tracked_writes:
                 return True
-            if st.begin_seq is not None and st.begin_seq < seq:
+            if state.begin_seq is not None and state.begin_seq < seq:
                 return True
-            if self._unflushed(st):
+            if self._unflushed(state):
                 return True
         return False
 
-    def _unflushed(self, st: SessionState) -> bool:
+    def _unflushed(self, state: SessionState) -> bool:
         """Changes to tracked objects not flushed yet: a compute reading them from the
         session's memory (``session.get`` of a loaded object runs no SQL, so no autoflush)
         would cache a value no transaction has written. Empty collections: the usual case."""
-        session = st.session_ref()
+        session = state.session_ref()
         if session is None:
             return False
         groups = unflushed_groups(session)
@@ -127,8 +127,8 @@ class SnapshotRules:
             return False
         rule_for = self.registry.rule_for
         for group in groups:
-            for state in group:
-                if rule_for(state.class_) is not None:
+            for instance_state in group:
+                if rule_for(instance_state.class_) is not None:
                     return True
         return False
 
@@ -141,7 +141,7 @@ class SnapshotRules:
         states = getattr(self._local, "states", None)
         if not states:
             return False
-        began = min((st.began_at for st in states if st.began_at is not None), default=None)
+        began = min((s.began_at for s in states if s.began_at is not None), default=None)
         if began is None:
             return False
         limit = began - self.skew - 0.001  # token times are whole milliseconds
@@ -161,16 +161,16 @@ class SnapshotRules:
         (True); else note an immediate delivery (False: the store sends them now)."""
         states = getattr(self._local, "states", None)
         if states:
-            for st in states:
-                session = st.session_ref()
+            for state in states:
+                session = state.session_ref()
                 if session is None or not session.in_transaction():
                     continue
                 has_changes = (
-                    st.has_written
-                    or bool(st.pending)
+                    state.has_written
+                    or bool(state.pending)
                     or bool(session.new or session.deleted or session.dirty)
                 )
-                if has_changes and st.pending.add(tags):
+                if has_changes and state.pending.add(tags):
                     return True
         self.bump()  # delivered now: readers with older snapshots must not fill
         return False

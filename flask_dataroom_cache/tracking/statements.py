@@ -297,9 +297,7 @@ def reselect(info: TableInfo, ids: list[Any], run: Run) -> set[str]:
     return tags
 
 
-def rows_condition(
-    table: Any, where: Any, rows_params: Sequence[Mapping[str, Any]] | None
-) -> Any:
+def rows_condition(table: Any, where: Any, rows_params: Sequence[Mapping[str, Any]] | None) -> Any:
     """A condition on ``table`` matching (at least) the rows a DELETE removes: its WHERE,
     with each parameter row's values when the criteria are ``bindparam()``s (executemany;
     the unit of work's own ``DELETE ... WHERE id = :id`` becomes ``id IN (...)``)."""
