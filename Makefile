@@ -22,9 +22,10 @@ install: $(STAMP)  ## create .venv and install the project with its dev extras
 test: $(STAMP)  ## run the test suite (fakeredis + SQLite; real services when REDIS_URL / DATABASE_URL are set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff + mypy
+lint: $(STAMP)  ## ruff + mypy + import-linter (the layers in pyproject.toml)
 	$(VENV)/bin/ruff check $(wildcard flask_dataroom_cache example_app tests benchmarks)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)  ## benchmarks: prints a table, writes benchmarks/results/*.json
 	$(PY) -m benchmarks

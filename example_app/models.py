@@ -50,7 +50,9 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
 
 
-@cache.track(entity="user", list_tag=False)
+# A change of the user's row invalidates their per-user entries (``user:{id}``, through
+# ``parents``); the entity itself needs another name: ``user`` is that reserved namespace.
+@cache.track(entity="account", parents={"id": "user"}, list_tag=False)
 class User(TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "users"
 

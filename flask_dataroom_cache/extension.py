@@ -8,6 +8,7 @@ one process never share a backend, a counter or a tracked session.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,8 +27,29 @@ if TYPE_CHECKING:
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
+log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _warn_flask_caching_keys(app: Flask, settings: Settings) -> None:
+    """Warn once when Flask-Caching-only keys are in the config but Flask-Caching is not
+    on the app. Flask-Caching may be initialised after us, so unless it already is, the
+    check runs at the app's first request (a no-op afterwards); apps without such keys
+    get no hook at all."""
+    if not settings.flask_caching_keys or "cache" in app.extensions:
+        return
+    checked = False
+
+    def _check_flask_caching_keys() -> None:
+        nonlocal checked
+        if checked:
+            return
+        checked = True
+        if "cache" not in app.extensions:
+            log.warning(settings.flask_caching_keys_message())
+
+    app.before_request(_check_flask_caching_keys)
 
 
 class DataRoomCache:
@@ -45,7 +67,11 @@ class DataRoomCache:
 
     def init_app(self, app: Flask) -> None:
         """Validate config (``ConfigError`` names the bad key), build and register state."""
-        settings = Settings.from_mapping(app.config)
+        # Flask-Caching registers itself as app.extensions["cache"] (flask_caching init_app)
+        settings = Settings.from_mapping(app.config, flask_caching="cache" in app.extensions)
+        for notice in settings.notices:
+            log.warning(notice)
+        _warn_flask_caching_keys(app, settings)
         metrics = Metrics()
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics)
@@ -124,6 +150,19 @@ class DataRoomCache:
     def invalidate_tags(self, *tags: str) -> None:
         self.store.invalidate(tags)
 
+    def invalidate_all(self) -> None:
+        """Invalidate every entry of this app's namespace (the epoch bump of
+        ``flask dataroom-cache invalidate --all``): for test fixtures that reset the
+        database while the cache (Redis) outlives it.
+
+        Sent now; if this thread's session has uncommitted changes, sent again at their
+        commit (a read in between could refill what that transaction is changing)."""
+        from .tags import EPOCH_TAG
+
+        store = self.store
+        if not store.invalidate((EPOCH_TAG,)):  # deferred to the commit (or disabled)
+            store.invalidate((EPOCH_TAG,), defer=False)
+
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
 
@@ -140,6 +179,8 @@ class DataRoomCache:
         stale_while_revalidate: int = 0,
         cache_control: str | None = None,
         query: bool | Iterable[str] = True,
+        lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> Callable[[F], F]:
         """Cache a GET view's response, tagged, per user unless ``shared=True``.
 
@@ -158,6 +199,8 @@ class DataRoomCache:
             stale_while_revalidate=stale_while_revalidate,
             cache_control=cache_control,
             query=query,
+            lock_timeout=lock_timeout,
+            ignore_authorization=ignore_authorization,
         )
 
     def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -180,6 +223,12 @@ class DataRoomCache:
 
         ``@cache.track(entity=..., parents={...}, members=..., list_tag=True, id_attr="id")``
         as a class decorator, or ``cache.track(Model, entity=...)`` as a plain call.
+        A reserved entity name raises ``ValueError`` now; a name that is not a column
+        attribute of the model raises as soon as its mapper is configured
+        (:mod:`.rule_checks`).
+        ``cache.track(association_table, entity=..., parents={column: type}, sides=True,
+        list_tag=True)`` declares a many-to-many association ``Table`` (see
+        :class:`.rules.AssociationRule`, :mod:`.tracking.links`).
         """
         from .tracking import registry_of
 
@@ -187,12 +236,10 @@ class DataRoomCache:
         if model is None:
 
             def decorator(cls: type) -> type:
-                registry.add(cls, **options)
-                return cls
+                return registry.declare(cls, **options)  # type: ignore[no-any-return]
 
             return decorator
-        registry.add(model, **options)
-        return model
+        return registry.declare(model, **options)
 
     def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
         """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``

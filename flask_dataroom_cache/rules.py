@@ -20,6 +20,14 @@ From the declaration the library derives, for every insert, update and delete:
 database cascades, whose rows cannot be known cheaply (see
 :mod:`flask_dataroom_cache.tracking`).
 
+A many-to-many association ``Table`` may be declared too (``cache.track(table, entity=...,
+parents={column: type}, sides=True)``: :class:`AssociationRule`); declared or not, a change
+of one of its rows counts as an update of both rows it links (see
+:mod:`flask_dataroom_cache.tracking.links`).
+
+A declaration that cannot work raises (reserved entity names, attribute names that are
+not columns of the model: :mod:`flask_dataroom_cache.rule_checks`).
+
 Unregistered models cost one dict lookup per flushed object and trigger nothing.
 The same tag functions (:mod:`flask_dataroom_cache.tags`) build the tags that views put on
 their entries, so both sides always agree on names.
@@ -31,10 +39,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from .keys import _text
+from .rule_checks import MapperChecks, check_names
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
 
-__all__ = ["Change", "Registry", "Rule", "parent_tag"]
+__all__ = ["AssociationRule", "Change", "Registry", "Rule", "association_rule", "parent_tag"]
+
 
 def parent_tag(parent_type: str, parent_id: Any) -> str:
     """The tag a change bumps on one parent: ``folder`` -> its contents, ``dataroom``,
@@ -143,7 +155,7 @@ class Rule:
                         tag = _memo(cache, ptype, prev)
                     out.add(tag)
         if members is None and self.members is not None and obj is not None:
-            members = self.members(obj)
+            members = self.member_ids(obj)
         if members:
             out.update(user_tag(uid) for uid in members if uid is not None)
         if self.has_hook and obj is not None:
@@ -152,6 +164,18 @@ class Rule:
                 if isinstance(extra, str):
                     raise TypeError(f"{self.model.__name__}.cache_tags must return a list")
                 out.update(extra)
+
+    def member_ids(self, obj: Any) -> list[Any]:
+        """``members(obj)`` as a list; a string (iterated, one tag per character: a
+        silent mistake) or a non-iterable raises, naming the model."""
+        assert self.members is not None
+        found = self.members(obj)
+        if isinstance(found, str | bytes) or not isinstance(found, Iterable):
+            raise TypeError(
+                f"{self.model.__name__}: members(obj) must return an iterable of user ids, "
+                f"not {type(found).__name__}"
+            )
+        return list(found)
 
     def tags(
         self,
@@ -172,6 +196,69 @@ class Rule:
         return out
 
 
+@dataclass(frozen=True)
+class AssociationRule:
+    """The declaration of one association table (or the default of a detected one)."""
+
+    table: sa.Table
+    #: None for a detected (undeclared) table: it has no tags of its own
+    entity: str | None
+    #: column key -> parent type: ``parent_tag(type, value)`` for each row's value
+    parents: Mapping[str, str] = field(default_factory=dict)
+    #: column keys whose foreign keys count as sides; None: every foreign key
+    sides: frozenset[str] | None = None
+    list_tag: bool = True
+
+
+def association_rule(
+    table: Any,
+    *,
+    entity: str | None = None,
+    parents: Mapping[str, str] | None = None,
+    sides: bool | Iterable[str] = True,
+    list_tag: bool = True,
+) -> AssociationRule:
+    """Check and build the declaration ``cache.track(table, ...)``: every column named in
+    ``parents`` or ``sides`` must be a column of the table (``ValueError`` names both)."""
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"track() needs a model class or a Table, got {table!r}")
+    name = entity if entity is not None else table.name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"track({table.name}): invalid entity name {name!r}")
+    parents = dict(parents or {})
+    check_names(table, name, parents.values())  # reserved namespaces, as for models
+    columns = set(table.c.keys())
+    for col, ptype in parents.items():
+        if not isinstance(ptype, str) or not ptype:
+            raise ValueError(
+                f"track({table.name}): parents must map column names to entity types, "
+                f"got {col!r}: {ptype!r}"
+            )
+        if col not in columns:
+            raise ValueError(
+                f"track({table.name}): parents names {col!r}, which is not a column of "
+                f"{table.name} (columns: {', '.join(sorted(columns))})"
+            )
+    chosen: frozenset[str] | None
+    if sides is True:
+        chosen = None
+    elif sides is False or sides is None:
+        chosen = frozenset()
+    elif isinstance(sides, str):
+        raise TypeError(f"track({table.name}): sides is True, False or a list of column names")
+    else:
+        chosen = frozenset(sides)
+        for col in chosen:
+            if col not in columns:
+                raise ValueError(
+                    f"track({table.name}): sides names {col!r}, which is not a column of "
+                    f"{table.name} (columns: {', '.join(sorted(columns))})"
+                )
+    if not isinstance(list_tag, bool):
+        raise TypeError(f"track({table.name}): list_tag must be True or False")
+    return AssociationRule(table, name, parents, chosen, list_tag)
+
+
 class Registry:
     """Tracked models of one :class:`~flask_dataroom_cache.DataRoomCache` (shared by its apps)."""
 
@@ -183,6 +270,19 @@ class Registry:
         self._declared: dict[type, Rule] = {}
         self.version = 0
         self.has_members = False
+        #: attribute names checked against each model's mapper once it is configured
+        self.checks = MapperChecks()
+        #: association tables declared with ``track(table, ...)`` (:class:`AssociationRule`)
+        self.tables: dict[Any, AssociationRule] = {}
+
+    def declare(self, target: Any, **options: Any) -> Any:
+        """``cache.track(target, **options)``: a model class, or an association ``Table``."""
+        if isinstance(target, sa.Table):
+            self.tables[target] = association_rule(target, **options)
+            self.version += 1
+        else:
+            self.add(target, **options)
+        return target
 
     def add(
         self,
@@ -195,7 +295,7 @@ class Registry:
         members: Callable[[Any], Iterable[Any]] | None = None,
     ) -> Rule:
         if not isinstance(model, type):
-            raise TypeError(f"track() needs a model class, got {model!r}")
+            raise TypeError(f"track() needs a model class or a Table, got {model!r}")
         name = entity or getattr(model, "__tablename__", None) or model.__name__.lower()
         if not isinstance(name, str) or not name:
             raise ValueError(f"invalid entity name {name!r}")
@@ -205,6 +305,9 @@ class Registry:
                 raise ValueError(f"parents must map attribute names to entity types: {parents!r}")
         if members is not None and not callable(members):
             raise TypeError("members must be a callable(obj) -> iterable of user ids")
+        if not isinstance(id_attr, str) or not id_attr:
+            raise ValueError(f"id_attr must be an attribute name, not {id_attr!r}")
+        check_names(model, name, parents.values())
         rule = Rule(
             model=model,
             entity=name,
@@ -214,6 +317,7 @@ class Registry:
             members=members,
             has_hook=callable(getattr(model, "cache_tags", None)),
         )
+        self.checks.watch(rule)  # raises now if the mapper is configured and a name is wrong
         self._declared[model] = rule
         self._rules.clear()  # subclasses resolve again
         self.has_members = any(r.members is not None for r in self._declared.values())
@@ -238,4 +342,4 @@ class Registry:
         return list(self._declared.values())
 
     def __bool__(self) -> bool:
-        return bool(self._declared)
+        return bool(self._declared or self.tables)

@@ -67,6 +67,11 @@ class CacheStore:
         #: Callables given the version tokens a fill would be stamped with; True drops the
         #: fill (the tracker's snapshot rule: the value may predate one of those tokens).
         self.fill_checks: list[Callable[[Sequence[str]], bool]] = []
+        #: Called at the end of work another thread did for this one (an async view in
+        #: asgiref's loop thread), in that thread: each returns a function the waiting
+        #: thread runs to take over what the worker held (the tracker's open sessions),
+        #: so its bypass, fill and deferral checks see them.
+        self.handovers: list[Callable[[], Callable[[], None]]] = []
         self._local = threading.local()
         self._last_error_log = 0.0
 
@@ -255,6 +260,19 @@ class CacheStore:
         except BackendError as exc:
             self._error("add", exc)
             return True
+
+    def release(self, key: str, value: Any) -> bool:
+        """Remove a lock taken with :meth:`add` only if it still holds ``value`` (the
+        holder's own token): a holder that ran past the lock's TTL never removes the next
+        holder's. True if removed; False when absent, another's, or the backend failed
+        (the lock then expires by its TTL)."""
+        if not self.enabled:
+            return False
+        try:
+            return self.backend.release(key, encode(value))
+        except BackendError as exc:
+            self._error("release", exc)
+            return False
 
     def delete(self, key: str) -> None:
         """Remove one entry now (queued by the resilient backend if it cannot be reached)."""

@@ -33,6 +33,7 @@ from .keys import _text, escape
 
 __all__ = [
     "EPOCH_TAG",
+    "RESERVED_NAMESPACES",
     "contents_tag",
     "dataroom_tag",
     "entity_tag",
@@ -45,6 +46,16 @@ __all__ = [
 
 #: Carried implicitly by every entry; bumping it invalidates the whole namespace.
 EPOCH_TAG = "~epoch"
+#: Tag namespaces the library itself fills, which no tracked entity may take as its name
+#: (its ``{entity}:{id}`` tags would merge with them): name -> what it is. ``dataroom``
+#: and ``folder`` are not here: ``dataroom:{id}`` *is* the room entity's tag (a change of
+#: the room invalidates everything in it), and contents tags (``folder:{id}/contents``)
+#: cannot collide with an escaped id.
+RESERVED_NAMESPACES: dict[str, str] = {
+    "user": "user:{id} is the per-user tag every per-user cached view carries",
+    "type": "type:{entity} is the tag of every entry of an entity type",
+    EPOCH_TAG: "the epoch tag every entry carries",
+}
 MAX_TAGS_PER_ENTRY = 64
 
 

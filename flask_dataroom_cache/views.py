@@ -4,7 +4,8 @@ What a cached view does on each request (see ``docs/decorator.md`` for the user 
 
 1. Anything but GET/HEAD passes straight through. So does a request the cache must not
    answer: ``unless()`` true, the store's bypass hooks (this thread holds uncommitted
-   tracked changes), an ``Authorization`` header on a *shared* view, no identity on a
+   tracked changes), an ``Authorization`` header on a *shared* view (unless it declares
+   ``ignore_authorization=True``: its response does not depend on credentials), no identity on a
    per-user view, a client ``Cache-Control: no-cache`` when ``CACHE_HONOR_NO_CACHE`` is on
    (that one still refills the entry). Those answers carry ``X-Cache: BYPASS``.
 2. The key is :func:`~flask_dataroom_cache.keys.build_key` (what ``get_cache_key`` uses,
@@ -33,6 +34,12 @@ body. Stale-while-revalidate keeps the entry for ``timeout + stale_while_revalid
 the backend and records the *soft* expiry (``timeout``) in the header; an invalidated tag
 makes the backend refuse the entry outright (its version tokens no longer match), so a
 stale entry is only ever one that *expired*, never one that was invalidated.
+
+What the view returns (:mod:`.returns`): a cached function another view calls returns its
+own value, hit or miss (a non-response value is stored as a value entry, ``DRF1``, when
+the codec gives it back identical); a route's view must return what ``make_response``
+accepts (else a ``TypeError`` about decorator order); an ``async def`` view runs through
+``app.ensure_sync``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import hashlib
 import inspect
 import logging
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -53,7 +61,10 @@ from urllib.parse import urlencode
 from flask import Flask, Response, current_app, request_finished
 from flask.globals import _cv_request
 from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response as BaseResponse
 
+from . import returns
+from .httpheaders import cache_control_directives, etag_matches, normalize_etag
 from .keys import build_key
 from .state import EXTENSION_KEY, CacheState
 from .store import MISSING
@@ -71,9 +82,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: How long a waiting request waits for the in-process leader computing the same key.
 FLIGHT_WAIT = 10.0
-#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock.
+#: TTL of the cross-process fill lock (``lock=True``) and of the stale-refresh lock, unless
+#: the view declares ``lock_timeout=``.
 LOCK_TTL = 5
-#: How long a request that lost the cross-process lock polls the cache before computing.
+#: How long a request that lost the cross-process lock polls the cache before computing
+#: (a view's ``lock_timeout``, when it declares one).
 LOCK_WAIT = 5.0
 
 _MAGIC = "DRV2"
@@ -129,6 +142,9 @@ _STALE = ("X-Cache-Stale", "1")
 
 #: A decoded entry: ``(soft_expiry, etag, headers, body)``.
 _Entry = tuple[float, str, list[tuple[str, str]], bytes]
+#: A fill waiting for the final response: ``(headers, etag, body, tags, versions)``;
+#: ``etag`` ``None``: ``body`` is a function's value, encoded (returns.py).
+_Pending = tuple[list[tuple[str, str]], str | None, bytes, list[str], Any]
 
 
 class MissingIdentityError(RuntimeError):
@@ -374,29 +390,21 @@ def _etag_of(body: bytes) -> str:
 
 
 def _etag_matches(header: str, etag: str) -> bool:
-    """``If-None-Match`` (weak comparison, as RFC 9110 asks for this header)."""
-    if header.strip() == "*":
-        return True
-    bare = etag[2:] if etag.startswith("W/") else etag
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == bare:
-            return True
-    return False
+    """``If-None-Match`` (its environ value: the WSGI server joined every line) matches
+    ``etag``, weak comparison; parsed by :func:`.httpheaders.etag_matches`."""
+    return etag_matches((header,), etag)
 
 
 def _cache_control_tokens(value: str | None) -> set[str]:
-    if not value:
-        return set()
-    return {part.split("=", 1)[0].strip().lower() for part in value.split(",")}
+    return cache_control_directives((value,)) if value else set()
 
 
 class _Options:
     __slots__ = (
         "cache_control",
+        "ignore_authorization",
         "lock",
+        "lock_timeout",
         "query",
         "shared",
         "swr",
@@ -419,6 +427,8 @@ class _Options:
         stale_while_revalidate: int,
         cache_control: str | None,
         query: bool | Iterable[str],
+        lock_timeout: int | None = None,
+        ignore_authorization: bool = False,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
@@ -450,6 +460,30 @@ class _Options:
         self.unless = unless
         self.lock = bool(lock)
         self.swr = swr
+        if lock_timeout is not None:
+            if (
+                isinstance(lock_timeout, bool)
+                or not isinstance(lock_timeout, int)
+                or lock_timeout < 1
+            ):
+                raise ValueError(
+                    f"lock_timeout must be an integer >= 1 (seconds) or None, got {lock_timeout!r}"
+                )
+            if not self.lock and not swr:
+                raise ValueError(
+                    "lock_timeout is the TTL of the lock taken with lock=True (or by "
+                    "stale_while_revalidate's refresh): set one of them, or drop lock_timeout"
+                )
+        #: TTL of the cross-process locks (None: LOCK_TTL); lock waiters poll that long.
+        self.lock_timeout = lock_timeout
+        if ignore_authorization and not shared:
+            raise ValueError(
+                "ignore_authorization=True is for shared views (shared=True) whose response "
+                "does not depend on the request's credentials; a per-user view already "
+                "serves requests carrying Authorization, keyed by their identity"
+            )
+        #: A shared view serves (and fills from) requests carrying ``Authorization``.
+        self.ignore_authorization = bool(ignore_authorization)
         self.cache_control = cache_control
         if isinstance(query, bool):
             self.query: bool | frozenset[str] = query
@@ -471,18 +505,31 @@ def cached(
     stale_while_revalidate: int = 0,
     cache_control: str | None = None,
     query: bool | Iterable[str] = True,
+    lock_timeout: int | None = None,
+    ignore_authorization: bool = False,
 ) -> Callable[[F], F]:
     """Build the decorator; ``DataRoomCache.cached`` is the public entry point."""
     opts = _Options(
-        timeout, tags, shared, vary, unless, lock, stale_while_revalidate, cache_control, query
+        timeout,
+        tags,
+        shared,
+        vary,
+        unless,
+        lock,
+        stale_while_revalidate,
+        cache_control,
+        query,
+        lock_timeout=lock_timeout,
+        ignore_authorization=ignore_authorization,
     )
 
     def decorator(view: F) -> F:
+        is_async = returns.is_async(view)  # raises TypeError if Flask cannot run it
         name = _unique_name(view)
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return _CachedCall(ext, opts, view, args, kwargs, (wrapper, name)).run()
+            return _CachedCall(ext, opts, view, args, kwargs, (wrapper, name), is_async).run()
 
         wrapper.__dataroom_cache__ = opts  # type: ignore[attr-defined]
         return cast(F, wrapper)
@@ -518,8 +565,7 @@ def _all_vary(headers: Any) -> set[str]:
 
 def _all_cache_control(headers: Any) -> Any:
     """The directives of every ``Cache-Control`` line (not only the first)."""
-    lines = headers.getlist("Cache-Control")
-    return _cache_control_tokens(", ".join(lines) if lines else None)
+    return cache_control_directives(headers.getlist("Cache-Control"))
 
 
 class _Unbindable(Exception):
@@ -559,6 +605,7 @@ class _CachedCall:
         "fills",
         "func",
         "identity",
+        "is_async",
         "key",
         "kwargs",
         "no_store",
@@ -582,6 +629,7 @@ class _CachedCall:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         func: tuple[Callable[..., Any], str] | None = None,
+        is_async: bool = False,
     ) -> None:
         self.ext = ext
         self.opts = opts
@@ -591,6 +639,9 @@ class _CachedCall:
         #: ``(the decorated wrapper, its qualified name)``: tells a route's own call from a
         #: cached function another view calls (keyed by the function and its arguments).
         self.func = func
+        #: An ``async def`` view: the route's own call runs it through ``app.ensure_sync``;
+        #: any other call returns its coroutine, not cached (returns.py).
+        self.is_async = is_async
         #: True for the route's own view; False for a cached function another view calls
         #: (its tags come from its own arguments; conditional requests are not its).
         self.routed = True
@@ -604,7 +655,7 @@ class _CachedCall:
         self.versions: tuple[str, ...] | None = None
         #: ``(headers, etag, body, tags, versions)`` to store once the final response is
         #: known (:meth:`finish`); ``releases`` run after that (flight, lock).
-        self.pending: tuple[list[tuple[str, str]], str, bytes, list[str], Any] | None = None
+        self.pending: _Pending | None = None
         self.releases: list[Callable[[], None]] = []
         #: This request's :class:`_RequestFills` (set on a miss).
         self.fills: _RequestFills | None = None
@@ -616,7 +667,10 @@ class _CachedCall:
             return self.view(*self.args, **self.kwargs)
         self.ctx = ctx
         req = ctx.request
+        self.endpoint = req.endpoint
         if req.method != "GET" and req.method != "HEAD":
+            if self.is_async and not self.called_by_another_view(ctx.app):
+                return ctx.app.ensure_sync(self.view)(*self.args, **self.kwargs)
             return self.view(*self.args, **self.kwargs)
         environ = req.environ
         outer: _CachedCall | None = environ.get(_ACTIVE_KEY)
@@ -630,8 +684,17 @@ class _CachedCall:
         self.state = state
         self.views = cast(ViewState, state.views)  # set by views.install in init_app
         self.store = state.store
-        self.endpoint = req.endpoint
         opts = self.opts
+        # a function another view calls (keyed by its own arguments, returns its value)
+        self.routed = not self.called_by_another_view(app)
+        if self.is_async and not self.routed:
+            self.warn_once(
+                f"async {self.func_name()}",
+                "async cached function %r called by another view: not cached (only an "
+                "async view's own route call is, for now); it returns its coroutine",
+                self.func_name(),
+            )
+            return self.view(*self.args, **self.kwargs)
 
         if not opts.shared:
             fn = _identity_fn(state)
@@ -651,8 +714,8 @@ class _CachedCall:
                     "the user's id (str, int or UUID), or None for an anonymous request"
                 )
             self.identity = str(ident)
-        elif "HTTP_AUTHORIZATION" in environ:
-            return self.bypass(fill=False)
+        elif "HTTP_AUTHORIZATION" in environ and not opts.ignore_authorization:
+            return self.bypass(fill=False)  # a shared answer may depend on credentials
 
         if opts.unless is not None and opts.unless():
             return self.bypass(fill=False)
@@ -660,8 +723,7 @@ class _CachedCall:
         if not store.enabled or (store.bypass_checks and store.must_bypass()):
             return self.bypass(fill=False)
         try:
-            if self.called_by_another_view(app):
-                self.routed = False
+            if not self.routed:
                 # the route's URL values too: what the function reads from g or request
                 self.key = self._build_key(_route_values(ctx), environ, self.call_params())
                 self.tag_list = self.tags()
@@ -709,6 +771,15 @@ class _CachedCall:
         reason = None
         if not inner_opts.shared and outer_opts.shared:
             reason = "a per-user cached view is called by the shared cached view %r"
+        elif (
+            outer_opts.ignore_authorization
+            and not inner_opts.ignore_authorization
+            and "HTTP_AUTHORIZATION" in self.ctx.request.environ
+        ):
+            reason = (
+                "a shared cached view without ignore_authorization is called, with an "
+                "Authorization header, by the cached view %r"
+            )
         elif inner_opts.unless is not None and inner_opts.unless():
             reason = "a cached view called by the cached view %r is not cached now (unless)"
         elif not inner_opts.vary_names <= outer_opts.vary_names or not _query_covers(
@@ -738,7 +809,9 @@ class _CachedCall:
         if _leads_to(view, wrapper):  # also a View whose ``decorators`` hold the cache
             return False
         view_class = getattr(view, "view_class", None)
-        if view_class is not None:  # a MethodView / View: the method for this request
+        if view_class is not None:  # a View's dispatch_request, a MethodView's method
+            if _leads_to(getattr(view_class, "dispatch_request", None), wrapper):
+                return False
             method = self.ctx.request.method.lower()
             found = getattr(view_class, method, None)
             if found is None and method == "head":
@@ -825,7 +898,7 @@ class _CachedCall:
         pragma = environ.get("HTTP_PRAGMA")
         return bool(pragma and "no-cache" in pragma.lower())
 
-    def lookup(self) -> _Entry | None:
+    def lookup(self) -> _Entry | returns.ValueEntry | None:
         try:
             value, self.versions = self.store.fetch(self.key, self.tag_list, self.endpoint)
         except Exception as exc:  # never fail a request for the cache
@@ -834,7 +907,9 @@ class _CachedCall:
             return None
         if value is MISSING:
             return None
-        entry = _unpack(value)
+        entry: _Entry | returns.ValueEntry | None = _unpack(value)
+        if entry is None and not self.routed:  # a function's value (not a response)
+            entry = returns.unpack_value(value)
         if entry is None:
             self.safe_delete(self.key)
         return entry
@@ -846,7 +921,11 @@ class _CachedCall:
             self.store._error("view delete", exc)
 
     # -- answers ---------------------------------------------------------------------------
-    def hit(self, entry: _Entry, environ: dict[str, Any], stale: bool = False) -> Response:
+    def hit(
+        self, entry: _Entry | returns.ValueEntry, environ: dict[str, Any], stale: bool = False
+    ) -> Any:
+        if isinstance(entry, returns.ValueEntry):
+            return entry.value  # decoded by this read: the caller's own copy
         _soft, etag, headers, body = entry
         headers.append(_HIT)
         if stale:
@@ -868,7 +947,10 @@ class _CachedCall:
         self.store.metrics.incr("bypasses", endpoint=self.endpoint)
         if fill:
             return self.compute(self.ctx.request.environ, "BYPASS")
-        resp = self.app.make_response(self.call_view())
+        result = self.call_view()
+        if not self.routed and not isinstance(result, BaseResponse):
+            return result  # a function's own value
+        resp = self.respond(result)
         resp.headers["X-Cache"] = "BYPASS"
         return resp
 
@@ -910,12 +992,23 @@ class _CachedCall:
         prefix = self.state.settings.key_prefix
         return f"{prefix}:~{kind}:{self.key[len(prefix) + 1 :]}"
 
-    def try_lock(self, lock_key: str) -> bool:
+    def try_lock(self, lock_key: str, token: str) -> bool:
+        """Take the lock, holding ``token`` (this call's own: only it releases the lock)."""
+        ttl = self.opts.lock_timeout or LOCK_TTL
         try:
-            return self.store.add(lock_key, 1, LOCK_TTL)
+            return self.store.add(lock_key, token, ttl)
         except Exception as exc:
             self.store._error("view lock", exc)
             return True
+
+    def release_lock(self, lock_key: str, token: str) -> None:
+        """Release the lock if it still holds ``token``: past its TTL another request may
+        hold it, and its lock is not ours to delete. A lock is not a cached value: no
+        invalidation is published (near cache)."""
+        try:
+            self.store.release(lock_key, token)
+        except Exception as exc:
+            self.store._error("view lock release", exc)
 
     def compute_locked(self, environ: dict[str, Any], wait: bool = True) -> Any:
         """Compute holding the cross-process lock; if another process holds it, poll the
@@ -925,10 +1018,12 @@ class _CachedCall:
         ``wait`` (this request holds another flight and lock until its final response,
         which the holder may be waiting for) a held lock means compute at once."""
         lock_key = self.lock_key("lock")
-        if not self.try_lock(lock_key):
+        token = secrets.token_hex(16)
+        if not self.try_lock(lock_key, token):
             if not wait:
                 return self.compute(environ, "MISS")
-            deadline = time.monotonic() + LOCK_WAIT
+            # a lock with a declared timeout is worth waiting for that long
+            deadline = time.monotonic() + (self.opts.lock_timeout or LOCK_WAIT)
             delay = 0.01
             while True:
                 if time.monotonic() >= deadline:
@@ -938,16 +1033,16 @@ class _CachedCall:
                 value = self.lookup()
                 if value is not None:
                     return self.hit(value, environ)
-                if self.try_lock(lock_key):
+                if self.try_lock(lock_key, token):
                     value = self.lookup()  # stored and released since our read
                     if value is not None:
-                        self.safe_delete(lock_key)
+                        self.release_lock(lock_key, token)
                         return self.hit(value, environ)
                     break
         try:
             return self.compute(environ, "MISS")
         finally:
-            self.after_fill(functools.partial(self.safe_delete, lock_key))
+            self.after_fill(functools.partial(self.release_lock, lock_key, token))
 
     def refresh_stale(self) -> Any:
         """After the soft expiry: one request (per key, across processes) recomputes; the
@@ -959,12 +1054,13 @@ class _CachedCall:
         fills.leading.add(self.key)
         try:
             lock_key = self.lock_key("swr")
-            if not self.try_lock(lock_key):
+            token = secrets.token_hex(16)
+            if not self.try_lock(lock_key, token):
                 return None
             try:
                 return self.compute(self.ctx.request.environ, "MISS")
             finally:
-                self.after_fill(functools.partial(self.safe_delete, lock_key))
+                self.after_fill(functools.partial(self.release_lock, lock_key, token))
         finally:
             self.after_fill(self.end_flight)
 
@@ -977,13 +1073,27 @@ class _CachedCall:
             self.releases.append(release)
 
     def call_view(self) -> Any:
-        """Run the view, marked as the active cached call of this request."""
+        """Run the view, marked as the active cached call of this request (an async one
+        through ``app.ensure_sync``, as Flask runs an uncached async view)."""
         environ = self.ctx.request.environ
         environ[_ACTIVE_KEY] = self
         try:
+            if self.is_async:
+                handovers = self.store.handovers
+                return returns.run_async(self.app, self.view, self.args, self.kwargs, handovers)
             return self.view(*self.args, **self.kwargs)
         finally:
             environ.pop(_ACTIVE_KEY, None)
+
+    def respond(self, result: Any) -> Response:
+        """``make_response`` of the route's result; a result it refuses is most often an
+        object a decorator above the cache was meant to turn into a response."""
+        try:
+            return self.app.make_response(result)
+        except TypeError as exc:
+            if result is None:  # Flask's own message says it all
+                raise
+            raise returns.not_a_response(self.func_name(), result, exc) from exc
 
     def tags(self) -> list[str]:
         spec = self.opts.tags
@@ -1024,7 +1134,15 @@ class _CachedCall:
                     self.store._error("view version read", exc)
         hooks = getattr(self.ctx, "_after_request_functions", None)
         hooks_before = len(hooks) if hooks is not None else 0
-        resp = self.app.make_response(self.call_view())
+        result = self.call_view()
+        if not self.routed and not isinstance(result, BaseResponse):
+            # a function another view calls: its own value, stored as a value (not if it
+            # registered after_this_request functions: a hit would not run them)
+            view_hooks = hooks is not None and len(hooks) > hooks_before
+            if captured is not None and not view_hooks and self.storable_call():
+                self.keep_value(result, tags, captured[1])
+            return result
+        resp = self.respond(result)
         if resp.status_code != 200:
             resp.headers["X-Cache"] = outcome
             return resp
@@ -1036,7 +1154,7 @@ class _CachedCall:
             resp.headers["X-Cache"] = outcome
             return resp
         body = resp.get_data()
-        etag = resp.headers.get("ETag") or _etag_of(body)
+        etag = normalize_etag(resp.headers.get("ETag")) or _etag_of(body)
         resp.headers["ETag"] = etag
         if "Cache-Control" not in resp.headers:
             resp.headers["Cache-Control"] = self.opts.cache_control or (
@@ -1054,19 +1172,40 @@ class _CachedCall:
         return resp
 
     def storable(self, resp: Response) -> bool:
-        if self.no_store or self.ctx.request.environ.get(_SKIP_KEY):
+        if not self.storable_call():
             return False
         if resp.is_streamed or resp.direct_passthrough or "Set-Cookie" in resp.headers:
             return False
-        session = getattr(self.ctx, "_session", None)
-        if session is not None and getattr(session, "modified", False):
-            return False  # Flask will set the session cookie on this response
         tokens = _all_cache_control(resp.headers)
         if "no-store" in tokens:
             return False
         if self.opts.shared and "private" in tokens:
             return False
         return self.vary_covered(resp)
+
+    def storable_call(self) -> bool:
+        """The checks that do not depend on what the view returned."""
+        if self.no_store or self.ctx.request.environ.get(_SKIP_KEY):
+            return False
+        session = getattr(self.ctx, "_session", None)
+        # a modified session: Flask will set the session cookie on this response
+        return session is None or not getattr(session, "modified", False)
+
+    def keep_value(self, value: Any, tags: list[str], versions: Any) -> None:
+        """Store the value a cached function returned to the view calling it, if the
+        codec gives it back identical (type and value); else warn once."""
+        payload = returns.encode_value(value)
+        if payload is None:
+            self.warn_once(
+                f"value {self.func_name()}",
+                "cached function %r returned a %s, which would not come back from the "
+                "cache unchanged (JSON values, dates, times, UUIDs, Decimals and bytes "
+                "do; tuples, non-string dict keys and objects do not); not caching it",
+                self.func_name(),
+                type(value).__name__,
+            )
+            return
+        self.defer_fill(None, None, payload, tags, versions)
 
     def vary_covered(self, resp: Response) -> bool:
         """The view's own ``Vary`` says which request headers its body depends on: each
@@ -1109,20 +1248,29 @@ class _CachedCall:
             log.warning(msg, *args)
 
     def defer_fill(
-        self, resp: Response, etag: str, body: bytes, tags: list[str], versions: Any
+        self,
+        resp: Response | None,
+        etag: str | None,
+        body: bytes,
+        tags: list[str],
+        versions: Any,
     ) -> None:
         """Snapshot the view's own headers and body now (after-request functions of the
         app also run on every hit: what they add must not be stored), store them in
         :meth:`finish` once Flask's after-request processing has produced the final
-        response, which may still forbid storing (``no-store`` added by an app hook)."""
-        headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
+        response, which may still forbid storing (``no-store`` added by an app hook).
+        ``resp`` and ``etag`` are ``None`` for a function's value (``body`` encodes it)."""
+        if resp is None:
+            headers: list[tuple[str, str]] = []
+        else:
+            headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in _DROP_HEADERS]
         if any("\n" in k or "\r" in k or "\n" in v or "\r" in v for k, v in headers):
             return
         fills = self.fills or _fills_of(self.ctx)
         if fills.finished:
             # called after request_finished (a stream_with_context generator): the final
             # response is already sent, the view's own response is all there is to check
-            if self.final_storable(resp):
+            if resp is None or self.final_storable(resp):
                 self.fill(headers, etag, body, tags, versions)
             return
         if self.key in fills.pending:  # called twice in one request: the first one fills
@@ -1185,13 +1333,16 @@ class _CachedCall:
     def fill(
         self,
         headers: list[tuple[str, str]],
-        etag: str,
+        etag: str | None,
         body: bytes,
         tags: list[str],
         versions: Any,
     ) -> None:
         timeout = self.opts.timeout or self.state.settings.ttl
-        value = _pack(headers, etag, time.time() + timeout, body)
+        soft = time.time() + timeout
+        value = (  # etag None: a function's value
+            returns.pack_value(body, soft) if etag is None else _pack(headers, etag, soft, body)
+        )
         try:
             self.store.set(
                 self.key,

@@ -74,6 +74,12 @@ class Backend(Protocol):
     def add(self, key: str, payload: bytes, ttl: int) -> bool:
         """Store an untagged value only if the key is absent (locks). True if stored."""
 
+    def release(self, key: str, payload: bytes) -> bool:
+        """Remove a value stored by :meth:`add` only if it still holds ``payload`` (a lock
+        released by its holder, never the next holder's after this one's expired): compare
+        and delete in one atomic step. True if removed. A lock key is not a cached value:
+        no invalidation is sent to anyone."""
+
     def delete(self, key: str) -> None:
         """Remove one entry (a no-op if absent)."""
 

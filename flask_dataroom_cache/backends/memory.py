@@ -105,6 +105,14 @@ class MemoryBackend:
                 self._entries.popitem(last=False)
             return True
 
+    def release(self, key: str, payload: bytes) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[1] or entry[3] != payload:
+                return False  # absent, a tagged entry, or another holder's lock
+            del self._entries[key]
+            return entry[0] > self._clock()  # an expired one was no longer held
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)

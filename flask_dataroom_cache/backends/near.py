@@ -661,6 +661,11 @@ class NearCache:
     def add(self, key: str, payload: bytes, ttl: int) -> bool:
         return self.inner.add(key, payload, ttl)
 
+    def release(self, key: str, payload: bytes) -> bool:
+        # A lock key is never an L1 entry (``add`` does not fill L1, nor is it read with
+        # ``get``): nothing to drop here, nothing to publish to peers and wait for.
+        return self.inner.release(key, payload)
+
     def delete(self, key: str) -> None:
         self.inner.delete(key)
         self._apply((), (key,), False)

@@ -160,6 +160,14 @@ return #KEYS
 """
 
 
+# KEYS[1] the lock; ARGV[1] the value its holder stored (framed): delete it only if it
+# still holds that value (a holder that ran past the TTL never removes the next one's).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 # Cluster variant: KEYS[1] is the shard group's hash tag, only there to route the call.
 _VERSIONS_ROUTED = _VERSIONS
 
@@ -366,6 +374,7 @@ class RedisBackend:
         self._set = client.register_script(_SET)
         self._versions = client.register_script(_VERSIONS)
         self._invalidate = client.register_script(_INVALIDATE)
+        self._release = client.register_script(_RELEASE)
         self._invalidate_sha = _bulk(self._invalidate.sha.encode("ascii"))
 
     @classmethod
@@ -588,6 +597,12 @@ class RedisBackend:
         except RedisError as exc:
             raise BackendError(f"redis SET NX failed: {exc}") from exc
 
+    def release(self, key: str, payload: bytes) -> bool:
+        try:
+            return bool(self._release(keys=[key], args=[_frame((), (), payload)]))
+        except RedisError as exc:
+            raise BackendError(f"redis lock release failed: {exc}") from exc
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete(key)
@@ -749,6 +764,7 @@ class ClusterRedisBackend(RedisBackend):
                     self._get = made.register_script(_GET)
                     self._set = made.register_script(_SET)
                     self._versions = made.register_script(_VERSIONS_ROUTED)
+                    self._release = made.register_script(_RELEASE)
                     self._client = made
                 client = self._client
         return client
@@ -840,6 +856,15 @@ class ClusterRedisBackend(RedisBackend):
             return bool(self.client.set(full, _frame((), (), payload), ex=int(ttl), nx=True))
         except RedisError as exc:
             raise BackendError(f"redis SET NX failed: {exc}") from exc
+
+    def release(self, key: str, payload: bytes) -> bool:
+        full = self._groups[self._group(key)] + key
+        try:
+            client = self.client  # registers the scripts on first use
+            del client
+            return bool(self._release(keys=[full], args=[_frame((), (), payload)]))
+        except RedisError as exc:
+            raise BackendError(f"redis lock release failed: {exc}") from exc
 
     def delete(self, key: str) -> None:
         try:

@@ -450,6 +450,22 @@ class ResilientBackend:
             return self.fallback.add(key, payload, min(ttl, self.fallback_ttl))
         return True
 
+    def release(self, key: str, payload: bytes) -> bool:
+        """Release a lock where :meth:`add` may have taken it (the fallback while the
+        primary was down, else the primary). Never queued for later: a late compare and
+        delete could only find the lock expired, or another holder's."""
+        released = False
+        if self.fallback is not None:
+            released = self.fallback.release(key, payload)
+        if self._usable():
+            try:
+                released = self.primary.release(key, payload) or released
+            except BackendError as exc:
+                self._failed(exc)  # the lock expires by its TTL
+            else:
+                self._ok()
+        return released
+
     def delete(self, key: str) -> None:
         if self.fallback is not None:
             self.fallback.delete(key)

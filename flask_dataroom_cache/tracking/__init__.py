@@ -11,9 +11,14 @@ A write, step by step (``docs/transactions.md`` tells the story), each step one 
     flush.py        flushed objects -> tags (the model rules, ``rules.py``)
     statements.py   bulk ORM / Core DML -> tags, before the statement runs
     cascades.py     rows the database deletes or changes itself (ON DELETE ...)
+    associations.py which tables are many-to-many association tables, what they link
+    links.py        association rows -> tags of both rows each one links
     textual.py      textual SQL: a write to which tracked tables
+    ddl.py          schema changes (DDL): the namespace epoch after they commit
     rows.py         the tracked tables, and the tags of rows given as values
-    connection.py   engine events: Core statements and transactions, the commit hook
+    core.py         engine events: Core statements -> tags, routed to session or connection
+    connection.py   engine events: a connection's transactions, the per-connection record
+    commit_hook.py  dialect.do_commit wrapped: tags go out right after the DBAPI COMMIT
     pending.py      tags per open (sub)transaction: release merges, rollback drops
     delivery.py     the one path committed tags take to the store
     snapshot.py     the store hooks: bypass, fill refusal, deferred invalidate_tags
@@ -38,11 +43,12 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from ..rules import Registry
 from ..state import EXTENSION_KEY
 from .cascades import CascadeGraph
-from .connection import EngineEvents
+from .connection import ConnectionEvents
+from .core import CoreStatements
 from .delivery import Delivery
 from .rows import BULK_ROW_CAP, TrackedTables
 from .session import SessionEvents, SessionState, ThreadSessions
-from .snapshot import SnapshotRules, backend_nonces, skew_setting
+from .snapshot import SnapshotRules, backend_nonces
 from .sqlexpr import app_engines
 
 if TYPE_CHECKING:
@@ -117,7 +123,10 @@ class Tracker:
         self.cascades = CascadeGraph(self.tables)
         self.threads = ThreadSessions()
         self.snapshot = SnapshotRules(
-            registry, self.threads, skew_setting(app), backend_nonces(self.store.backend)
+            registry,
+            self.threads,
+            self.store.settings.snapshot_clock_skew_ms / 1000.0,
+            backend_nonces(self.store.backend),
         )
         self.delivery = Delivery(self.store, self.snapshot)
         owners: weakref.WeakKeyDictionary[Connection, SessionState] = weakref.WeakKeyDictionary()
@@ -137,7 +146,7 @@ class Tracker:
             engines=self._engines,
             attach_engine=self.attach_engine,
         )
-        self.engine_events = EngineEvents(
+        self.core_statements = CoreStatements(
             key=self.key,
             registry=registry,
             tables=self.tables,
@@ -146,10 +155,14 @@ class Tracker:
             delivery=self.delivery,
             owners=owners,
         )
+        self.connection_events = ConnectionEvents(
+            key=self.key, delivery=self.delivery, owners=owners
+        )
         self._late_hook: Any = None
         self.store.bypass_checks.append(self.snapshot.must_bypass)
         self.store.deferrers.append(self.snapshot.defer)
         self.store.fill_checks.append(self.snapshot.refuse_fill)
+        self.store.handovers.append(self.threads.hand_over)
 
     # -- attaching ------------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -208,7 +221,8 @@ class Tracker:
         if engine in self._engines:
             return
         self._engines.add(engine)
-        self.engine_events.attach(engine)
+        self.core_statements.attach(engine)
+        self.connection_events.attach(engine)
 
     # -- detaching -------------------------------------------------------------------------------
     def detach(self) -> None:
@@ -222,12 +236,14 @@ class Tracker:
             self.session_events.detach(target)
         self._targets.clear()
         for engine in list(self._engines):
-            self.engine_events.detach(engine)
+            self.core_statements.detach(engine)
+            self.connection_events.detach(engine)
         self._engines.clear()
         for hooks, check in (
             (self.store.bypass_checks, self.snapshot.must_bypass),
             (self.store.deferrers, self.snapshot.defer),
             (self.store.fill_checks, self.snapshot.refuse_fill),
+            (self.store.handovers, self.threads.hand_over),
         ):
             if check in hooks:
                 hooks.remove(check)  # type: ignore[arg-type]

@@ -3,7 +3,8 @@
 A DELETE (the flush's own, a bulk ORM one, Core) of a table whose rows are referenced
 with an ``ondelete`` action removes or changes rows the statement does not name. Before it
 runs, :meth:`CascadeGraph.tags` reads those rows, level by level (a folder's subfolders'
-files...), and tags them by their rules.
+files...), and tags them by their rules (association rows: both rows each one links,
+``links.py``).
 
 The graph (:class:`Edge` per foreign key with an ``ondelete`` action that reaches a tracked
 table, directly or through further cascades) is built once from the tables' metadata, and
@@ -28,7 +29,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from ..rules import parent_tag
 from ..tags import type_tag
-from . import rows
+from . import links, rows
 from .rows import ConnectionOf, Run, TableInfo, TrackedTables, coarse_tags, distinct_parent_tags
 from .sqlexpr import in_chunks
 
@@ -86,6 +87,7 @@ class CascadeGraph:
 
     def _build(self) -> None:
         tracked = {t for t, _ in self.tables.items()}
+        tracked |= set(self.tables.associations())  # their rows link tracked rows
         metas = list({id(t.metadata): t.metadata for t in tracked}.values())
         edges: dict[sa.Table, list[Edge]] = {}
         for md in metas:
@@ -191,6 +193,7 @@ class CascadeGraph:
         cap = rows.BULK_ROW_CAP
         child = edge.child
         info = self.tables.known(child)
+        assoc = self.tables.known_association(child) if info is None else None
         parent_pk = tuple(edge.parent.primary_key.columns)
         fk = edge.fk_cols[0] if len(edge.fk_cols) == 1 else sa.tuple_(*edge.fk_cols)
         conds: list[Any]
@@ -202,6 +205,8 @@ class CascadeGraph:
         cols: list[Any] = list(pk)
         if info is not None:
             cols.extend(c for c in (info.id_col, *info.parent_cols.values()) if c is not None)
+        if assoc is not None:
+            cols.extend(assoc.columns)
         cols = list(dict.fromkeys(cols))
         if not cols:
             cols = list(edge.fk_cols)
@@ -214,6 +219,9 @@ class CascadeGraph:
             return None
         whole = conds[0] if len(conds) == 1 else sa.or_(*conds)
         kind = "delete" if edge.action == "delete" else "update"
+        if assoc is not None:  # the rows (before the statement) link both sides: tag them
+            reader = links.Reader.on(run, connection)
+            links.condition_tags(assoc, whole, reader, tags, found if len(found) <= cap else None)
         if len(found) > cap or not pk:
             if info is not None:
                 coarse_tags(info.rule, tags)

@@ -3,8 +3,8 @@
 SQLAlchemy's ``commit`` engine event fires *before* the COMMIT: a reader in between would
 store the old row under the new tag tokens. So each tracked engine's dialect gets a
 wrapper as its ``do_commit``: it calls the original, then tells every tracker listening on
-that dialect (:meth:`~.connection.EngineEvents.after_dbapi_commit`); if the COMMIT raises,
-it tells them that instead (:meth:`~.connection.EngineEvents.dbapi_commit_failed`).
+that dialect (:meth:`~.connection.ConnectionEvents.after_dbapi_commit`); if the COMMIT raises,
+it tells them that instead (:meth:`~.connection.ConnectionEvents.dbapi_commit_failed`).
 
 One wrapper per dialect, shared by every tracker of the process that listens on one of
 its engines (a dialect belongs to one ``create_engine``). Every patch has its unpatch:
@@ -20,21 +20,21 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .connection import EngineEvents
+    from .connection import ConnectionEvents
 
 __all__ = ["hook_commit", "unhook_commit"]
 
 
 class _CommitHook:
     """``dialect.do_commit`` replaced by a wrapper that calls the original, then tells
-    every tracker listening on the dialect (:meth:`EngineEvents.after_dbapi_commit`)."""
+    every tracker listening on the dialect (:meth:`ConnectionEvents.after_dbapi_commit`)."""
 
     def __init__(self, dialect: Any) -> None:
         #: The dialect had its own ``do_commit`` (someone patched it before us): restored
         #: as is; otherwise the instance attribute is removed and the class's shows again.
         self.had_own = "do_commit" in vars(dialect)
         self.original = dialect.do_commit
-        self.listeners: tuple[weakref.ref[EngineEvents], ...] = ()
+        self.listeners: tuple[weakref.ref[ConnectionEvents], ...] = ()
         hook = self  # the installed wrapper keeps its hook alive
         original = self.original
 
@@ -62,7 +62,7 @@ _HOOKS: weakref.WeakKeyDictionary[Any, weakref.ref[_CommitHook]] = weakref.WeakK
 _HOOKS_LOCK = threading.Lock()
 
 
-def hook_commit(dialect: Any, listener: EngineEvents) -> None:
+def hook_commit(dialect: Any, listener: ConnectionEvents) -> None:
     """Have ``listener.after_dbapi_commit`` called right after each COMMIT of ``dialect``."""
     with _HOOKS_LOCK:
         ref = _HOOKS.get(dialect)
@@ -74,7 +74,7 @@ def hook_commit(dialect: Any, listener: EngineEvents) -> None:
             hook.listeners = (*hook.listeners, weakref.ref(listener))
 
 
-def unhook_commit(dialect: Any, listener: EngineEvents) -> None:
+def unhook_commit(dialect: Any, listener: ConnectionEvents) -> None:
     """Stop telling ``listener``; the last one gone, the original ``do_commit`` is back
     (unless someone wrapped it after us: then our wrapper stays, calling no one)."""
     with _HOOKS_LOCK:

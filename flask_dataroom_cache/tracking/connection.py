@@ -1,29 +1,20 @@
-"""Engine events: Core DML and textual SQL, Core transactions, the per-connection record.
+"""A connection's own pending tags and its transaction events; the per-connection record.
 
-Listeners on each tracked engine::
+Tags of Core statements no session owns (``core.py``), and a joined session's tags parked
+for an outer COMMIT, wait on the connection in a typed :class:`ConnectionRecord`, kept in
+the DBAPI connection's ``info`` under the tracker's key (it outlives one ``Connection``
+object). Listeners on each tracked engine (and its pool)::
 
-    before_execute          Core insert/update/delete on a tracked table (or a DELETE the
-                            database cascades to one) -> tags (``statements.py``);
-                            textual SQL -> ``textual.py``
-    before_cursor_execute   ``exec_driver_sql`` (no before_execute): textual SQL
-    after_execute, after_cursor_execute
-                            an UPDATE's new parents re-read; an AUTOCOMMIT statement's
-                            tags delivered (it committed itself)
-    savepoint, release_savepoint, rollback_savepoint, rollback
-                            the connection's pending levels (``pending.py``)
-    commit                  the connection's tags handed to the commit hook
+    savepoint, release_savepoint, rollback_savepoint
+                            the record's pending levels (``pending.py``)
+    rollback                everything pending dropped
+    commit                  the record's tags (and the owning session's root tags) handed
+                            to the commit hook (``commit_hook.py``), which calls
+                            :meth:`ConnectionEvents.after_dbapi_commit` right after the
+                            DBAPI COMMIT: they go out then (delivery.py)
     commit_twophase, checkin
                             what no commit hook saw goes out when the connection returns
                             to the pool (over-invalidating at worst)
-
-Where Core tags go (:meth:`EngineEvents.route`): into the pending tags of the session that
-owns the connection (its transaction commits them), else onto the connection's own
-:class:`ConnectionRecord`, kept in the DBAPI connection's ``info`` (it outlives one
-``Connection`` object), until its COMMIT.
-
-Core has no after-commit event (``commit`` fires before the COMMIT): the commit hook
-(``commit_hook.py``) calls :meth:`EngineEvents.after_dbapi_commit` right after the DBAPI
-COMMIT, and the tags go out then.
 """
 
 from __future__ import annotations
@@ -36,40 +27,29 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import dml
-from sqlalchemy.sql.elements import TextClause
 
-from . import textual
 from .commit_hook import hook_commit, unhook_commit
 from .pending import PendingTags
-from .rows import TableInfo
-from .sqlexpr import is_autocommit, is_orm_statement, running_flush_of
-from .statements import dml_tags, parameter_rows, reselect, update_needs_reselect
 
 if TYPE_CHECKING:
-    from ..rules import Registry
-    from .cascades import CascadeGraph
     from .delivery import Delivery
-    from .rows import TrackedTables
-    from .session import SessionState, ThreadSessions
+    from .rows import TableInfo
+    from .session import SessionState
 
 __all__ = [
-    "ENGINE_EVENTS",
+    "TRANSACTION_EVENTS",
+    "ConnectionEvents",
     "ConnectionRecord",
-    "EngineEvents",
+    "Reselect",
     "connection_record",
     "find_record",
 ]
 
 log = logging.getLogger("flask_dataroom_cache")
 
-#: Engine (and pool) event -> listener method of :class:`EngineEvents`, in the order attached.
-ENGINE_EVENTS = {
-    "before_execute": "on_before_execute",
-    "after_execute": "on_after_execute",
-    # exec_driver_sql() skips before/after_execute: only the cursor events see it
-    "before_cursor_execute": "on_before_cursor_execute",
-    "after_cursor_execute": "on_after_cursor_execute",
+#: Engine (and pool) event -> listener method of :class:`ConnectionEvents`, in the order
+#: attached.
+TRANSACTION_EVENTS = {
     "commit": "on_commit",
     "commit_twophase": "on_commit_twophase",
     "savepoint": "on_savepoint",
@@ -109,6 +89,8 @@ class ConnectionRecord:
     committed: set[str] = field(default_factory=set)
     #: Set by ``before_execute``, used by ``after_execute``.
     reselect: Reselect | None = None
+    #: A DDL statement is running (``after_execute`` checks whether it committed itself).
+    ran_ddl: bool = False
 
 
 def connection_record(conn: Connection, key: str) -> ConnectionRecord:
@@ -133,6 +115,8 @@ class _Committing:
     dbapi: Any
     #: Its record (it stays valid after the ``Connection`` is closed).
     record: ConnectionRecord
+    #: The session whose root transaction this COMMIT ends (its root tags go out too).
+    session: SessionState | None
 
 
 def _dbapi(conn: Connection) -> Any:
@@ -144,215 +128,58 @@ def _dbapi(conn: Connection) -> Any:
         return None
 
 
-def _flush_statement(execution_options: Any, info: TableInfo | None) -> bool:
-    """True for a statement the unit of work itself emits: SQLAlchemy's persistence layer
-    runs them with the mapper's own ``compiled_cache``; a statement a flush *event* runs
-    on the flush's connection does not carry it."""
-    cache = execution_options.get("compiled_cache") if execution_options else None
-    if cache is None:
-        return False
-    return info is None or cache is info.mapper_cache
-
-
-def _in_unit_of_work(owner: SessionState) -> bool:
-    """True while the owning session runs a flush's own statements."""
-    session = owner.session_ref()
-    if session is None:
-        return False
-    ref = owner.flush_context
-    return running_flush_of(session, ref() if ref is not None else None)
-
-
-class EngineEvents:
-    """The engine listeners of one tracker."""
+class ConnectionEvents:
+    """The transaction listeners of one tracker on its engines."""
 
     def __init__(
         self,
         *,
         key: str,
-        registry: Registry,
-        tables: TrackedTables,
-        cascades: CascadeGraph,
-        threads: ThreadSessions,
         delivery: Delivery,
         owners: weakref.WeakKeyDictionary[Connection, SessionState],
     ) -> None:
         self.key = key
-        self.registry = registry
-        self.tables = tables
-        self.cascades = cascades
-        self.threads = threads
         self.delivery = delivery
         self.owners = owners
         #: ``.committing``: this thread's :class:`_Committing`, between the ``commit``
         #: event and the commit hook.
         self._local = threading.local()
 
-    # -- wiring -------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
-        for name, method in ENGINE_EVENTS.items():
+        for name, method in TRANSACTION_EVENTS.items():
             event.listen(engine, name, getattr(self, method))
         hook_commit(engine.dialect, self)
 
     def detach(self, engine: Engine) -> None:
-        for name, method in ENGINE_EVENTS.items():
+        for name, method in TRANSACTION_EVENTS.items():
             listener = getattr(self, method)
             if event.contains(engine, name, listener):
                 event.remove(engine, name, listener)
         unhook_commit(engine.dialect, self)
 
-    # -- statements ---------------------------------------------------------------------------
-    def on_before_execute(
-        self,
-        conn: Connection,
-        clauseelement: Any,
-        multiparams: Any,
-        params: Any,
-        execution_options: Any,
-    ) -> None:
-        if not isinstance(clauseelement, dml.UpdateBase):
-            if isinstance(clauseelement, TextClause):
-                self.on_text(conn, clauseelement.text)
-            return
-        if not self.registry:
-            return
-        if is_orm_statement(clauseelement):
-            return  # ORM-enabled statement: handled by do_orm_execute
-        table = getattr(clauseelement, "table", None)
-        info = self.tables.get(table) if table is not None else None
-        # a DELETE whose rows the database cascades to tracked rows: read them first
-        cascade = (
-            isinstance(clauseelement, dml.Delete)
-            and table is not None
-            and bool(self.cascades.edges(table))
-        )
-        owner = self.owners.get(conn)
-        if owner is not None:
-            if _in_unit_of_work(owner) and _flush_statement(execution_options, info):
-                # the flush's own statements: after_flush tags the flushed objects, but
-                # not the rows the database deletes with them (passive_deletes). Other
-                # statements during a flush (a mapper event's Core DML) are tracked below.
-                if cascade:
-                    rows_params = parameter_rows(multiparams, params)
-                    tags, _ = dml_tags(
-                        None,
-                        self.cascades,
-                        clauseelement,
-                        rows_params or None,
-                        conn.execute,
-                        lambda: conn,
-                        cascade=True,
-                    )
-                    self.route(conn, owner, tags)
-                return
-        elif execution_options:
-            cache = execution_options.get("compiled_cache")
-            if cache is not None and (info is None or cache is info.mapper_cache):
-                return  # an untracked session's flush (or bulk_save_*): not ours
-        if info is None and not cascade:
-            if owner is not None:
-                owner.has_written = True
-            return
-        rows_params = parameter_rows(multiparams, params)
-        tags, ids = dml_tags(
-            info,
-            self.cascades,
-            clauseelement,
-            rows_params or None,
-            conn.execute,
-            lambda: conn,
-            cascade=cascade,
-        )
-        if info is not None and ids and update_needs_reselect(info, clauseelement):
-            # the new parents are only known once the statement ran: after_execute
-            connection_record(conn, self.key).reselect = Reselect(info, ids, owner)
-        self.route(conn, owner, tags)
-
-    def on_text(self, conn: Connection, sql: str) -> None:
-        """Textual SQL (``text()``, ``exec_driver_sql``): a write bumps the types of the
-        tracked tables it may change (``textual.py``) and counts as a flushed change of
-        the owning session (reads bypass, fills dropped, ``invalidate_tags`` deferred)."""
-        if not textual.is_write(sql):
-            return
-        owner = self.owners.get(conn)
-        if owner is not None:
-            owner.has_written = True
-        if not self.registry:
-            return
-        tags = textual.tags_for(sql, self.tables, conn.dialect.name)
-        if tags:
-            self.route(conn, owner, tags)
-
-    def route(self, conn: Connection, owner: SessionState | None, tags: set[str]) -> None:
-        """Where a Core statement's tags wait for their commit: the owning session's open
-        transaction, else (AUTOCOMMIT) until the statement has run, else the connection."""
-        session = owner.session_ref() if owner is not None else None
-        if owner is not None and session is not None and session.in_transaction():
-            self.threads.adopt(owner)
-            owner.has_written = True
-            if owner.pending.add(tags):
-                owner.has_tracked_writes = True
-                return
-        record = connection_record(conn, self.key)
-        if owner is None and is_autocommit(conn):
-            # each statement commits by itself: send once it has run (after_execute)
-            record.autocommit |= tags
-            return
-        record.pending.add(tags)
-
-    def on_after_execute(
-        self,
-        conn: Connection,
-        clauseelement: Any,
-        multiparams: Any,
-        params: Any,
-        execution_options: Any,
-        result: Any,
-    ) -> None:
-        record: ConnectionRecord | None = conn.info.get(self.key)  # hot: every execute
-        if record is None:
-            return
-        again = record.reselect
-        if again is not None:
-            record.reselect = None
-            self.route(conn, again.owner, reselect(again.info, again.ids, conn.execute))
-        self._send_autocommit(record)
-
-    def on_before_cursor_execute(
-        self, conn: Connection, cursor: Any, statement: str, *args: Any
-    ) -> None:
-        context = args[1] if len(args) > 1 else None
-        if getattr(context, "compiled", None) is None:  # Connection.exec_driver_sql()
-            self.on_text(conn, statement)
-
-    def on_after_cursor_execute(self, conn: Connection, *args: Any) -> None:
-        context = args[3] if len(args) > 3 else None
-        if getattr(context, "compiled", None) is not None:
-            return  # a compiled statement (maybe one batch of several): after_execute sends
-        record = find_record(conn, self.key)
-        if record is not None:
-            self._send_autocommit(record)  # the driver-level statement is committed
-
-    def _send_autocommit(self, record: ConnectionRecord) -> None:
-        if record.autocommit:
-            tags, record.autocommit = record.autocommit, set()
-            self.delivery.send(tags)  # autocommit: the statement is committed
-
-    # -- transactions ---------------------------------------------------------------------------
     def on_commit(self, conn: Connection) -> None:
-        """Before a Core connection's COMMIT: hand its tags to the commit hook, which
-        sends them right after the COMMIT; if it does not run, they go out when the
-        connection returns to the pool."""
+        """Before a connection's COMMIT: hand its tags to the commit hook, which sends
+        them right after the COMMIT; if it does not run, they go out when the connection
+        returns to the pool.
+
+        The tags of a tracked session committing its root transaction on this connection
+        go out there too (not parked: a COMMIT that fails must send nothing), so they are
+        delivered before SQLAlchemy dispatches ``after_commit`` to any listener."""
         # Anything pending on the connection is not a session's own (a session keeps its
         # tags in its own levels): Core statements, or a joined session's tags parked for
         # this COMMIT, even if a session has begun on the connection again since.
         record: ConnectionRecord | None = conn.info.get(self.key)  # hot: every COMMIT
-        if record is None:
-            return
-        tags = record.pending.drain()
+        tags = record.pending.drain() if record is not None else None
         if tags:
+            assert record is not None
             record.committed |= tags
-            self._local.committing = _Committing(_dbapi(conn), record)
+        owner = self.owners.get(conn)
+        if owner is not None and not (owner.owned and owner.pending):
+            owner = None
+        if tags or owner is not None:
+            if record is None:
+                record = connection_record(conn, self.key)
+            self._local.committing = _Committing(_dbapi(conn), record, owner)
 
     def on_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
         """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
@@ -371,6 +198,12 @@ class EngineEvents:
             return  # another connection's COMMIT: that one's own check-in resends
         record = pending.record
         tags, record.committed = record.committed, set()
+        owner = pending.session
+        if owner is not None and owner.session_ref() is not None:
+            own = owner.pending.commit()
+            if own:
+                owner.delivered = own if owner.delivered is None else owner.delivered | own
+                tags |= own
         if tags:
             try:
                 self.delivery.send(tags)
@@ -407,6 +240,7 @@ class EngineEvents:
         if record is not None:
             record.pending.drain()
             record.reselect = None
+            record.ran_ddl = False
         pending: _Committing | None = getattr(self._local, "committing", None)
         if pending is not None and pending.dbapi is _dbapi(conn):
             self._local.committing = None
@@ -423,6 +257,7 @@ class EngineEvents:
         # would have dropped them. Sent now (over-invalidating at worst).
         tags = record.pending.drain()
         record.reselect = None
+        record.ran_ddl = False
         if record.committed:
             tags |= record.committed
             record.committed = set()

@@ -56,7 +56,7 @@ class FlushTags:
                 for obj in session.deleted:
                     rule = rule_for(type(obj))
                     if rule is not None and rule.members is not None:
-                        old_values[sa.inspect(obj)] = (None, list(rule.members(obj)))
+                        old_values[sa.inspect(obj)] = (None, rule.member_ids(obj))
         modified = modified_states(session)
         rules = registry.resolved
         if self._child_version != registry.version:
@@ -198,8 +198,9 @@ def _load_old(session: Session, state: Any, attrs: list[str]) -> dict[str, Any]:
     if not cols or state.identity is None:
         return {}
     where = [c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)]
-    with session.no_autoflush:
-        row = session.execute(sa.select(*[c for _, c in cols]).where(*where)).first()
+    query = sa.select(*[c for _, c in cols]).where(*where)
+    with session.no_autoflush:  # on the mapper's bind (its bind key), not the default one
+        row = session.execute(query, bind_arguments={"mapper": mapper}).first()
     if row is None:
         return {}
     return {attr: value for (attr, _), value in zip(cols, row, strict=True)}

@@ -97,13 +97,13 @@ class PendingTags:
             del self._levels[index:], self._owners[index:]
 
     def commit(self) -> set[str]:
-        """The root committed: its tags (to deliver); levels still open above it are
-        dropped, the root level stays open and empty until :meth:`clear`."""
+        """The root committed: its tags, moved out (to deliver). The levels stay open
+        (empty, for the root) until :meth:`clear`: a savepoint still open above it (its
+        connection committed under it) merges into the root later, as usual."""
         if not self._levels:
             return set()
         tags = self._levels[0]
-        self._levels[:] = [set()]
-        del self._owners[1:]
+        self._levels[0] = set()
         return tags
 
     def take_all(self) -> set[str]:

@@ -3,8 +3,9 @@
 The flush hands the tracker objects; bulk statements, Core DML, database cascades and
 textual SQL hand it tables and rows. :class:`TrackedTables` maps each table of a tracked
 model to its rule and the columns that carry the entity id and the parents
-(:class:`TableInfo`), rebuilt whenever a ``cache.track`` changes the registry. The
-functions below turn rows of such a table into tags:
+(:class:`TableInfo`), rebuilt whenever a ``cache.track`` changes the registry, and knows
+the association tables linking them (``associations.py``). The functions below turn rows
+of a tracked table into tags:
 
 * :func:`row_tags`: one row given as values (the id and the parent columns);
 * :func:`object_tags`: rows loaded as objects, for rules that need them (``members``,
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -27,6 +28,9 @@ from sqlalchemy.orm import Session
 from ..rules import Registry, Rule, parent_tag
 from ..tags import entity_tag, list_tag, type_tag
 from .sqlexpr import in_chunks, mapper_compiled_cache
+
+if TYPE_CHECKING:
+    from .associations import Association
 
 __all__ = [
     "BULK_ROW_CAP",
@@ -80,10 +84,13 @@ class TrackedTables:
     """``table -> TableInfo`` for every table of every tracked model of one registry."""
 
     def __init__(self, registry: Registry) -> None:
+        from .associations import AssociationIndex
+
         self.registry = registry
         self._tables: dict[sa.Table, TableInfo | None] = {}
         #: The registry version the map was built for (-1: not built yet).
         self.version = -1
+        self._associations = AssociationIndex(registry)
 
     def refresh(self) -> None:
         """Rebuild the map if the registry changed (a ``track()``) since the last build."""
@@ -111,6 +118,19 @@ class TrackedTables:
     def items(self) -> list[tuple[sa.Table, TableInfo]]:
         """Every tracked table with its info (the caller refreshed)."""
         return [(t, i) for t, i in self._tables.items() if i is not None]
+
+    def association(self, table: Any) -> Association | None:
+        """The association table ``table`` is (declared, or detected), None for any other."""
+        self.refresh()
+        return self._associations.get(table, self._tables)
+
+    def known_association(self, table: Any) -> Association | None:
+        """Like :meth:`association`, without the refresh (the caller refreshed)."""
+        return self._associations.get(table, self._tables)
+
+    def associations(self) -> dict[sa.Table, Association]:
+        """Every association table linking tracked tables (the caller refreshed)."""
+        return self._associations.all(self._tables)
 
 
 def coarse_tags(rule: Rule, tags: set[str]) -> None:

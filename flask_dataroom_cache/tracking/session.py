@@ -11,10 +11,16 @@ the process are unaffected::
     before_flush / after_flush  flushed objects -> tags (``flush.py``) -> the innermost
                               level
     do_orm_execute            bulk ORM DML -> tags (``statements.py``) -> the innermost level
+    (COMMIT)                  the outermost commit: its tags are sent, once, right after
+                              the first DBAPI COMMIT of the session's connections (the
+                              commit hook, ``connection.py``), before SQLAlchemy
+                              dispatches ``after_commit``: every ``after_commit``
+                              listener, whenever registered, sees it done
     after_commit              a savepoint released: its level merges into the enclosing
-                              one; the outermost commit: its tags are delivered, once,
-                              before ``commit()`` returns (or parked on a connection
-                              joined to an outer transaction, whose COMMIT sends them)
+                              one; an outermost commit with no COMMIT of its own (joined
+                              to an outer transaction, two-phase, no connection): its tags
+                              are sent now, or parked on the joined connection until the
+                              outer COMMIT
     after_transaction_end     a level still open for the ending transaction was rolled
                               back: dropped; the root: the state is reset
 
@@ -95,6 +101,10 @@ class SessionState:
     connections: list[Connection] = field(default_factory=list)
     #: The thread's registry this state is listed in (:class:`ThreadSessions`).
     listed_in: weakref.WeakSet[SessionState] | None = None
+    #: The root transaction's tags, already sent at the COMMIT of one of ``connections``
+    #: (the commit hook, ``connection.py``); ``after_commit`` still parks them on
+    #: connections joined to an outer transaction.
+    delivered: set[str] | None = None
 
     def reset(self, root: SessionTransaction | None) -> None:
         """A root transaction begins (``root``) or ended (None): forget the last one's."""
@@ -107,6 +117,7 @@ class SessionState:
         self.flush_context = None
         self.begin_seq = None
         self.began_at = None
+        self.delivered = None
 
 
 class ThreadSessions:
@@ -135,6 +146,18 @@ class ThreadSessions:
         if listed is not None and listed is not getattr(self.local, "states", None):
             listed.discard(state)
             self.register(state)
+
+    def hand_over(self) -> Callable[[], None]:
+        """``store.handovers``: run in a thread that worked for another (an async view in
+        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
+        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
+        states = list(getattr(self.local, "states", None) or ())
+
+        def adopt() -> None:
+            for state in states:
+                self.adopt(state)
+
+        return adopt
 
     def unregister(self, state: SessionState) -> None:
         """``state``'s transaction ended."""
@@ -270,14 +293,18 @@ class SessionEvents:
 
     def on_commit(self, session: Session) -> None:
         state: SessionState | None = session.info.get(self.key)
-        if state is None or not state.owned or not state.pending:
+        if state is None or not state.owned or not (state.pending or state.delivered):
             return
         nested = session.get_nested_transaction()
         if nested is not None:  # a savepoint was released: keep its tags
             state.pending.release(nested)
             return
         tags = state.pending.commit()
-        if tags:
+        # Usually already sent, at the first COMMIT of the session's connections (the
+        # commit hook): ``delivered``. Still here: no connection of the session ran a
+        # COMMIT of its own (all joined, two-phase, none at all).
+        delivered, state.delivered = state.delivered, None
+        if tags or delivered:
             # A connection still in a transaction is joined to one the session does not
             # own (Session(bind=conn) inside conn.begin()): its data is committed by that
             # outer COMMIT, so the tags wait for it there (the Core path sends them). If
@@ -285,8 +312,8 @@ class SessionEvents:
             # session: over-invalidating, never late).
             joined = [c for c in state.connections if c.in_transaction()]
             for conn in joined:
-                connection_record(conn, self.key).pending.add(tags)
-            if len(joined) < len(state.connections) or not state.connections:
+                connection_record(conn, self.key).pending.add((*tags, *(delivered or ())))
+            if tags and (len(joined) < len(state.connections) or not state.connections):
                 self.delivery.send(tags)
 
     def on_transaction_end(self, session: Session, tx: SessionTransaction) -> None:
@@ -345,8 +372,9 @@ class SessionEvents:
         stmt = orm_state.statement
         table = getattr(stmt, "table", None)
         info = self.tables.get(table) if table is not None else None
+        assoc = self.tables.association(table) if info is None and table is not None else None
         cascade = orm_state.is_delete and table is not None and bool(self.cascades.edges(table))
-        if info is None and not cascade:
+        if info is None and not cascade and assoc is None:
             return None
         if session.get_transaction() is None:
             session.begin()  # what execute() would autobegin: the tags need a home
@@ -359,15 +387,21 @@ class SessionEvents:
         else:
             rows_params = None
 
+        # The statement's own bind (a model under another bind key, a bind= argument): a
+        # SELECT built from its columns alone would go to the session's default engine.
+        binds = orm_state.bind_arguments
+
         def run(q: Any) -> Any:
-            return session.execute(q, execution_options={"_dataroom_internal": True})
+            return session.execute(
+                q, execution_options={"_dataroom_internal": True}, bind_arguments=binds
+            )
 
         def connection() -> Connection | None:
-            conn: Connection = session.connection(bind_arguments=orm_state.bind_arguments)
+            conn: Connection = session.connection(bind_arguments=binds)
             return conn
 
         tags, ids = dml_tags(
-            info, self.cascades, stmt, rows_params, run, connection, cascade=cascade
+            info, assoc, self.cascades, stmt, rows_params, run, connection, cascade=cascade
         )
         result = None
         if info is not None and ids and update_needs_reselect(info, stmt):

@@ -32,32 +32,9 @@ from ..rules import Registry
 from .sqlexpr import unflushed_groups
 
 if TYPE_CHECKING:
-    from flask import Flask
-
     from .session import SessionState, ThreadSessions
 
-__all__ = ["DEFAULT_SKEW_MS", "SnapshotRules", "backend_nonces", "skew_setting"]
-
-#: Default for ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``: how far the clocks of the processes sharing
-#: a backend may disagree. A fill is refused if one of its tag tokens was made less than
-#: this before the filling transaction began (or at any time after).
-DEFAULT_SKEW_MS = 100
-
-
-def skew_setting(app: Flask) -> float:
-    """``CACHE_SNAPSHOT_CLOCK_SKEW_MS`` of ``app``, in seconds (``ConfigError`` if bad)."""
-    raw = app.config.get("CACHE_SNAPSHOT_CLOCK_SKEW_MS", DEFAULT_SKEW_MS)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if isinstance(raw, bool) or not value >= 0 or value == float("inf"):
-        from ..config import ConfigError
-
-        raise ConfigError(
-            f"CACHE_SNAPSHOT_CLOCK_SKEW_MS={raw!r} is invalid: expected milliseconds >= 0"
-        )
-    return value / 1000.0
+__all__ = ["SnapshotRules", "backend_nonces"]
 
 
 def backend_nonces(backend: Any) -> tuple[str, ...]:
@@ -86,7 +63,8 @@ class SnapshotRules:
         #: ``.states``: this thread's tracked sessions (read directly: every cache read
         #: asks :meth:`must_bypass`)
         self._local = threads.local
-        #: Allowed clock disagreement between processes, in seconds.
+        #: Allowed clock disagreement between processes, in seconds
+        #: (``CACHE_SNAPSHOT_CLOCK_SKEW_MS``).
         self.skew = skew
         #: This process's token nonces: its own tokens are left to the commit sequence.
         self.own_nonces = nonces

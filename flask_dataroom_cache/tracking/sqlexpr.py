@@ -37,6 +37,8 @@ __all__ = [
     "modified_states",
     "multi_values_rows",
     "running_flush_of",
+    "schema_prefixes",
+    "set_items",
     "set_keys",
     "unflushed_groups",
     "values_clause",
@@ -52,7 +54,7 @@ def values_clause(stmt: Any) -> Mapping[Any, Any]:
     return getattr(stmt, "_values", None) or {}
 
 
-def _set_items(stmt: Any) -> list[tuple[Any, Any]]:
+def set_items(stmt: Any) -> list[tuple[Any, Any]]:
     """The SET / VALUES entries, ``values()`` then ``ordered_values()``."""
     values = getattr(stmt, "_values", None) or {}
     ordered = getattr(stmt, "_ordered_values", None) or []
@@ -88,7 +90,7 @@ def bind_columns(stmt: Any) -> dict[str, str]:
     """``{bindparam key: column key}`` for SET / VALUES entries given as ``bindparam()``
     whose values come with each execution (executemany parameter rows use these keys)."""
     out: dict[str, str] = {}
-    for k, v in _set_items(stmt):
+    for k, v in set_items(stmt):
         key = _key(k)
         if (
             key is not None
@@ -118,7 +120,7 @@ def _literals(items: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
 
 def literal_values(stmt: Any) -> dict[str, Any]:
     """``{column key: value}`` of the statement's SET / VALUES that are plain literals."""
-    return _literals(_set_items(stmt))
+    return _literals(set_items(stmt))
 
 
 def multi_values_rows(stmt: Any) -> list[dict[str, Any]]:
@@ -149,6 +151,13 @@ def is_orm_statement(stmt: Any) -> bool:
     """An ORM-enabled statement (``update(Model)``): ``do_orm_execute`` handles it."""
     attrs = getattr(stmt, "_propagate_attrs", None) or {}
     return bool(attrs.get("compile_state_plugin") == "orm")
+
+
+def schema_prefixes(element: Any) -> list[str]:
+    """The prefixes of the table (or other schema item) a DDL element creates or drops:
+    ``["TEMPORARY"]`` for ``Table(..., prefixes=["TEMPORARY"])``."""
+    target = getattr(element, "element", None)
+    return [str(p) for p in getattr(target, "_prefixes", None) or ()]
 
 
 # -- mappers and sessions ---------------------------------------------------------------------

@@ -11,6 +11,8 @@ SELECT. :func:`dml_tags` works out, *before* the statement runs:
 * the new values: parameters, literal SET / VALUES, multi-row VALUES, ``from_select``,
   SQL expressions evaluated on their own, and for an upsert the rows it may overwrite;
 * the rows the database cascades to (:mod:`.cascades`), for a DELETE;
+* on an association table, both rows each added, removed or changed link connects
+  (:mod:`.links`);
 * ``members`` / ``cache_tags`` of the matched rows, loaded as objects, if the rule has them.
 
 An UPDATE whose new parents are SQL expressions is re-read by id once it ran
@@ -21,7 +23,7 @@ the namespace epoch (rare; over-invalidating is allowed).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql import dml, visitors
@@ -29,7 +31,7 @@ from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from ..rules import parent_tag
 from ..tags import EPOCH_TAG, entity_tag
-from . import rows
+from . import links, rows
 from .cascades import CascadeGraph
 from .rows import ConnectionOf, Run, TableInfo, coarse_tags, distinct_parent_tags, row_tags
 from .sqlexpr import (
@@ -42,6 +44,9 @@ from .sqlexpr import (
     set_keys,
     values_clause,
 )
+
+if TYPE_CHECKING:
+    from .associations import Association
 
 __all__ = [
     "dml_tags",
@@ -71,6 +76,7 @@ def parameter_rows(*params: Any) -> list[Mapping[str, Any]]:
 
 def dml_tags(
     info: TableInfo | None,
+    assoc: Association | None,
     cascades: CascadeGraph,
     stmt: Any,
     rows_params: Sequence[Mapping[str, Any]] | None,
@@ -80,9 +86,10 @@ def dml_tags(
     cascade: bool,
 ) -> tuple[set[str], list[Any]]:
     """Everything a DML statement invalidates, read before it runs: the statement's own
-    tags (``info``: its table is tracked), the ``members`` / ``cache_tags`` of the matched
-    rows, and (``cascade``) the rows the database cascades a DELETE to. Returns the tags
-    and the ids of the matched rows (for :func:`reselect`)."""
+    tags (``info``: its table is tracked; ``assoc``: it is an association table), the
+    ``members`` / ``cache_tags`` of the matched rows, and (``cascade``) the rows the
+    database cascades a DELETE to. Returns the tags and the ids of the matched rows (for
+    :func:`reselect`)."""
     tags: set[str]
     ids: list[Any] = []
     delete = isinstance(stmt, dml.Delete)
@@ -91,6 +98,12 @@ def dml_tags(
         if ids and info.rule.needs_obj:
             # members / cache_tags of the matched rows (a delete: before it runs)
             rows.object_tags(info, ids, "delete" if delete else "update", connection, tags)
+    elif assoc is not None:  # its rows link tracked rows: both sides
+        cond = None
+        if not isinstance(stmt, dml.Insert):
+            cond = rows_condition(stmt.table, stmt.whereclause, rows_params)
+        reader = links.Reader.on(run, connection)
+        tags = links.statement_tags(assoc, stmt, rows_params, cond, reader)
     else:
         tags = set()
     if cascade:

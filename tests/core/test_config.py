@@ -4,6 +4,7 @@ isolation of two apps in one process."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 from typing import Any
@@ -27,20 +28,12 @@ from flask_dataroom_cache.backends.resilient import ResilientBackend
 
 from .conftest import memory_backend_of, scan_delete, store_of
 
-_ENV_KEYS = (
-    "REDIS_URL",
-    "CACHE_TTL",
-    "CACHE_ENABLED",
-    "CACHE_KEY_PREFIX",
-    "CACHE_MAX_ENTRIES",
-    "CACHE_REDIS_SOCKET_TIMEOUT",
-)
-
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in _ENV_KEYS:
-        monkeypatch.delenv(key, raising=False)
+    for key in list(os.environ):
+        if key.startswith(("CACHE_", "DATAROOM_")) or key == "REDIS_URL":
+            monkeypatch.delenv(key, raising=False)
 
 
 def _init(**config: Any) -> Flask:
@@ -76,16 +69,19 @@ BAD_VALUES = [
     ("REDIS_URL", "redis://localhost:70000/0"),
     ("REDIS_URL", "unix://"),
     ("REDIS_URL", 6379),
-    ("CACHE_KEY_PREFIX", ""),
-    ("CACHE_KEY_PREFIX", "a b"),
-    ("CACHE_KEY_PREFIX", "a:b"),
-    ("CACHE_KEY_PREFIX", "x" * 65),
+    ("DATAROOM_CACHE_KEY_PREFIX", ""),
+    ("DATAROOM_CACHE_KEY_PREFIX", "a b"),
+    ("DATAROOM_CACHE_KEY_PREFIX", "a:b"),
+    ("DATAROOM_CACHE_KEY_PREFIX", "x" * 65),
     ("CACHE_MAX_ENTRIES", 0),
     ("CACHE_MAX_ENTRIES", "lots"),
     ("CACHE_REDIS_SOCKET_TIMEOUT", -1),
     ("CACHE_REDIS_SOCKET_TIMEOUT", "nan"),
     ("CACHE_REDIS_SOCKET_TIMEOUT", "inf"),
     ("CACHE_REDIS_SOCKET_TIMEOUT", "soon"),
+    ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", -1),
+    ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "soon"),
+    ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", True),
 ]
 
 
@@ -274,3 +270,286 @@ def test_redis_client_one_pool_per_app_with_the_configured_timeouts(
             cache_set(get_cache_key("k", i), i)
             assert cache_get(get_cache_key("k", i)) == i
     assert store_of(app1).backend.primary.client.connection_pool is pool  # type: ignore[attr-defined]
+
+
+# -- issue 12 item 9: namespaced keys, living beside Flask-Caching ----------------------
+
+#: (key, value, Settings attribute, parsed value): every key we read, a non-default value.
+EVERY_KEY = [
+    ("REDIS_URL", "redis://127.0.0.1:1/0", "redis_url", "redis://127.0.0.1:1/0"),
+    ("CACHE_TTL", "42", "ttl", 42),
+    ("CACHE_ENABLED", "false", "enabled", False),
+    ("CACHE_KEY_PREFIX", "nspfx", "key_prefix", "nspfx"),
+    ("CACHE_MAX_ENTRIES", "77", "max_entries", 77),
+    ("CACHE_REDIS_SOCKET_TIMEOUT", "0.5", "redis_socket_timeout", 0.5),
+    ("CACHE_BREAKER_THRESHOLD", "9", "breaker_threshold", 9),
+    ("CACHE_BREAKER_COOLDOWN", "2.5", "breaker_cooldown", 2.5),
+    ("CACHE_FALLBACK", "memory", "fallback", "memory"),
+    ("CACHE_FALLBACK_TTL", "3", "fallback_ttl", 3),
+    ("CACHE_FALLBACK_MAX_ENTRIES", "12", "fallback_max_entries", 12),
+    ("CACHE_HONOR_NO_CACHE", "true", "honor_no_cache", True),
+    ("CACHE_L1_MAX_ENTRIES", "5", "l1_max_entries", 5),
+    ("CACHE_COMPRESS_MIN_BYTES", "0", "compress_min_bytes", 0),
+    ("CACHE_PENDING_MAX", "13", "pending_max", 13),
+    ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "250", "snapshot_clock_skew_ms", 250.0),
+]
+
+
+def test_every_key_is_covered_by_the_namespace_table() -> None:
+    fields = {f for f in Settings.__dataclass_fields__ if f != "extra"}
+    assert {attr for _, _, attr, _ in EVERY_KEY} == fields - {"notices", "flask_caching_keys"}
+
+
+@pytest.mark.parametrize(("key", "value", "attr", "expected"), EVERY_KEY)
+def test_every_key_has_a_namespaced_twin_that_wins(
+    key: str, value: str, attr: str, expected: Any
+) -> None:
+    default = getattr(Settings.from_mapping({}, environ={}), attr)
+    assert default != expected
+    shared_default = {key: None}  # shared key present but unset: the namespaced one is used
+    for config, environ in (
+        ({"DATAROOM_" + key: value}, {}),
+        ({}, {"DATAROOM_" + key: value}),
+        ({"DATAROOM_" + key: value, **shared_default}, {key: value}),
+    ):
+        assert getattr(Settings.from_mapping(config, environ=environ), attr) == expected
+
+
+def test_precedence_namespaced_anywhere_before_shared_config_before_env() -> None:
+    def ttl(config: dict[str, Any], environ: dict[str, str]) -> int:
+        return Settings.from_mapping(config, environ=environ).ttl
+
+    everything = (
+        {"DATAROOM_CACHE_TTL": 1, "CACHE_TTL": 3},
+        {"DATAROOM_CACHE_TTL": "2", "CACHE_TTL": "4"},
+    )
+    assert ttl(*everything) == 1  # 1. namespaced key in app.config
+    assert ttl({"CACHE_TTL": 3}, {"DATAROOM_CACHE_TTL": "2", "CACHE_TTL": "4"}) == 2  # 2. env
+    assert ttl({"CACHE_TTL": 3}, {"CACHE_TTL": "4"}) == 3  # 3. shared key in app.config
+    assert ttl({}, {"CACHE_TTL": "4"}) == 4  # 4. shared key in the environment
+    assert ttl({}, {}) == 300
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
+def test_bad_namespaced_value_raises_naming_the_namespaced_key(key: str, value: Any) -> None:
+    name = key if key.startswith("DATAROOM_") else "DATAROOM_" + key
+    with pytest.raises(ConfigError) as info:
+        _init(**{name: value, "CACHE_TTL": 5})
+    assert str(info.value).startswith(f"{name}={value!r}")
+
+
+@pytest.mark.parametrize("shared", ["myapp:", "my app", "", "x" * 65, "a:b:"])
+def test_shared_prefix_invalid_for_us_warns_once_and_does_not_fail(
+    shared: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
+    app = _init(CACHE_KEY_PREFIX=shared)
+    prefix = DataRoomCache.state(app).settings.key_prefix
+    assert prefix.startswith("dataroom")
+    Settings.from_mapping({"DATAROOM_CACHE_KEY_PREFIX": prefix}, environ={})  # valid for us
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    message = warnings[0].getMessage()
+    assert f"CACHE_KEY_PREFIX={shared!r}" in message
+    assert "DATAROOM_CACHE_KEY_PREFIX" in message and repr(prefix) in message
+    with app.test_request_context("/"):
+        app.preprocess_request()
+    assert len(_warnings(caplog)) == 1
+    # Two apps with different (unusable) shared prefixes stay apart on one Redis.
+    other = _init(CACHE_KEY_PREFIX="other:")
+    assert DataRoomCache.state(other).settings.key_prefix != prefix or shared == "other:"
+
+
+def test_shared_prefix_from_the_environment_is_tolerated_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CACHE_KEY_PREFIX", "myapp:")
+    assert _init_settings().key_prefix.startswith("dataroom")
+    monkeypatch.setenv("DATAROOM_CACHE_KEY_PREFIX", "mine")
+    assert _init_settings().key_prefix == "mine"
+
+
+def _init_settings(**config: Any) -> Settings:
+    return DataRoomCache.state(_init(**config)).settings
+
+
+def test_namespaced_prefix_makes_the_shared_one_irrelevant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
+    settings = _init_settings(CACHE_KEY_PREFIX="myapp:", DATAROOM_CACHE_KEY_PREFIX="myapp-dr")
+    assert settings.key_prefix == "myapp-dr"
+    assert _warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("flask_caching_prefix", "ours"),
+    [
+        ("myapp", None),  # the same shared value for both
+        ("dataroom", None),
+        ("dataroom:", None),
+        ("data", None),
+        (None, "flask_cache_x"),  # Flask-Caching's default prefix is a prefix of ours
+    ],
+)
+def test_shared_prefix_that_would_share_keys_with_flask_caching_is_not_used(
+    flask_caching_prefix: str | None, ours: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
+    config: dict[str, Any] = {"CACHE_TYPE": "SimpleCache"}
+    if flask_caching_prefix is not None:
+        config["CACHE_KEY_PREFIX"] = flask_caching_prefix
+    environ = {"CACHE_KEY_PREFIX": ours} if ours else {}
+    settings = Settings.from_mapping(config, environ=environ)
+    theirs = flask_caching_prefix if flask_caching_prefix is not None else "flask_cache_"
+    for namespace in (settings.key_prefix + ":", "{" + settings.key_prefix + ":"):
+        assert not namespace.startswith(theirs) and not theirs.startswith(namespace)
+    assert len(settings.notices) == 1 and "Flask-Caching" in settings.notices[0]
+    # Without Flask-Caching on the app, a valid shared prefix is ours, as before.
+    del config["CACHE_TYPE"]
+    if flask_caching_prefix is not None and ":" not in flask_caching_prefix:
+        assert Settings.from_mapping(config, environ={}).key_prefix == flask_caching_prefix
+
+
+def test_namespaced_prefix_sharing_keys_with_flask_caching_raises() -> None:
+    with pytest.raises(ConfigError, match="DATAROOM_CACHE_KEY_PREFIX='myapp'"):
+        Settings.from_mapping(
+            {"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": "myapp",
+             "DATAROOM_CACHE_KEY_PREFIX": "myapp"},
+            environ={},
+        )
+    with pytest.raises(ConfigError, match="DATAROOM_CACHE_KEY_PREFIX"):
+        Settings.from_mapping(
+            {"DATAROOM_CACHE_KEY_PREFIX": "flask_cache_"}, environ={}, flask_caching=True
+        )
+
+
+def test_flask_caching_initialised_first_with_its_defaults_keeps_our_default_prefix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from flask_caching import Cache
+
+    caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
+    app = Flask(f"cfg_{uuid.uuid4().hex[:6]}")
+    app.config.update(CACHE_TYPE="SimpleCache")
+    Cache(app)
+    DataRoomCache(app)
+    assert DataRoomCache.state(app).settings.key_prefix == "dataroom"
+    assert _warnings(caplog) == []
+
+
+# -- issue 12 item 6d: Flask-Caching-only keys without Flask-Caching -------------------
+
+
+def _request(app: Flask) -> None:
+    with app.test_request_context("/"):
+        app.preprocess_request()
+
+
+def test_flask_caching_only_keys_warn_once_when_flask_caching_is_not_on_the_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
+    app = _init(CACHE_TYPE="RedisCache", CACHE_DEFAULT_TIMEOUT=60,
+                CACHE_REDIS_URL="redis://127.0.0.1:1/0", CACHE_THRESHOLD=10)
+    for _ in range(3):
+        _request(app)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    message = warnings[0].getMessage()
+    for key in ("CACHE_TYPE", "CACHE_DEFAULT_TIMEOUT", "CACHE_REDIS_URL", "CACHE_THRESHOLD"):
+        assert key in message
+    assert "CACHE_DEFAULT_TIMEOUT -> CACHE_TTL" in message
+    assert "CACHE_REDIS_URL -> REDIS_URL" in message
+    assert "CACHE_THRESHOLD -> CACHE_MAX_ENTRIES" in message
+
+
+@pytest.mark.parametrize("order", ["flask_caching_first", "flask_caching_after"])
+def test_flask_caching_only_keys_do_not_warn_when_flask_caching_is_on_the_app(
+    order: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flask_caching import Cache
+
+    caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
+    app = Flask(f"cfg_{uuid.uuid4().hex[:6]}")
+    app.config.update(CACHE_TYPE="SimpleCache", CACHE_DEFAULT_TIMEOUT=60)
+    if order == "flask_caching_first":
+        Cache(app)
+        DataRoomCache(app)
+    else:
+        DataRoomCache(app)
+        Cache(app)
+    _request(app)
+    assert _warnings(caplog) == []
+
+
+def test_no_flask_caching_keys_no_hook() -> None:
+    app = _init(CACHE_TTL=5)
+    assert not app.before_request_funcs.get(None)
+
+
+# -- issue 12 item 10: every key through Settings ----------------------------------------
+
+
+def test_clock_skew_is_a_setting_with_environment_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.from_mapping({}, environ={}).snapshot_clock_skew_ms == 100.0
+    monkeypatch.setenv("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "40")
+    assert _init_settings().snapshot_clock_skew_ms == 40.0
+    monkeypatch.setenv("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "later")
+    with pytest.raises(ConfigError, match=r"^CACHE_SNAPSHOT_CLOCK_SKEW_MS='later'"):
+        _init()
+
+
+def test_tracker_reads_the_clock_skew_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_sqlalchemy import SQLAlchemy
+
+    monkeypatch.setenv("DATAROOM_CACHE_SNAPSHOT_CLOCK_SKEW_MS", "40")
+    app = Flask(f"cfg_{uuid.uuid4().hex[:6]}")
+    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://")
+    SQLAlchemy(app)
+    DataRoomCache(app)
+    assert DataRoomCache.state(app).tracker.snapshot.skew == 0.04
+
+
+def test_only_config_py_reads_app_config_or_the_environment() -> None:
+    import pathlib
+    import re
+
+    import flask_dataroom_cache
+
+    root = pathlib.Path(flask_dataroom_cache.__file__).parent
+    key = r"[\"'](?:DATAROOM_)?(?:CACHE_[A-Z0-9_]+|REDIS_URL)[\"']"
+    reads = re.compile(
+        r"\bos\.environ\b|\bgetenv\("  # the environment, for any key
+        rf"|\.config\s*(?:\.get\s*\(|\.setdefault\s*\(|\[)\s*{key}"  # app.config[KEY]
+        rf"|{key}\s*(?:\bin\b|\])"  # KEY in mapping, mapping[KEY]
+    )
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "config.py" and path.parent == root:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if reads.search(line):
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_empty_flask_caching_prefix_is_named_in_a_notice() -> None:
+    settings = Settings.from_mapping({"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": ""}, {})
+    assert settings.key_prefix == "dataroom"
+    assert any("empties the whole Redis database" in n for n in settings.notices)
+
+
+def test_leftover_cache_type_without_the_flask_caching_package_keeps_the_shared_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flask_dataroom_cache.config as config_module
+
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": "myapp"}
+    assert Settings.from_mapping(config, environ={}).key_prefix != "myapp"  # installed here
+    monkeypatch.setattr(config_module, "_flask_caching_installed", lambda: False)
+    settings = Settings.from_mapping(config, environ={})
+    assert settings.key_prefix == "myapp" and settings.notices == ()
+    assert settings.flask_caching_keys == ("CACHE_TYPE",)

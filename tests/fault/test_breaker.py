@@ -64,6 +64,10 @@ class Flaky:
         self._call("add")
         return self.inner.add(key, payload, ttl)
 
+    def release(self, key: str, payload: bytes) -> bool:
+        self._call("release")
+        return self.inner.release(key, payload)
+
     def delete(self, key: str) -> None:
         self._call("delete")
         self.inner.delete(key)
@@ -533,3 +537,27 @@ def test_a_tag_queued_again_during_its_delivery_is_delivered_again() -> None:
     backend.get("k", TAGS)  # the probe delivers, sees the new queueing, delivers again
     assert calls == [("room:1",), ("room:1",)]
     assert backend.pending == 0 and backend.state == "closed"
+
+
+def test_lock_release_compares_on_the_fallback_and_is_never_queued() -> None:
+    """Issue 12 item 7: a lock taken on the fallback (breaker open) is released there by
+    its holder only; a release the primary cannot take is not queued (a late delete could
+    only remove another holder's lock): the lock expires by its TTL."""
+    clock = Clock()
+    primary, backend = make(clock, fallback=MemoryBackend(), start_open=True)
+    assert backend.add("lock", b"A", 5)  # on the fallback
+    assert not backend.add("lock", b"B", 5)
+    assert not backend.release("lock", b"B")
+    assert backend.release("lock", b"A")
+    assert backend.add("lock", b"B", 5)
+    # primary up, then failing on release: nothing queued, the breaker counts the error
+    clock.now += 10
+    backend.get("k", TAGS)  # the probe closes the breaker
+    assert backend.state == "closed"
+    assert backend.add("lock2", b"A", 5)
+    primary.down = True
+    assert not backend.release("lock2", b"A")
+    assert backend.pending == 0
+    primary.down = False
+    assert not backend.add("lock2", b"C", 5)  # still held until its TTL
+    assert backend.release("lock2", b"A")

@@ -324,3 +324,58 @@ def test_stats_all_unreachable_exits_1(dead_app: tuple[Flask, DataRoomCache]) ->
     result = invoke(app, "stats", "--all")
     assert result.exit_code == 1
     assert ext.state(app).stats_publisher.publish() is False  # breaker open: skipped
+
+
+# -- issue 12 item 9: beside Flask-Caching on the same Redis db ---------------------------
+
+
+@pytest.mark.parametrize("shape", ["same_prefix", "flask_caching_style_prefix"])
+def test_clear_never_touches_flask_caching_entries_and_vice_versa(
+    cache_kind: str, cache_config: dict[str, Any], fake_server: Any, shape: str
+) -> None:
+    """Both extensions on one Redis db, configured with the one shared CACHE_KEY_PREFIX:
+    ``flask dataroom-cache clear`` keeps Flask-Caching's entries (even a key that starts
+    with ``:``), and Flask-Caching's ``cache.clear()`` (``KEYS prefix*``) keeps ours."""
+    if cache_kind == "memory":
+        pytest.skip("needs a Redis both extensions share")
+    from flask_caching import Cache
+
+    prefix = cache_config["CACHE_KEY_PREFIX"]
+    app = Flask(f"both_{uuid.uuid4().hex[:6]}")
+    app.config.update(cache_config)
+    app.config.update(
+        CACHE_TYPE="RedisCache",
+        CACHE_KEY_PREFIX=prefix if shape == "same_prefix" else prefix + ":",
+    )
+    if cache_kind == "fakeredis":
+        import fakeredis
+
+        app.config["CACHE_REDIS_HOST"] = fakeredis.FakeRedis(server=fake_server)
+    else:
+        app.config["CACHE_REDIS_URL"] = cache_config["REDIS_URL"]
+    flask_cache = Cache(app)
+    ext = DataRoomCache(app)
+    ours = ext.state(app).settings.key_prefix
+    try:
+        with app.app_context():
+            for key in ("plain", ":colon", "view//api/rooms", "~tagv:x"):
+                assert flask_cache.set(key, key)
+        for room in range(3):
+            fill(app, ext, room)
+        result = invoke(app, "clear")
+        assert result.exit_code == 0, result.output + result.stderr
+        assert not any(cached(app, ext, r) for r in range(3))
+        with app.app_context():
+            for key in ("plain", ":colon", "view//api/rooms", "~tagv:x"):
+                assert flask_cache.get(key) == key, key
+        for room in range(3):
+            fill(app, ext, room)
+        with app.app_context():
+            flask_cache.clear()
+            assert flask_cache.get("plain") is None
+        assert all(cached(app, ext, r) for r in range(3))
+    finally:
+        with app.app_context():
+            flask_cache.clear()
+        ext.state(app).store.clear()
+    assert ours != prefix

@@ -131,7 +131,10 @@ def add_then_lock(b: ClusterRedisBackend) -> bool:
     second = b.add(key, b"1", 5)
     b.delete(key)
     third = b.add(key, b"1", 5)
-    return first and not second and third
+    # compare-and-delete: another value (a holder whose lock expired) releases nothing
+    kept = not b.release(key, b"other") and not b.add(key, b"2", 5)
+    released = b.release(key, b"1") and b.add(key, b"2", 5) and b.release(key, b"2")
+    return first and not second and third and kept and released
 
 
 def _app(url: str, **extra: Any) -> tuple[Flask, DataRoomCache]:

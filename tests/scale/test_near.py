@@ -587,3 +587,62 @@ def test_redis_restart_never_lets_a_stalled_peer_serve_stale(tmp_path: Path) -> 
         for near in made:
             near.close()
         server.stop()
+
+
+def test_lock_release_compares_and_never_publishes(
+    pair: tuple[NearCache, NearCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock is not a cached value: releasing it publishes nothing to the peers (and
+    waits for no ack), and only its holder's token releases it (issue 12 item 7)."""
+    a, b = pair
+    published: list[Any] = []
+    for near in (a, b):
+        real = near._broadcast
+        monkeypatch.setattr(
+            near,
+            "_broadcast",
+            lambda *args, real=real, **kw: (published.append((args, kw)), real(*args, **kw)),
+        )
+    key = f"{a.channel[: -len(':~l1')]}:~lock:x"
+    assert a.add(key, b"A", 5)
+    assert not b.add(key, b"B", 5)
+    a.inner.delete(key)  # A's lock expired
+    assert b.add(key, b"B", 5)
+    assert not a.release(key, b"A")  # A, late, leaves B's lock
+    assert not a.add(key, b"C", 5)
+    assert b.release(key, b"B")
+    assert a.add(key, b"C", 5)
+    assert published == []
+
+
+def test_locked_view_miss_does_not_publish_with_the_near_cache(
+    own_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask import jsonify
+
+    prefix = "n" + uuid.uuid4().hex[:10]
+    app, store = _app(_url(own_redis), prefix)
+    near = store.backend.primary
+    assert isinstance(near, NearCache)
+    wait_until(lambda: near.l1_active, 5, "L1")
+    published: list[Any] = []
+    monkeypatch.setattr(near, "_broadcast", lambda *a, **kw: published.append((a, kw)))
+    ext = app.extensions["dataroom_cache"].extension
+
+    @app.get("/locked")
+    @ext.cached(shared=True, lock=True)
+    def locked() -> Any:
+        return jsonify(n=1)
+
+    try:
+        client = app.test_client()
+        assert client.get("/locked").headers["X-Cache"] == "MISS"
+        assert client.get("/locked").headers["X-Cache"] == "HIT"
+        assert published == []
+        # the lock was released (by compare-and-delete, not by a DEL sent to peers)
+        assert store.add(f"{prefix}:~lock:x", 1, 5)
+        lock_keys = [k for k in near.inner.client.scan_iter(match=f"{prefix}:~lock:*")]
+        assert lock_keys == [f"{prefix}:~lock:x".encode()]
+    finally:
+        store.clear()
+        store.backend.close()

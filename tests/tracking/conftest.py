@@ -126,7 +126,12 @@ class Env:
 def make_env(cache_config: dict[str, Any], database_url: str) -> Iterator[Callable[..., Env]]:
     made: list[Env] = []
 
-    def factory(order: str = "db-first", url: str | None = None, **config: Any) -> Env:
+    def factory(
+        order: str = "db-first",
+        url: str | None = None,
+        before_init: Callable[[SQLAlchemy], None] | None = None,
+        **config: Any,
+    ) -> Env:
         app = Flask(f"t_{uuid.uuid4().hex[:6]}")
         app.config.update(TESTING=True, **cache_config)
         app.config["SQLALCHEMY_DATABASE_URI"] = url or database_url
@@ -134,6 +139,8 @@ def make_env(cache_config: dict[str, Any], database_url: str) -> Iterator[Callab
         db = SQLAlchemy()
         cache = DataRoomCache()
         declare(cache)
+        if before_init is not None:  # e.g. the app's own session listeners
+            before_init(db)
         if order == "db-first":
             db.init_app(app)
             cache.init_app(app)

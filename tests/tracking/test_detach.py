@@ -14,13 +14,15 @@ from sqlalchemy import event
 
 from flask_dataroom_cache import entity_tag
 from flask_dataroom_cache.tracking import Tracker, tracker_for
-from flask_dataroom_cache.tracking.connection import ENGINE_EVENTS
+from flask_dataroom_cache.tracking.connection import TRANSACTION_EVENTS
+from flask_dataroom_cache.tracking.core import STATEMENT_EVENTS
 from flask_dataroom_cache.tracking.session import SESSION_EVENTS
 
 from .conftest import Env, sqlite_fk
 from .models import Folder
 from .test_semantics import seed
 
+ENGINE_EVENTS = {**STATEMENT_EVENTS, **TRANSACTION_EVENTS}
 folders = Folder.__table__
 
 
@@ -39,11 +41,15 @@ def _listening(tracker: Tracker, factory: Any, engine: sa.Engine) -> list[str]:
         for name, method in SESSION_EVENTS.items()
         if event.contains(factory, name, getattr(tracker.session_events, method))
     ]
-    found += [
-        name
-        for name, method in ENGINE_EVENTS.items()
-        if event.contains(engine, name, getattr(tracker.engine_events, method))
-    ]
+    for events, listeners in (
+        (STATEMENT_EVENTS, tracker.core_statements),
+        (TRANSACTION_EVENTS, tracker.connection_events),
+    ):
+        found += [
+            name
+            for name, method in events.items()
+            if event.contains(engine, name, getattr(listeners, method))
+        ]
     return found
 
 

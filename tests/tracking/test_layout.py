@@ -36,6 +36,7 @@ PRIVATE_NAMES = (
     "_db",
     "_connection_record",
     "_dbapi_connection",
+    "_prefixes",
 )
 #: ``obj._name`` or ``getattr(obj, "_name")``.
 ACCESS = re.compile(r"""(?:\.|["'])(""" + "|".join(PRIVATE_NAMES) + r")\b")

@@ -118,3 +118,30 @@ def test_membership_change_drops_that_users_entries_only(tracked: Any) -> None:
         app.extensions["dataroom_cache"].store.invalidate(["user:u2"], defer=False)
     assert get(user="u2").headers["X-Cache"] == "MISS"
     assert get(user="u1").headers["X-Cache"] == "HIT"
+
+
+def test_async_view_flushing_uncommitted_changes_is_not_stored(tracked: Any) -> None:
+    """An async view runs in asgiref's thread (app.ensure_sync): what it flushes without
+    committing must keep its response out of the cache, as for a sync view."""
+    pytest.importorskip("asgiref")
+    app, db, get, calls = tracked
+    cache = DataRoomCache.state(app).extension
+
+    @app.get("/async/rooms/<int:room_id>/folders")
+    @cache.cached(tags=lambda room_id: [dataroom_tag(room_id)])
+    async def folders_after_a_write(room_id: int) -> Any:
+        calls["async"] += 1
+        db.session.add(Folder(data_room_id=room_id, parent_id=None, name="uncommitted"))
+        db.session.flush()
+        q = sa.select(Folder.name).where(Folder.data_room_id == room_id)
+        return jsonify(sorted(db.session.scalars(q).all()))
+
+    client = app.test_client()
+    first = client.get("/async/rooms/1/folders", headers={"X-User-Id": "u1"})
+    assert first.get_json() == ["a", "uncommitted"]
+    with app.app_context():  # rolled back at teardown: nothing of it may be cached
+        assert db.session.scalars(sa.select(Folder.name)).all() == ["a"]
+    assert get().get_json() == ["a"]
+    again = client.get("/async/rooms/1/folders", headers={"X-User-Id": "u1"})
+    assert again.headers["X-Cache"] != "HIT"
+    assert calls["async"] == 2
