@@ -249,8 +249,10 @@ class CoreStatements:
         if again is not None:
             record.reselect = None
             self.route(conn, again.owner, reselect(again.info, again.ids, conn.execute))
-        self._send_autocommit(record)
-        self._after_ddl(conn, record)
+        if record.autocommit:  # (checked here: every statement passes)
+            self._send_autocommit(record)
+        if record.ran_ddl:
+            self._after_ddl(conn, record)
 
     def on_before_cursor_execute(
         self, conn: Connection, cursor: Any, statement: str, *args: Any
@@ -265,8 +267,10 @@ class CoreStatements:
             return  # a compiled statement (maybe one batch of several): after_execute sends
         record = find_record(conn, self.key)
         if record is not None:
-            self._send_autocommit(record)  # the driver-level statement is committed
-            self._after_ddl(conn, record)
+            if record.autocommit:
+                self._send_autocommit(record)  # the driver-level statement is committed
+            if record.ran_ddl:
+                self._after_ddl(conn, record)
 
     def _send_autocommit(self, record: ConnectionRecord) -> None:
         if record.autocommit:

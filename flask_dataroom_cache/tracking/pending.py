@@ -118,9 +118,14 @@ class PendingTags:
     def drain(self) -> set[str]:
         """Every level's tags, moved out; only an empty root level stays (a Core COMMIT,
         ROLLBACK or check-in ends every savepoint)."""
+        levels = self._levels
+        if len(levels) == 1:  # no savepoint open: the usual case, on every COMMIT
+            found = levels[0]
+            levels[0] = set()
+            return found
         found = self.take_all()
-        if len(self._levels) > 1:
-            del self._levels[1:], self._owners[1:]
+        if len(levels) > 1:
+            del levels[1:], self._owners[1:]
         return found
 
     def _index(self, owner: object | None) -> int | None:
