@@ -47,8 +47,8 @@ from .connection import ConnectionEvents
 from .core import CoreStatements
 from .delivery import Delivery
 from .rows import BULK_ROW_CAP, TrackedTables
-from .session import SessionEvents, SessionState, ThreadSessions
-from .snapshot import SnapshotRules, backend_nonces
+from .session import SessionEvents, SessionState
+from .snapshot import SnapshotRules, ThreadSessions, backend_nonces
 from .sqlexpr import app_engines
 
 if TYPE_CHECKING:

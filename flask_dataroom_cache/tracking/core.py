@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from .cascades import CascadeGraph
     from .delivery import Delivery
     from .rows import TableInfo, TrackedTables
-    from .session import SessionState, ThreadSessions
+    from .session import SessionState
+    from .snapshot import ThreadSessions
 
 __all__ = ["STATEMENT_EVENTS", "CoreStatements"]
 

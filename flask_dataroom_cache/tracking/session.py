@@ -26,12 +26,11 @@ the process are unaffected::
 
 The per-session state (:class:`SessionState`) lives in ``session.info`` under the
 tracker's key; the sessions with an open transaction are also listed per thread
-(:class:`ThreadSessions`), where the store hooks (``snapshot.py``) look.
+(``snapshot.py``'s :class:`~.snapshot.ThreadSessions`), where the store hooks look.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -56,9 +55,9 @@ if TYPE_CHECKING:
     from .cascades import CascadeGraph
     from .delivery import Delivery
     from .rows import TrackedTables
-    from .snapshot import SnapshotRules
+    from .snapshot import SnapshotRules, ThreadSessions
 
-__all__ = ["SESSION_EVENTS", "SessionEvents", "SessionState", "ThreadSessions"]
+__all__ = ["SESSION_EVENTS", "SessionEvents", "SessionState"]
 
 #: Session event -> listener method of :class:`SessionEvents`, in the order attached.
 SESSION_EVENTS = {
@@ -118,52 +117,6 @@ class SessionState:
         self.begin_seq = None
         self.began_at = None
         self.delivered = None
-
-
-class ThreadSessions:
-    """Per thread, the tracked sessions with an open transaction (one tracker's)."""
-
-    def __init__(self) -> None:
-        #: ``.states``: a WeakSet of :class:`SessionState`, per thread.
-        self.local = threading.local()
-
-    def current(self) -> weakref.WeakSet[SessionState] | None:
-        return getattr(self.local, "states", None)  # type: ignore[no-any-return]
-
-    def register(self, state: SessionState) -> None:
-        """``state`` began a transaction in this thread."""
-        mine: weakref.WeakSet[SessionState] | None = getattr(self.local, "states", None)
-        if mine is None:
-            mine = self.local.states = weakref.WeakSet()
-        mine.add(state)
-        state.listed_in = mine
-
-    def adopt(self, state: SessionState) -> None:
-        """A session used by another thread than the one that began its transaction
-        (handed over): its state moves to this thread's, where the bypass, fill and
-        deferral checks look."""
-        listed = state.listed_in
-        if listed is not None and listed is not getattr(self.local, "states", None):
-            listed.discard(state)
-            self.register(state)
-
-    def hand_over(self) -> Callable[[], None]:
-        """``store.handovers``: run in a thread that worked for another (an async view in
-        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
-        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
-        states = list(getattr(self.local, "states", None) or ())
-
-        def adopt() -> None:
-            for state in states:
-                self.adopt(state)
-
-        return adopt
-
-    def unregister(self, state: SessionState) -> None:
-        """``state``'s transaction ended."""
-        if state.listed_in is not None:
-            state.listed_in.discard(state)
-            state.listed_in = None
 
 
 def _open_transactions(session: Session) -> list[SessionTransaction]:

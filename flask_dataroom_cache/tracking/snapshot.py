@@ -1,7 +1,8 @@
 """When this thread must not use the cache, and when an invalidation waits for the commit.
 
 The store asks three questions of the tracker (its hooks), answered here from this
-thread's tracked sessions (``session.py``'s :class:`~.session.ThreadSessions`):
+thread's tracked sessions (:class:`ThreadSessions`: registered by ``session.py`` when a
+transaction begins, dropped when it ends, handed over between threads):
 
 * :meth:`SnapshotRules.must_bypass` (``store.bypass_checks``): reads skip the cache and
   fills are dropped while a session holds uncommitted tracked changes, flushed or not
@@ -24,7 +25,8 @@ database transaction begins.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import token_time
@@ -32,9 +34,9 @@ from ..rules import Registry
 from .sqlexpr import unflushed_groups
 
 if TYPE_CHECKING:
-    from .session import SessionState, ThreadSessions
+    from .session import SessionState
 
-__all__ = ["SnapshotRules", "backend_nonces"]
+__all__ = ["SnapshotRules", "ThreadSessions", "backend_nonces"]
 
 
 def backend_nonces(backend: Any) -> tuple[str, ...]:
@@ -51,6 +53,52 @@ def backend_nonces(backend: Any) -> tuple[str, ...]:
             found.append(nonce)
         todo.extend(getattr(obj, name, None) for name in ("inner", "primary", "fallback"))
     return tuple(found)
+
+
+class ThreadSessions:
+    """Per thread, the tracked sessions with an open transaction (one tracker's)."""
+
+    def __init__(self) -> None:
+        #: ``.states``: a WeakSet of :class:`SessionState`, per thread.
+        self.local = threading.local()
+
+    def current(self) -> weakref.WeakSet[SessionState] | None:
+        return getattr(self.local, "states", None)  # type: ignore[no-any-return]
+
+    def register(self, state: SessionState) -> None:
+        """``state`` began a transaction in this thread."""
+        mine: weakref.WeakSet[SessionState] | None = getattr(self.local, "states", None)
+        if mine is None:
+            mine = self.local.states = weakref.WeakSet()
+        mine.add(state)
+        state.listed_in = mine
+
+    def adopt(self, state: SessionState) -> None:
+        """A session used by another thread than the one that began its transaction
+        (handed over): its state moves to this thread's, where the bypass, fill and
+        deferral checks look."""
+        listed = state.listed_in
+        if listed is not None and listed is not getattr(self.local, "states", None):
+            listed.discard(state)
+            self.register(state)
+
+    def hand_over(self) -> Callable[[], None]:
+        """``store.handovers``: run in a thread that worked for another (an async view in
+        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
+        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
+        states = list(getattr(self.local, "states", None) or ())
+
+        def adopt() -> None:
+            for state in states:
+                self.adopt(state)
+
+        return adopt
+
+    def unregister(self, state: SessionState) -> None:
+        """``state``'s transaction ended."""
+        if state.listed_in is not None:
+            state.listed_in.discard(state)
+            state.listed_in = None
 
 
 class SnapshotRules:
