@@ -51,14 +51,16 @@ def register(app: Flask, state: CacheState) -> None:
         app.cli.add_command(group)
 
 
+def unregister(app: Flask, state: CacheState) -> None:
+    """Undo :func:`register`'s command group (the publisher detaches itself)."""
+    if app.cli.commands.get("dataroom-cache") is group:
+        del app.cli.commands["dataroom-cache"]
+
+
 # -- warmers ----------------------------------------------------------------------------
 def warmers(extension: DataRoomCache) -> dict[str, Callable[[], Any]]:
     """The warmers registered on ``extension``, by name, in registration order."""
-    found: dict[str, Callable[[], Any]] | None = getattr(extension, "_dataroom_warmers", None)
-    if found is None:
-        found = {}
-        extension._dataroom_warmers = found  # type: ignore[attr-defined]
-    return found
+    return extension.warmers
 
 
 def add_warmer(extension: DataRoomCache, fn: F, name: str | None = None) -> F:

@@ -229,7 +229,7 @@ class Settings:
     pending_max: int = 10_000
     #: How far the clocks of the processes sharing a backend may disagree (ms): a fill is
     #: refused if one of its tag tokens was made less than this before the filling
-    #: transaction began (see tracking.py, snapshot fills).
+    #: transaction began (see tracking/snapshot.py).
     snapshot_clock_skew_ms: float = 100.0
     #: Problems that are not errors (a shared key we could not use): logged once by
     #: ``init_app``.

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
+from . import coexistence
+from .apphooks import remove_app_hook
 from .backends.factory import create_backend
 from .config import Settings
 from .metrics import Metrics
@@ -34,25 +36,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
 
-def _warn_flask_caching_keys(app: Flask, settings: Settings) -> None:
-    """Warn once when Flask-Caching-only keys are in the config but Flask-Caching is not
-    on the app. Flask-Caching may be initialised after us, so unless it already is, the
-    check runs at the app's first request (a no-op afterwards); apps without such keys
-    get no hook at all."""
-    if not settings.flask_caching_keys or "cache" in app.extensions:
-        return
-    checked = False
-
-    def _check_flask_caching_keys() -> None:
-        nonlocal checked
-        if checked:
-            return
-        checked = True
-        if "cache" not in app.extensions:
-            log.warning(settings.flask_caching_keys_message())
-
-    app.before_request(_check_flask_caching_keys)
-
 
 class DataRoomCache:
     """Flask extension: ``cache = DataRoomCache(); cache.init_app(app)``."""
@@ -66,6 +49,9 @@ class DataRoomCache:
         #: Registered with ``@cache.identity`` (views/identity.py); per app:
         #: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None
+        #: ``@cache.warmer`` functions by name, in registration order (``flask dataroom-cache
+        #: warm``), shared by every app of this object.
+        self.warmers: dict[str, Callable[[], Any]] = {}
         #: The tracker of the app initialised last (``track_session`` outside a context).
         self._last_tracker: weakref.ref[Tracker] | None = None
         if app is not None:
@@ -77,28 +63,52 @@ class DataRoomCache:
         settings = Settings.from_mapping(app.config, flask_caching="cache" in app.extensions)
         for notice in settings.notices:
             log.warning(notice)
-        _warn_flask_caching_keys(app, settings)
         metrics = Metrics()
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics, codec=self.codec)
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
+        # Every step below registers how to undo itself (``uninstall`` runs them backwards).
+        state.on_uninstall(coexistence.warn_leftover_keys(app, settings))
 
         from . import views
 
         views.install(app, state)  # its teardown runs after this one (reverse order)
+        state.on_uninstall(lambda: views.uninstall(app, state))
 
-        @app.teardown_request
         def _end_request(_exc: BaseException | None) -> None:
             store.forget_captures()
+
+        app.teardown_request(_end_request)
+        state.on_uninstall(lambda: remove_app_hook(app.teardown_request_funcs, _end_request))
 
         from . import tracking  # late import: tracking imports this module for types
 
         tracking.install(app, state)
+        state.on_uninstall(lambda: tracking.detach(state))
 
         from . import cli
 
         cli.register(app, state)
+        state.on_uninstall(lambda: cli.unregister(app, state))
+
+    def uninstall(self, app: Flask) -> None:
+        """Undo :meth:`init_app` on ``app``: every listener, hook, signal receiver and
+        patch it installed is removed, in reverse order (the tracker's listeners on session
+        factories and engines, each engine's ``dialect.do_commit`` restored; the views'
+        request hooks; the CLI group and the stats publisher), the backend is closed and
+        ``app.extensions["dataroom_cache"]`` is dropped: the app is as before ``init_app``
+        (its cached views raise the "not initialised" error until ``init_app`` runs again,
+        e.g. with another configuration). Other apps and engines in the process are
+        unaffected."""
+        state: CacheState | None = app.extensions.get(EXTENSION_KEY)
+        if state is None:
+            return
+        state.run_uninstall()
+        try:
+            state.store.backend.close()
+        finally:
+            del app.extensions[EXTENSION_KEY]
 
     # -- access -------------------------------------------------------------------------
     @staticmethod
@@ -262,7 +272,7 @@ class DataRoomCache:
         (:mod:`.rule_checks`).
         ``cache.track(association_table, entity=..., parents={column: type}, sides=True,
         list_tag=True)`` declares a many-to-many association ``Table`` (see
-        :mod:`.associations`).
+        :class:`.rules.AssociationRule`, :mod:`.tracking.links`).
         """
         from .tracking import registry_of
 

@@ -20,6 +20,11 @@ From the declaration the library derives, for every insert, update and delete:
 database cascades, whose rows cannot be known cheaply (see
 :mod:`flask_dataroom_cache.tracking`).
 
+A many-to-many association ``Table`` may be declared too (``cache.track(table, entity=...,
+parents={column: type}, sides=True)``: :class:`AssociationRule`); declared or not, a change
+of one of its rows counts as an update of both rows it links (see
+:mod:`flask_dataroom_cache.tracking.links`).
+
 A declaration that cannot work raises (reserved entity names, attribute names that are
 not columns of the model: :mod:`flask_dataroom_cache.rule_checks`).
 
@@ -32,18 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import sqlalchemy as sa
 
 from .keys import _text
 from .rule_checks import MapperChecks, check_names
 from .tags import contents_tag, dataroom_tag, entity_tag, list_tag, user_tag
 
-if TYPE_CHECKING:
-    from .associations import AssociationRule
-
-__all__ = ["Change", "Registry", "Rule", "parent_tag"]
-
-CHANGE_KINDS = ("insert", "update", "delete")
+__all__ = ["AssociationRule", "Change", "Registry", "Rule", "association_rule", "parent_tag"]
 
 
 def parent_tag(parent_type: str, parent_id: Any) -> str:
@@ -92,9 +94,24 @@ class Rule:
     list_tag: bool = True
     members: Callable[[Any], Iterable[Any]] | None = None
     has_hook: bool = False
+    # Precomputed from the fields above for the flush hot path (set in __post_init__).
+    #: ``{entity}:`` (the entity tag without the id).
+    _entity_prefix: str = field(init=False, repr=False, compare=False)
+    #: ``{entity}:list``, or None with ``list_tag=False``.
+    _list: str | None = field(init=False, repr=False, compare=False)
+    #: ``(attribute, parent type, memo of parent_tag by value)`` per parent.
+    _parent_plan: tuple[tuple[str, str, dict[Any, str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    #: The parent attribute names.
+    parent_attrs: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: Attributes whose pre-flush values (``committed_state``) the flush reads: parents, id.
+    history_attrs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: True if a change needs the object itself (``members`` or a ``cache_tags`` hook).
+    needs_obj: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # precomputed pieces of the hot path (object.__setattr__: the dataclass is frozen)
+        # object.__setattr__: the dataclass is frozen
         object.__setattr__(self, "_entity_prefix", entity_tag(self.entity, "x")[:-1])
         object.__setattr__(self, "_list", list_tag(self.entity) if self.list_tag else None)
         object.__setattr__(self, "_parent_plan", tuple((a, t, {}) for a, t in self.parents.items()))
@@ -115,15 +132,15 @@ class Rule:
         ident = current.get(self.id_attr)
         if ident is not None:
             text = str(ident) if type(ident) is int else _text(ident)
-            out.add(self._entity_prefix + text)  # type: ignore[attr-defined]
+            out.add(self._entity_prefix + text)
         if old:
             old_id = old.get(self.id_attr)
             if old_id is not None and old_id != ident:  # the primary key itself changed
                 out.add(entity_tag(self.entity, old_id))
-        if self._list is not None:  # type: ignore[attr-defined]
-            out.add(self._list)  # type: ignore[attr-defined]
+        if self._list is not None:
+            out.add(self._list)
         cache: dict[Any, str]
-        for attr, ptype, cache in self._parent_plan:  # type: ignore[attr-defined]
+        for attr, ptype, cache in self._parent_plan:
             value = current.get(attr)
             if value is not None:
                 tag = cache.get(value)
@@ -179,6 +196,69 @@ class Rule:
         return out
 
 
+@dataclass(frozen=True)
+class AssociationRule:
+    """The declaration of one association table (or the default of a detected one)."""
+
+    table: sa.Table
+    #: None for a detected (undeclared) table: it has no tags of its own
+    entity: str | None
+    #: column key -> parent type: ``parent_tag(type, value)`` for each row's value
+    parents: Mapping[str, str] = field(default_factory=dict)
+    #: column keys whose foreign keys count as sides; None: every foreign key
+    sides: frozenset[str] | None = None
+    list_tag: bool = True
+
+
+def association_rule(
+    table: Any,
+    *,
+    entity: str | None = None,
+    parents: Mapping[str, str] | None = None,
+    sides: bool | Iterable[str] = True,
+    list_tag: bool = True,
+) -> AssociationRule:
+    """Check and build the declaration ``cache.track(table, ...)``: every column named in
+    ``parents`` or ``sides`` must be a column of the table (``ValueError`` names both)."""
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"track() needs a model class or a Table, got {table!r}")
+    name = entity if entity is not None else table.name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"track({table.name}): invalid entity name {name!r}")
+    parents = dict(parents or {})
+    check_names(table, name, parents.values())  # reserved namespaces, as for models
+    columns = set(table.c.keys())
+    for col, ptype in parents.items():
+        if not isinstance(ptype, str) or not ptype:
+            raise ValueError(
+                f"track({table.name}): parents must map column names to entity types, "
+                f"got {col!r}: {ptype!r}"
+            )
+        if col not in columns:
+            raise ValueError(
+                f"track({table.name}): parents names {col!r}, which is not a column of "
+                f"{table.name} (columns: {', '.join(sorted(columns))})"
+            )
+    chosen: frozenset[str] | None
+    if sides is True:
+        chosen = None
+    elif sides is False or sides is None:
+        chosen = frozenset()
+    elif isinstance(sides, str):
+        raise TypeError(f"track({table.name}): sides is True, False or a list of column names")
+    else:
+        chosen = frozenset(sides)
+        for col in chosen:
+            if col not in columns:
+                raise ValueError(
+                    f"track({table.name}): sides names {col!r}, which is not a column of "
+                    f"{table.name} (columns: {', '.join(sorted(columns))})"
+                )
+    if not isinstance(list_tag, bool):
+        raise TypeError(f"track({table.name}): list_tag must be True or False")
+    return AssociationRule(table, name, parents, chosen, list_tag)
+
+
 class Registry:
     """Tracked models of one :class:`~flask_dataroom_cache.DataRoomCache` (shared by its apps)."""
 
@@ -192,17 +272,13 @@ class Registry:
         self.has_members = False
         #: attribute names checked against each model's mapper once it is configured
         self.checks = MapperChecks()
-        #: association tables declared with ``track(table, ...)``: see :mod:`.associations`
+        #: association tables declared with ``track(table, ...)`` (:class:`AssociationRule`)
         self.tables: dict[Any, AssociationRule] = {}
 
     def declare(self, target: Any, **options: Any) -> Any:
         """``cache.track(target, **options)``: a model class, or an association ``Table``."""
-        import sqlalchemy as sa
-
         if isinstance(target, sa.Table):
-            from .associations import make_rule
-
-            self.tables[target] = make_rule(target, **options)
+            self.tables[target] = association_rule(target, **options)
             self.version += 1
         else:
             self.add(target, **options)

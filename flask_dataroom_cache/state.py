@@ -9,7 +9,7 @@ backend, a counter, a tracker or a single flight.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
@@ -46,6 +46,25 @@ class CacheState:
     stats_publisher: StatsPublisher | None = None
     #: This app's own Prometheus registry, made by the first ``prometheus_registry()``.
     prometheus_registry: Any = None
+    #: How to undo each step of ``init_app``, in the order they were installed.
+    detachers: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_uninstall(self, detach: Callable[[], None] | None) -> None:
+        """Remember how to undo one installed listener, hook or patch (None: nothing)."""
+        if detach is not None:
+            self.detachers.append(detach)
+
+    def run_uninstall(self) -> None:
+        """Undo every installed step, last first; every one runs even if another raises."""
+        error: BaseException | None = None
+        while self.detachers:
+            try:
+                self.detachers.pop()()
+            except BaseException as exc:  # undo the others, then raise the first
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
 
     def stats(self) -> dict[str, Any]:
         """Counters, hit ratio and backend state, as a plain dict (see metrics.build_stats)."""

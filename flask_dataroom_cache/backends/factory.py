@@ -18,7 +18,6 @@ log = logging.getLogger("flask_dataroom_cache")
 
 def create_backend(
     settings: Settings,
-    on_error: Callable[[], None] | None = None,
     *,
     on_event: Callable[[str], None] | None = None,
 ) -> Backend:
@@ -34,8 +33,7 @@ def create_backend(
       optional ``CACHE_FALLBACK=memory``), probing in the background while open.
 
     ``on_event(name)`` receives the resilient backend's ``"errors"`` and
-    ``"fallback_serves"`` events (the metrics hook); ``on_error()`` is the older,
-    errors-only hook.
+    ``"fallback_serves"`` events (the metrics hook).
     """
     if not settings.redis_url or not settings.enabled:
         # Disabled: every call is a no-op miss in the store; build no client, send no PING.
@@ -84,7 +82,6 @@ def create_backend(
         threshold=settings.breaker_threshold,
         cooldown=settings.breaker_cooldown,
         pending_max=settings.pending_max,
-        on_error=on_error,
         on_event=on_event,
         start_open=not reachable,
     )

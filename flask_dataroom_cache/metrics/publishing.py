@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..apphooks import remove_app_hook
 from .counters import COUNTERS, build_stats, hit_ratio
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,10 +103,16 @@ def install(app: Flask, state: CacheState) -> StatsPublisher:
     publisher = StatsPublisher(state, app.name)
     state.stats_publisher = publisher
 
-    @app.teardown_request
     def _publish_stats(_exc: BaseException | None) -> None:
         publisher.maybe_publish()
 
+    app.teardown_request(_publish_stats)
+
+    def detach() -> None:
+        remove_app_hook(app.teardown_request_funcs, _publish_stats)
+        state.stats_publisher = None
+
+    state.on_uninstall(detach)
     return publisher
 
 

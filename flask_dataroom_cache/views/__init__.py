@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flask import Flask, request_finished
 
+from ..apphooks import remove_app_hook
 from ..state import CacheState
 from . import context, returns
 from .call import CachedCall
@@ -171,10 +172,6 @@ def install(app: Flask, state: CacheState) -> None:
 def uninstall(app: Flask, state: CacheState) -> None:
     """Detach what :func:`install` attached to ``app``; other apps keep theirs."""
     request_finished.disconnect(context.request_finished, sender=app)
-    preprocessors = app.url_value_preprocessors.get(None, [])
-    if context.snapshot_view_args in preprocessors:
-        preprocessors.remove(context.snapshot_view_args)
-    teardowns = app.teardown_request_funcs.get(None, [])
-    if context.end_request in teardowns:
-        teardowns.remove(context.end_request)
+    remove_app_hook(app.url_value_preprocessors, context.snapshot_view_args)
+    remove_app_hook(app.teardown_request_funcs, context.end_request)
     state.views = None

@@ -512,7 +512,7 @@ def test_tracker_reads_the_clock_skew_from_settings(monkeypatch: pytest.MonkeyPa
     app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://")
     SQLAlchemy(app)
     DataRoomCache(app)
-    assert DataRoomCache.state(app).tracker.skew == 0.04
+    assert DataRoomCache.state(app).tracker.snapshot.skew == 0.04
 
 
 def test_only_config_py_reads_app_config_or_the_environment() -> None:

@@ -38,7 +38,7 @@ from flask_dataroom_cache import (
     user_tag,
 )
 from flask_dataroom_cache import tracking as tracking_module
-from flask_dataroom_cache.tracking import BULK_ROW_CAP
+from flask_dataroom_cache.tracking import BULK_ROW_CAP, cascades, rows
 
 from .conftest import Env, sqlite_fk
 from .models import DataRoom, File, Folder, Membership, Shortcut
@@ -343,7 +343,7 @@ def test_cascade_descends_below_a_level_above_the_cap(
     """With a tiny cap: a level of folders above it gets ``type:folder`` and the next
     level (their files) is still read, through a subquery, and tagged exactly."""
     seed(env)
-    monkeypatch.setattr(tracking_module, "BULK_ROW_CAP", 3)
+    monkeypatch.setattr(rows, "BULK_ROW_CAP", 3)
     s = env.session
     s.add_all([Folder(id=13 + n, data_room_id=1, parent_id=10, name=f"sub{n}") for n in range(3)])
     s.flush()
@@ -363,13 +363,13 @@ def test_cascade_descends_below_a_level_above_the_cap(
 def test_cascade_graph_is_built_once_and_follows_track(env: Env) -> None:
     tracker = tracking_module.tracker_for(env.cache, env.app)
     folders, files = Folder.__table__, File.__table__
-    edges = tracker._cascade_edges(folders)
+    edges = tracker.cascades.edges(folders)
     assert {(e.child.name, e.action) for e in edges} == {("folders", "delete"), ("files", "delete")}
-    assert tracker._cascade_edges(folders) is edges  # cached
-    assert tracker._cascade_edges(files) == ()
+    assert tracker.cascades.edges(folders) is edges  # cached
+    assert tracker.cascades.edges(files) == ()
     env.cache.track(Shortcut, entity="shortcut", parents={"target_id": "folder"})
     assert ("shortcuts", "null") in {
-        (e.child.name, e.action) for e in tracker._cascade_edges(folders)
+        (e.child.name, e.action) for e in tracker.cascades.edges(folders)
     }
 
 
@@ -379,7 +379,7 @@ def test_cascade_deeper_than_the_limit_falls_back_to_type_tags(
     """Past CASCADE_MAX_DEPTH levels (a pathological tree) the walk stops and
     ``type:{entity}`` of every table it could still reach stands for the rest."""
     seed(env)
-    monkeypatch.setattr(tracking_module, "CASCADE_MAX_DEPTH", 1)
+    monkeypatch.setattr(cascades, "CASCADE_MAX_DEPTH", 1)
     s = env.session
     s.delete(s.get(Folder, 10))  # the flush path: no type tag of its own
     s.commit()
@@ -395,17 +395,17 @@ def test_nested_subqueries_stop_at_the_nesting_limit(
     """Below a level above the cap the next levels are selected through nested
     subqueries; past CASCADE_MAX_NESTING of them, type tags stand for what is below."""
     seed(env)
-    monkeypatch.setattr(tracking_module, "BULK_ROW_CAP", 1)
-    monkeypatch.setattr(tracking_module, "CASCADE_MAX_NESTING", 0)
+    monkeypatch.setattr(rows, "BULK_ROW_CAP", 1)
+    monkeypatch.setattr(cascades, "CASCADE_MAX_NESTING", 0)
     tracker = tracking_module.tracker_for(env.cache, env.app)
     fallbacks: list[Any] = []
-    original = tracker._reachable_type_tags
+    original = tracker.cascades.reachable_type_tags
 
     def spy(tables: Any, tags: set[str], include_self: bool = True) -> None:
         fallbacks.append([t.name for t in tables])
         original(tables, tags, include_self)
 
-    monkeypatch.setattr(tracker, "_reachable_type_tags", spy)
+    monkeypatch.setattr(tracker.cascades, "reachable_type_tags", spy)
     s = env.session
     s.add(Folder(id=13, data_room_id=1, parent_id=10, name="A2"))
     s.commit()

@@ -35,12 +35,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flask_dataroom_cache import (
     DataRoomCache,
-    associations,
     entity_tag,
     get_cache_key,
     list_tag,
     user_tag,
 )
+from flask_dataroom_cache.tracking import links
 
 from .conftest import CountingBackend, sqlite_fk
 
@@ -512,7 +512,7 @@ def test_sides_with_members_are_loaded_as_objects(
 def test_statements_above_the_row_cap_use_the_sides_type_tags(
     m2m: M2M, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(associations, "SIDE_ROW_CAP", 1)
+    monkeypatch.setattr(links, "SIDE_ROW_CAP", 1)
     s = m2m.session
     s.execute(sa.delete(FAVORITES))  # 3 rows, 2 accounts, 2 articles: above the cap
     s.commit()

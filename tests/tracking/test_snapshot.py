@@ -132,4 +132,4 @@ def test_clock_skew_setting_is_validated(make_env: Any) -> None:
     with pytest.raises(ConfigError, match="CACHE_SNAPSHOT_CLOCK_SKEW_MS"):
         make_env(CACHE_SNAPSHOT_CLOCK_SKEW_MS="soon")
     env: Env = make_env(CACHE_SNAPSHOT_CLOCK_SKEW_MS=250)
-    assert env.app.extensions["dataroom_cache"].tracker.skew == 0.25
+    assert env.app.extensions["dataroom_cache"].tracker.snapshot.skew == 0.25

@@ -620,7 +620,9 @@ def test_insert_with_raw_sql_values_still_runs(env: Env) -> None:
 def test_textual_sql_patterns_are_linear_in_leading_comments() -> None:
     import time as _time
 
-    from flask_dataroom_cache.tracking import _MORE_STATEMENTS, _TEXT_TARGET, _WRITE_SQL
+    from flask_dataroom_cache.tracking.textual import MORE_STATEMENTS as _MORE_STATEMENTS
+    from flask_dataroom_cache.tracking.textual import TEXT_TARGET as _TEXT_TARGET
+    from flask_dataroom_cache.tracking.textual import WRITE_SQL as _WRITE_SQL
 
     sql = "/**/" * 40 + " SELECT 1"  # exponential with a comment pattern that can span */
     started = _time.perf_counter()

@@ -55,7 +55,6 @@ class ResilientBackend:
         threshold: int = 5,
         cooldown: float = 5.0,
         pending_max: int = 10_000,
-        on_error: Callable[[], None] | None = None,
         on_event: Callable[[str], None] | None = None,
         start_open: bool = False,
         background_probe: bool = True,
@@ -86,7 +85,6 @@ class ResilientBackend:
         self.pending_max = pending_max
         self.background_probe = background_probe
         self.name = primary.name
-        self._on_error = on_error
         self._on_event = on_event
         self.fallback_serves = 0
         ref = weakref.ref(self)
@@ -143,8 +141,6 @@ class ResilientBackend:
             self._on_event(name)
 
     def _failed(self, exc: BaseException, *, force_open: bool = False) -> None:
-        if self._on_error is not None:
-            self._on_error()
         self._event("errors")
         self._breaker.failure(exc, force_open=force_open)
 

@@ -18,17 +18,18 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import ExecutableDDLElement
 
+from .sqlexpr import schema_prefixes
+from .textual import LEAD
+
 __all__ = ["commits_itself", "is_ddl_element", "is_ddl_text"]
 
-_COMMENT = r"/\*[^*]*\*+(?:[^/*][^*]*\*+)*/"
-_LEAD = r"\s*(?:" + _COMMENT + r"\s*|--[^\n]*\n\s*)*"
 #: A statement that changes the schema or empties tables. ``COMMENT ON`` changes nothing
 #: a read returns but is cheap to count (it is rare).
-_DDL_SQL = re.compile(_LEAD + r"(?:create|drop|alter|truncate|rename|comment\s+on)\b", re.I | re.S)
+_DDL_SQL = re.compile(LEAD + r"(?:create|drop|alter|truncate|rename|comment\s+on)\b", re.I | re.S)
 #: Objects private to one connection, gone with it: ``CREATE TEMP TABLE`` / ``VIEW``
 #: (per-request scratch tables must not empty the cache).
 _TEMPORARY = re.compile(
-    _LEAD + r"create\s+(?:(?:global|local)\s+)?(?:temp|temporary)\b", re.I | re.S
+    LEAD + r"create\s+(?:(?:global|local)\s+)?(?:temp|temporary)\b", re.I | re.S
 )
 #: Dialects whose DDL commits the open transaction implicitly.
 _IMPLICIT_COMMIT = frozenset({"mysql", "mariadb", "oracle"})
@@ -38,9 +39,7 @@ def is_ddl_element(element: Any) -> bool:
     """``CreateTable``, ``DropTable``, ``CreateIndex``, ``DDL("...")``..., not temporary."""
     if not isinstance(element, ExecutableDDLElement):
         return False
-    target = getattr(element, "element", None)
-    prefixes = getattr(target, "_prefixes", None) or ()
-    return not any(str(p).strip().upper() in ("TEMP", "TEMPORARY") for p in prefixes)
+    return not any(p.strip().upper() in ("TEMP", "TEMPORARY") for p in schema_prefixes(element))
 
 
 def is_ddl_text(sql: str) -> bool:

@@ -1,0 +1,202 @@
+"""When this thread must not use the cache, and when an invalidation waits for the commit.
+
+The store asks three questions of the tracker (its hooks), answered here from this
+thread's tracked sessions (:class:`ThreadSessions`: registered by ``session.py`` when a
+transaction begins, dropped when it ends, handed over between threads):
+
+* :meth:`SnapshotRules.must_bypass` (``store.bypass_checks``): reads skip the cache and
+  fills are dropped while a session holds uncommitted tracked changes, flushed or not
+  (DESIGN.md promise 3), and (the snapshot rule) while its database transaction began
+  before the latest commit-invalidation this process sent: what it reads may predate
+  that commit, yet would be stamped with the new tag versions.
+* :meth:`SnapshotRules.refuse_fill` (``store.fill_checks``): the snapshot rule across
+  processes. A fill stamped with a tag token that another process made after this
+  thread's transaction began (less ``CACHE_SNAPSHOT_CLOCK_SKEW_MS``) is dropped; tokens
+  carry their creation time (``backends/base.py``) and this process's own nonces.
+* :meth:`SnapshotRules.defer` (``store.deferrers``): ``invalidate_tags`` while a session
+  has an open transaction with changes joins that transaction's pending tags (it follows
+  its savepoints, commit and rollback); otherwise it is delivered now.
+
+The commit sequence (:attr:`SnapshotRules.seq`) is bumped before every delivery
+(``delivery.py``) and every immediate invalidation; a session records it when its
+database transaction begins.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import token_time
+from ..rules import Registry
+from .sqlexpr import unflushed_groups
+
+if TYPE_CHECKING:
+    from .session import SessionState
+
+__all__ = ["SnapshotRules", "ThreadSessions", "backend_nonces"]
+
+
+def backend_nonces(backend: Any) -> tuple[str, ...]:
+    """The token nonces of this process's backend objects (through the wrappers)."""
+    found: list[str] = []
+    todo, seen = [backend], set()
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nonce = getattr(obj, "_nonce", None)
+        if isinstance(nonce, str) and nonce:
+            found.append(nonce)
+        todo.extend(getattr(obj, name, None) for name in ("inner", "primary", "fallback"))
+    return tuple(found)
+
+
+class ThreadSessions:
+    """Per thread, the tracked sessions with an open transaction (one tracker's)."""
+
+    def __init__(self) -> None:
+        #: ``.states``: a WeakSet of :class:`SessionState`, per thread.
+        self.local = threading.local()
+
+    def current(self) -> weakref.WeakSet[SessionState] | None:
+        return getattr(self.local, "states", None)  # type: ignore[no-any-return]
+
+    def register(self, state: SessionState) -> None:
+        """``state`` began a transaction in this thread."""
+        mine: weakref.WeakSet[SessionState] | None = getattr(self.local, "states", None)
+        if mine is None:
+            mine = self.local.states = weakref.WeakSet()
+        mine.add(state)
+        state.listed_in = mine
+
+    def adopt(self, state: SessionState) -> None:
+        """A session used by another thread than the one that began its transaction
+        (handed over): its state moves to this thread's, where the bypass, fill and
+        deferral checks look."""
+        listed = state.listed_in
+        if listed is not None and listed is not getattr(self.local, "states", None):
+            listed.discard(state)
+            self.register(state)
+
+    def hand_over(self) -> Callable[[], None]:
+        """``store.handovers``: run in a thread that worked for another (an async view in
+        asgiref's loop thread) as it ends; the other thread calls the result to adopt the
+        sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
+        states = list(getattr(self.local, "states", None) or ())
+
+        def adopt() -> None:
+            for state in states:
+                self.adopt(state)
+
+        return adopt
+
+    def unregister(self, state: SessionState) -> None:
+        """``state``'s transaction ended."""
+        if state.listed_in is not None:
+            state.listed_in.discard(state)
+            state.listed_in = None
+
+
+class SnapshotRules:
+    """The store hooks of one tracker, and its commit sequence."""
+
+    def __init__(
+        self, registry: Registry, threads: ThreadSessions, skew: float, nonces: tuple[str, ...]
+    ) -> None:
+        self.registry = registry
+        #: ``.states``: this thread's tracked sessions (read directly: every cache read
+        #: asks :meth:`must_bypass`)
+        self._local = threads.local
+        #: Allowed clock disagreement between processes, in seconds
+        #: (``CACHE_SNAPSHOT_CLOCK_SKEW_MS``).
+        self.skew = skew
+        #: This process's token nonces: its own tokens are left to the commit sequence.
+        self.own_nonces = nonces
+        #: Bumped before every delivery: a transaction that began at a lower value may
+        #: have read data older than a commit whose invalidation went out since.
+        self.seq = 0
+        self._lock = threading.Lock()
+
+    def bump(self) -> None:
+        """An invalidation is about to be delivered: open transactions are now older."""
+        with self._lock:
+            self.seq += 1
+
+    def must_bypass(self) -> bool:
+        """True while this thread's reads and fills must skip the cache."""
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        seq = self.seq
+        for state in states:
+            if state.has_tracked_writes:
+                return True
+            if state.begin_seq is not None and state.begin_seq < seq:
+                return True
+            if self._unflushed(state):
+                return True
+        return False
+
+    def _unflushed(self, state: SessionState) -> bool:
+        """Changes to tracked objects not flushed yet: a compute reading them from the
+        session's memory (``session.get`` of a loaded object runs no SQL, so no autoflush)
+        would cache a value no transaction has written. Empty collections: the usual case."""
+        session = state.session_ref()
+        if session is None:
+            return False
+        groups = unflushed_groups(session)
+        if groups is None:
+            return False
+        rule_for = self.registry.rule_for
+        for group in groups:
+            for instance_state in group:
+                if rule_for(instance_state.class_) is not None:
+                    return True
+        return False
+
+    def refuse_fill(self, versions: Sequence[str]) -> bool:
+        """The snapshot rule across processes: drop a fill stamped with a token that
+        another process made after this thread's open database transaction began (minus
+        the allowed clock skew): the value may come from a snapshot older than the change
+        the token stands for. Tokens this process made are covered exactly by the commit
+        sequence (:meth:`must_bypass`), so a tag created by this very read never refuses."""
+        states = getattr(self._local, "states", None)
+        if not states:
+            return False
+        began = min((s.began_at for s in states if s.began_at is not None), default=None)
+        if began is None:
+            return False
+        limit = began - self.skew - 0.001  # token times are whole milliseconds
+        own = self.own_nonces
+        for token in versions:
+            made = token_time(token)
+            if made is None or made < limit:
+                continue
+            rest = token.partition("-")[2]
+            if own and rest.startswith(own):
+                continue
+            return True
+        return False
+
+    def defer(self, tags: tuple[str, ...]) -> bool:
+        """Keep ``tags`` for the commit of this thread's open transaction with changes
+        (True); else note an immediate delivery (False: the store sends them now)."""
+        states = getattr(self._local, "states", None)
+        if states:
+            for state in states:
+                session = state.session_ref()
+                if session is None or not session.in_transaction():
+                    continue
+                has_changes = (
+                    state.has_written
+                    or bool(state.pending)
+                    or bool(session.new or session.deleted or session.dirty)
+                )
+                if has_changes and state.pending.add(tags):
+                    return True
+        self.bump()  # delivered now: readers with older snapshots must not fill
+        return False
