@@ -19,9 +19,9 @@ from . import coexistence
 from .apphooks import remove_app_hook
 from .backends.factory import create_backend
 from .config import Settings
+from .customtypes import Codec
 from .metrics import Metrics
 from .rules import Registry
-from .serialization import Codec
 from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
 

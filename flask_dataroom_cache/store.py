@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 
 from .backends.base import Backend, BackendError
 from .config import Settings
+from .customtypes import Codec
 from .metrics import Metrics
-from .serialization import Codec, CodecError, decode, encode
+from .serialization import CodecError, decode, encode
 from .tags import normalize_tags
 
 __all__ = ["MISSING", "CacheStore"]

@@ -30,7 +30,8 @@ from datetime import datetime, time
 from inspect import isawaitable, iscoroutinefunction
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..serialization import Codec, CodecError, decode, encode
+from ..customtypes import Codec
+from ..serialization import CodecError, decode, encode
 
 if TYPE_CHECKING:
     from flask import Flask, Response

@@ -26,7 +26,8 @@ from flask_dataroom_cache import (
     cache_set,
     get_or_set,
 )
-from flask_dataroom_cache.serialization import Codec, CodecError, decode, encode
+from flask_dataroom_cache.customtypes import Codec
+from flask_dataroom_cache.serialization import CodecError, decode, encode
 
 from .conftest import REDIS_KINDS, store_of
 
