@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import TextClause
 from ..tags import EPOCH_TAG
 from . import ddl, textual
 from .connection import ConnectionRecord, Reselect, connection_record, find_record
-from .sqlexpr import is_autocommit, is_orm_statement, running_flush_of
+from .sqlexpr import is_autocommit, run_by_orm_session, running_flush_of
 from .statements import dml_tags, parameter_rows, reselect, update_needs_reselect
 
 if TYPE_CHECKING:
@@ -122,8 +122,8 @@ class CoreStatements:
             return
         if not self.registry:
             return
-        if is_orm_statement(clauseelement):
-            return  # ORM-enabled statement: handled by do_orm_execute
+        if run_by_orm_session(clauseelement, execution_options):
+            return  # an ORM-enabled statement a Session runs: handled by do_orm_execute
         table = getattr(clauseelement, "table", None)
         info = self.tables.get(table) if table is not None else None
         # an association table: its rows link tracked rows (secondary DML of a flush too)

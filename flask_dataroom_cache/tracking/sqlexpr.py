@@ -36,6 +36,7 @@ __all__ = [
     "mapper_compiled_cache",
     "modified_states",
     "multi_values_rows",
+    "run_by_orm_session",
     "running_flush_of",
     "schema_prefixes",
     "set_items",
@@ -148,9 +149,20 @@ def is_upsert(stmt: Any) -> bool:
 
 
 def is_orm_statement(stmt: Any) -> bool:
-    """An ORM-enabled statement (``update(Model)``): ``do_orm_execute`` handles it."""
+    """An ORM-enabled statement (``update(Model)``, or a Core one whose WHERE names an ORM
+    attribute: ``update(table).where(Model.id == 1)``)."""
     attrs = getattr(stmt, "_propagate_attrs", None) or {}
     return bool(attrs.get("compile_state_plugin") == "orm")
+
+
+def run_by_orm_session(stmt: Any, execution_options: Any) -> bool:
+    """An ORM-enabled statement that a ``Session`` is running (``session.execute``): its
+    ``do_orm_execute`` saw it, and the Session passes its ``_sa_orm_*_options`` down to the
+    connection. The same statement given to ``Connection.execute`` carries none: only the
+    engine listener sees it."""
+    if not is_orm_statement(stmt):
+        return False
+    return any(str(k).startswith("_sa_orm_") for k in execution_options or ())
 
 
 def schema_prefixes(element: Any) -> list[str]:

@@ -110,6 +110,27 @@ def test_core_connection_sends_after_the_database_commit(env: Env) -> None:
         reader.dispose()
 
 
+@pytest.mark.parametrize("statement", ["update", "delete", "update_model"])
+def test_core_statement_naming_an_orm_attribute_is_tracked(env: Env, statement: str) -> None:
+    """``conn.execute(update(table).where(Model.id == 100))``: the ORM attribute makes the
+    statement "ORM-enabled", yet no Session runs it (no ``do_orm_execute``); it was skipped
+    as the Session's and invalidated nothing (a stale hit)."""
+    seed(env)
+    env.session.rollback()
+    env.backend.reset()
+    table = File.__table__
+    stmt: Any
+    if statement == "update":
+        stmt = sa.update(table).where(File.id == 100).values(name="NEW")
+    elif statement == "delete":
+        stmt = sa.delete(table).where(File.id == 100)
+    else:
+        stmt = sa.update(File).where(File.id == 100).values(name="NEW")
+    with env.db.engine.begin() as conn:
+        conn.execute(stmt)
+    assert entity_tag("file", 100) in env.backend.all_invalidated()
+
+
 def test_autocommit_connection_invalidates_each_statement(env: Env) -> None:
     seed(env)
     fill(env, 10)
