@@ -66,6 +66,7 @@ class DataRoomCache:
         metrics = Metrics()
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics, codec=self.codec)
+        store.app_ref = weakref.ref(app)
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from . import signals
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
@@ -89,6 +90,8 @@ class CacheStore:
         self.handovers: list[Callable[[], Callable[[], None]]] = []
         self._local = threading.local()
         self._last_error_log = 0.0
+        #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
+        self.app_ref: Callable[[], Any] = lambda: None
 
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
@@ -312,10 +315,14 @@ class CacheStore:
         except BackendError as exc:
             self.report_error("delete", exc)
 
-    def invalidate(self, tags: Iterable[str], *, defer: bool = True) -> tuple[str, ...]:
+    def invalidate(
+        self, tags: Iterable[str], *, defer: bool = True, source: str = "api"
+    ) -> tuple[str, ...]:
         """Invalidate ``tags``: now, or at the commit of the open transaction (``defer``).
 
-        Returns the tags that were delivered now (empty when deferred or disabled).
+        Returns the tags that were delivered now (empty when deferred or disabled). Tags
+        delivered now are announced by :data:`~flask_dataroom_cache.signals.
+        tags_invalidated` with ``source`` (what produced them).
         """
         if isinstance(tags, str):
             raise TypeError("tags must be a list of strings, not a single string")
@@ -333,6 +340,8 @@ class CacheStore:
         except BackendError as exc:
             self.report_error("invalidation", exc)
         self.metrics.incr("invalidations", len(wanted))
+        if signals.tags_invalidated.receivers:
+            signals.send(signals.tags_invalidated, self.app_ref(), tags=wanted, source=source)
         return wanted
 
     def clear(self) -> int:

@@ -206,7 +206,7 @@ class ConnectionEvents:
                 tags |= own
         if tags:
             try:
-                self.delivery.send(tags)
+                self.delivery.send(tags, "commit")
             except Exception:  # never fail a COMMIT that went through: check-in retries
                 log.exception("dataroom cache: sending a Core commit's tags failed")
                 record.committed |= tags
@@ -262,4 +262,4 @@ class ConnectionEvents:
             tags |= record.committed
             record.committed = set()
         if tags:
-            self.delivery.send(tags)
+            self.delivery.send(tags, "commit")

@@ -215,7 +215,7 @@ class CoreStatements:
         if record.ran_ddl:
             record.ran_ddl = False
             if not is_autocommit(conn) and ddl.commits_itself(conn):
-                self.delivery.send((EPOCH_TAG,))
+                self.delivery.send((EPOCH_TAG,), "ddl")
 
     def route(self, conn: Connection, owner: SessionState | None, tags: set[str]) -> None:
         """Where a Core statement's tags wait for their commit: the owning session's open
@@ -276,6 +276,6 @@ class CoreStatements:
     def _send_autocommit(self, record: ConnectionRecord) -> None:
         if record.autocommit:
             tags, record.autocommit = record.autocommit, set()
-            self.delivery.send(tags)  # autocommit: the statement is committed
+            self.delivery.send(tags, "autocommit")  # autocommit: the statement is committed
 
     # -- transactions ---------------------------------------------------------------------------

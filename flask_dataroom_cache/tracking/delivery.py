@@ -29,7 +29,7 @@ class Delivery:
         self.rules = rules
         self._bad_tag_logged = False
 
-    def send(self, tags: Iterable[str]) -> None:
+    def send(self, tags: Iterable[str], source: str = "commit") -> None:
         """Deliver committed tags now (bumps the commit sequence first: snapshot rule).
 
         Called after a COMMIT that went through, so it never raises for a bad tag (a
@@ -38,7 +38,7 @@ class Delivery:
         self.rules.bump()
         tags = tuple(tags)
         try:
-            self.store.invalidate(tags, defer=False)
+            self.store.invalidate(tags, defer=False, source=source)
         except (TypeError, ValueError) as exc:
             if not self._bad_tag_logged:
                 self._bad_tag_logged = True
@@ -47,4 +47,4 @@ class Delivery:
                     "everything (the epoch) instead. Fix the cache_tags hook or declaration.",
                     exc,
                 )
-            self.store.invalidate((EPOCH_TAG,), defer=False)
+            self.store.invalidate((EPOCH_TAG,), defer=False, source=source)
