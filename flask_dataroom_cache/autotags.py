@@ -33,7 +33,8 @@ Every part is escaped (``keys.escape``), so no value can forge another tag.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -42,6 +43,7 @@ from .keys import escape as _escape
 
 __all__ = [
     "AUTO_PREFIXES",
+    "ValueColumns",
     "column_tag",
     "epoch_tag",
     "row_tag",
@@ -110,3 +112,33 @@ def row_tag(table: str, pk: Sequence[Any]) -> str:
 def column_tag(table: str, column: str, value: Any) -> str:
     """``~c:{table}:{column}={value}``: rows of ``table`` whose ``column`` equals ``value``."""
     return f"~c:{escape(table)}:{escape(column)}={value_text(value)}"
+
+
+class ValueColumns:
+    """Which columns of a table give column-value tags (``~c:``): its foreign-key columns,
+    plus the columns declared indexable (``declare``). The read side turns an equality on
+    one of them into a column dependency (anything else is a table dependency); the write
+    side bumps their old and new values. Both ask this one object, so they always agree.
+    One per :class:`~flask_dataroom_cache.DataRoomCache`; declarations are made at import
+    or setup time, before requests."""
+
+    def __init__(self) -> None:
+        self._declared: dict[str, frozenset[str]] = {}
+        self._memo: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+    def declare(self, table: str, columns: Iterable[str]) -> None:
+        """Declare ``columns`` of ``table`` (its ``fullname``) indexable."""
+        names = frozenset(columns)
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"declare indexable columns of {table!r} by their names")
+        self._declared[table] = self._declared.get(table, frozenset()) | names
+        self._memo = weakref.WeakKeyDictionary()
+
+    def of(self, table: Any) -> frozenset[str]:
+        """The value columns of a SQLAlchemy ``Table`` (foreign keys + declared)."""
+        found = self._memo.get(table)
+        if found is None:
+            fks = {c.name for c in table.columns if c.foreign_keys}
+            found = frozenset(fks | self._declared.get(table.fullname, frozenset()))
+            self._memo[table] = found
+        return found

@@ -33,3 +33,24 @@ def test_the_four_names() -> None:
     assert column_tag("file", "folder_id", 3) == "~c:file:folder_id=3"
     u = uuid.UUID(int=5)
     assert value_text(u) == value_text(uuid.UUID(u.hex))
+
+
+def test_value_columns_are_foreign_keys_plus_declared() -> None:
+    import sqlalchemy as sa
+
+    from flask_dataroom_cache.autotags import ValueColumns
+
+    md = sa.MetaData()
+    sa.Table("parent", md, sa.Column("id", sa.Integer, primary_key=True))
+    child = sa.Table(
+        "child",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("parent_id", sa.ForeignKey("parent.id")),
+        sa.Column("slug", sa.String),
+        sa.Column("name", sa.String),
+    )
+    cols = ValueColumns()
+    assert cols.of(child) == {"parent_id"}
+    cols.declare("child", ["slug"])
+    assert cols.of(child) == {"parent_id", "slug"}
