@@ -280,6 +280,8 @@ class CacheStore:
             self.report_error("write", exc)
             return False
         self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        if stored and signals.entry_stored.receivers:
+            signals.send(signals.entry_stored, self.app_ref(), key=key, tags=tags, ttl=expiry)
         return stored
 
     def add(self, key: str, value: Any, ttl: int) -> bool:

@@ -82,3 +82,19 @@ def test_another_apps_receiver_hears_nothing(env: Env, make_env: Any) -> None:
         assert heard == []
     finally:
         signals.tags_invalidated.disconnect(receiver, sender=other.app)
+
+
+def test_entry_stored_names_the_key_and_its_tags(env: Env) -> None:
+    stored: list[tuple[str, tuple[str, ...], int]] = []
+
+    def receiver(sender: Any, key: str, tags: tuple[str, ...], ttl: int) -> None:
+        assert sender is env.app
+        stored.append((key, tags, ttl))
+
+    signals.entry_stored.connect(receiver, sender=env.app)
+    try:
+        env.store.get_or_set("k1", lambda: 1, ttl=30, tags=["a:1"])
+        env.store.get_or_set("k1", lambda: 2, ttl=30, tags=["a:1"])  # a hit: nothing stored
+        assert stored == [("k1", ("a:1",), 30)]
+    finally:
+        signals.entry_stored.disconnect(receiver, sender=env.app)
