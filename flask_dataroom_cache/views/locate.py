@@ -89,8 +89,8 @@ def locate(
     """The entry a GET of ``url`` (a path with its query string, or a full URL: the host
     is part of the key) reads, for ``user`` on a per-user view (default: what the
     identity function returns in that request). ``headers``: request headers, for the
-    view's ``vary`` names. Raises :class:`NotACachedView`; ``MissingIdentityError`` /
-    ``TypeError`` from the identity function as a request would."""
+    view's ``vary`` names. Raises :class:`NotACachedView` (no cached view, anonymous, an
+    identity function that fails here, a URL that cannot be keyed)."""
     with app.test_request_context(url, method="GET", headers=headers) as ctx:
         req = ctx.request
         exc = req.routing_exception
@@ -110,24 +110,41 @@ def locate(
         _preprocess_url_values(app, endpoint, req)
         identity: str | None = None
         if not opts.shared:
-            identity = str(user) if user is not None else request_identity(state, endpoint)
+            identity = str(user) if user is not None else _identity(state, url, endpoint)
             if identity is None:
                 raise NotACachedView(
                     f"{url} matches endpoint {endpoint!r}, cached per user, and this request "
                     "is anonymous (the identity function returned no id; anonymous requests "
                     "bypass the cache): give the user id (--user ID)"
                 )
-        key = keying.route_key(
-            {},  # not the app's memo: this lookup must leave nothing behind
-            state.settings.key_prefix,
-            endpoint,
-            opts,
-            req,
-            context.route_values(ctx),
-            identity,
-        )
-        tags = normalize_tags(keying.entry_tags(opts, endpoint, identity, req.view_args))
+        try:
+            key = keying.route_key(
+                {},  # not the app's memo: this lookup must leave nothing behind
+                state.settings.key_prefix,
+                endpoint,
+                opts,
+                req,
+                context.route_values(ctx),
+                identity,
+            )
+            tags = normalize_tags(keying.entry_tags(opts, endpoint, identity, req.view_args))
+        except keying.Unkeyable as exc:  # a request would bypass the cache too
+            raise NotACachedView(f"{url}: endpoint {endpoint!r} cannot key it: {exc}") from None
     return ViewTarget(url, endpoint, key, tags, identity, opts.shared, opts.swr)
+
+
+def _identity(state: CacheState, url: str, endpoint: str) -> str | None:
+    """What the identity function says in the request built for ``url``; its failure
+    (none registered, or it needs what ``before_request`` functions set up) is
+    :class:`NotACachedView` asking for the user id."""
+    try:
+        return request_identity(state, endpoint)
+    except Exception as exc:
+        raise NotACachedView(
+            f"{url} matches endpoint {endpoint!r}, cached per user, and the identity "
+            f"function failed in a request built for it ({type(exc).__name__}: {exc}): "
+            "give the user id (--user ID)"
+        ) from None
 
 
 def _preprocess_url_values(app: Flask, endpoint: str, req: Any) -> None:

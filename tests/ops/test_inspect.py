@@ -180,6 +180,34 @@ def test_foreign_value_is_reported_and_kept(make_app: MakeApp, cache_kind: str) 
     assert backend_of(app).client.get(key) == b"not ours"  # not dropped
 
 
+def test_undecodable_payload_is_foreign_and_kept(make_app: MakeApp) -> None:
+    app, ext = make_app()
+    backend = backend_of(app)
+    key = f"{app.config['CACHE_KEY_PREFIX']}:broken"
+    versions = backend.versions(("~epoch",))
+    assert backend.set(key, b"Qnot a payload", 60, ("~epoch",), versions)
+    before = snapshot(app)
+    report = report_of(app, ext, key)
+    assert report.state == "foreign" and not report.served and report.size_bytes == 14
+    assert any("does not decode" in n for n in report.notes)
+    assert snapshot(app) == before  # a read would drop it; an inspection does not
+
+
+def test_function_value_entry(make_app: MakeApp) -> None:
+    from flask_dataroom_cache.views import returns
+
+    app, ext = make_app()
+    key = f"{app.config['CACHE_KEY_PREFIX']}:fn"
+    soft = time.time() + 30
+    with app.app_context():
+        assert DataRoomCache.state(app).store.set(
+            key, returns.pack_value(encode([1, 2]), soft), 60, ["a:1"]
+        )
+        report = ext.inspect(key)
+    assert report.state == "valid" and report.kind == "function"
+    assert report.value_type == "list" and report.soft_expiry == soft
+
+
 def test_usage_errors_exit_2(make_app: MakeApp) -> None:
     app, ext = make_app()
     assert invoke(app).exit_code == 2
@@ -251,6 +279,28 @@ def test_view_shared_without_user(views: tuple[Flask, DataRoomCache]) -> None:
     assert {t["tag"] for t in data["tags"]} == {"public", "~epoch"} == set(data["expected_tags"])
     assert invoke(app, "--view", "/public/a").exit_code == 1  # another query: another key
     assert invoke(app, "--view", "/public/b?x=1&y=2").exit_code == 1
+    with_user = invoke(app, "--view", "/public/a?x=1&y=2", "--user", "3")
+    assert with_user.exit_code == 0 and "is shared: the user is not in its key" in with_user.stdout
+
+
+def test_view_host_is_part_of_the_key(views: tuple[Flask, DataRoomCache]) -> None:
+    app, _ = views
+    app.test_client().get("/public/h", base_url="https://rooms.example.com")
+    assert invoke(app, "--view", "https://rooms.example.com/public/h").exit_code == 0
+    assert invoke(app, "--view", "/public/h").exit_code == 1  # localhost: another key
+
+
+def test_view_identity_failure_is_a_usage_error(make_app: MakeApp) -> None:
+    app, ext = make_app()
+
+    @app.get("/mine")
+    @ext.cached()
+    def mine() -> Any:
+        return "mine"
+
+    result = invoke(app, "--view", "/mine")  # no identity function at all
+    assert result.exit_code == 2 and "'mine'" in result.stderr and "--user" in result.stderr
+    assert invoke(app, "--view", "/mine", "--user", "7").exit_code == 1  # keyed, not stored
 
 
 def test_view_per_user(views: tuple[Flask, DataRoomCache]) -> None:
