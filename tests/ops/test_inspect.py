@@ -373,3 +373,38 @@ def test_redis_frame_parser_reads_what_frame_writes() -> None:
     assert parse_frame(frame((), (), b"lock")) == ((), (), b"lock")
     for bad in (b"", b"nope", b"2\na\n", b"-1\nx", b"65\n" + b"t\n" * 130, b" 1\na\nt\n"):
         assert parse_frame(bad) is None, bad
+
+
+def test_view_key_follows_vary_preprocessors_and_class_views(make_app: MakeApp) -> None:
+    from flask import g
+    from flask.views import MethodView
+
+    app, ext = make_app()
+
+    @app.url_value_preprocessor
+    def pop_lang(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "lang" in values:
+            g.lang = values.pop("lang")
+
+    @app.get("/<lang>/docs/<int:page>")
+    @ext.cached(shared=True, vary=["Accept-Encoding"], tags=lambda page: [f"page:{page}"])
+    def docs(page: int) -> Any:
+        return f"{g.lang} {page}"
+
+    class Report(MethodView):
+        @ext.cached(shared=True, tags=["reports"])
+        def get(self, rid: int) -> Any:
+            return f"report {rid}"
+
+    app.add_url_rule("/reports/<int:rid>", view_func=Report.as_view("report"))
+    client = app.test_client()
+    client.get("/fr/docs/2", headers={"Accept-Encoding": "gzip"})
+    client.get("/reports/4")
+    found = invoke(app, "--view", "/fr/docs/2", "--header", "Accept-Encoding: gzip", "--json")
+    assert found.exit_code == 0, found.output
+    data = json.loads(found.stdout)
+    assert set(data["expected_tags"]) == {"page:2", "~epoch"} == {t["tag"] for t in data["tags"]}
+    assert invoke(app, "--view", "/fr/docs/2").exit_code == 1  # vary: another key
+    assert invoke(app, "--view", "/en/docs/2", "--header", "Accept-Encoding: gzip").exit_code == 1
+    report = invoke(app, "--view", "/reports/4", "--json")
+    assert report.exit_code == 0 and json.loads(report.stdout)["endpoint"] == "report"
