@@ -278,20 +278,9 @@ def ping_command(as_json: bool) -> None:
 
 @group.command("inspect")
 @click.argument("key", required=False)
-@click.option(
-    "--view",
-    "url",
-    metavar="URL",
-    help="The entry a GET of URL reads (path?query, or a full URL: the host is part of the key).",
-)
-@click.option("--user", metavar="ID", help="With --view: the user id to key a per-user view for.")
-@click.option(
-    "--header",
-    "headers",
-    multiple=True,
-    metavar="'NAME: VALUE'",
-    help="With --view: a request header (for the view's vary=); repeatable.",
-)
+@click.option("--view", "url", metavar="URL", help="The entry a GET of URL reads.")
+@click.option("--user", metavar="ID", help="With --view: the user a per-user view is keyed for.")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="With --view.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect_command(
     key: str | None, url: str | None, user: str | None, headers: tuple[str, ...], as_json: bool
@@ -303,12 +292,8 @@ def inspect_command(
     from . import inspection
 
     state = _state()
-    pairs = []
-    for header in headers:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{header!r} is not NAME: VALUE", param_hint="--header")
-        pairs.append((name.strip(), value.strip()))
+    if (key is None) == (url is None) or (url is None and (user or headers)):
+        raise click.UsageError("give KEY, or --view URL [--user ID] [--header 'NAME: VALUE']")
     try:
         report = inspection.inspect_entry(
             current_app._get_current_object(),  # type: ignore[attr-defined]
@@ -316,12 +301,10 @@ def inspect_command(
             key,
             view=url,
             user=user,
-            headers=pairs,
+            headers=inspection.parse_headers(headers),
             direct=True,
         )
-    except ValueError as exc:
-        raise click.UsageError(f"give KEY or --view URL: {exc}") from None
-    except inspection.NotACachedView as exc:
+    except (ValueError, inspection.NotACachedView) as exc:
         raise click.UsageError(str(exc)) from None
     except BackendError as exc:
         log.debug("dataroom-cache inspect: backend unreachable: %s", exc)

@@ -46,6 +46,7 @@ __all__ = [
     "inspect_entry",
     "inspect_key",
     "inspect_view",
+    "parse_headers",
     "render",
 ]
 
@@ -300,6 +301,17 @@ def _with_target(report: EntryReport, target: ViewTarget, notes: tuple[str, ...]
         expected_tags=target.tags,
         notes=notes,
     )
+
+
+def parse_headers(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """``NAME: VALUE`` lines (the CLI's ``--header``) as pairs; ``ValueError`` otherwise."""
+    pairs = []
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"--header {line!r} is not 'NAME: VALUE'")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
 
 
 # -- text ---------------------------------------------------------------------------------
