@@ -280,7 +280,7 @@ def ping_command(as_json: bool) -> None:
 @click.argument("key", required=False)
 @click.option("--view", "url", metavar="URL", help="The entry a GET of URL reads.")
 @click.option("--user", metavar="ID", help="With --view: the user a per-user view is keyed for.")
-@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="With --view.")
+@click.option("--header", "headers", multiple=True, metavar="'N: V'", help="With --view: vary=.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect_command(
     key: str | None, url: str | None, user: str | None, headers: tuple[str, ...], as_json: bool
