@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
@@ -26,6 +26,7 @@ from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
 
 if TYPE_CHECKING:
+    from .inspection import EntryReport
     from .tracking import Tracker
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
@@ -167,6 +168,26 @@ class DataRoomCache:
 
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
+
+    def inspect(
+        self,
+        key: str | None = None,
+        *,
+        view: str | None = None,
+        user: Any = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        app: Flask | None = None,
+    ) -> EntryReport:
+        """One entry, read-only: its size, TTL, tags (captured vs current token), what it
+        holds and whether a read now serves it (``flask dataroom-cache inspect``). Give its
+        ``key``, or ``view="/path?query"`` (the key a GET of that URL reads; ``user``: the
+        identity to key a per-user view for). See inspection.py and docs/cli.md."""
+        from .inspection import inspect_entry
+
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        return inspect_entry(
+            target, self.state(target), key, view=view, user=user, headers=headers
+        )
 
     # -- custom types (flask_dataroom_cache/serialization.py) ----------------------------
     @overload

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..base import Backend, BackendError, Lookup
+from ..base import Backend, BackendError, Lookup, RawEntry
 from .breaker import CircuitBreaker
 from .recovery import Recovery
 from .undelivered import UndeliveredInvalidations
@@ -257,6 +257,12 @@ class ResilientBackend:
                 self._breaker.success()
                 return
         self._queue(keys=[key])
+
+    def inspect(self, key: str) -> RawEntry | None:
+        """The primary's entry, read directly (an inspection is an operator's question
+        about the shared cache: it raises :class:`BackendError` rather than answer from
+        the fallback or count towards the breaker)."""
+        return self.primary.inspect(key)
 
     def invalidate(self, tags: Sequence[str]) -> None:
         if not tags:
