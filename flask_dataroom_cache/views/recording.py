@@ -68,7 +68,7 @@ def timed(call: CachedCall, log: LookupLog, lookup: Callable[[], Any]) -> Any:
         if call.outcome:  # "": no lookup (an async function another view calls)
             log.lookups.append(
                 Lookup(
-                    name=call.func_name(),
+                    name=str(call.endpoint) if call.routed else call.func_name(),
                     function=not call.routed,
                     key=call.key or None,
                     tags=tuple(call.tag_list),
