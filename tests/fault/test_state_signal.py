@@ -81,8 +81,10 @@ def test_the_store_sends_the_signal_with_its_app(listen: Listen) -> None:
     assert len(seen) == 2
 
 
-def test_a_memory_backend_has_no_breaker_to_watch() -> None:
+def test_a_memory_backend_has_no_breaker_to_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
     app = Flask("no_breaker")
+    app.config["REDIS_URL"] = None
     cache = DataRoomCache(app)
     assert cache.state(app).store.watch_backend() is None
 
