@@ -276,6 +276,21 @@ PATHS: dict[str, dict[str, Any]] = {
             params=[ROOM_ID],
         ),
     },
+    "/api/datarooms/{room_id}/overview": {
+        "get": _op(
+            "A data room's overview as an HTML page (name, role, members, root folders and "
+            "files): the API's one HTML answer, where the Flask-DebugToolbar shows itself",
+            {
+                "200": {
+                    "description": "the page",
+                    "headers": {"X-Cache": {"$ref": "#/components/headers/XCache"}},
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                **_errors("401", "404"),
+            },
+            params=[ROOM_ID],
+        ),
+    },
     "/api/datarooms/{room_id}/members": {
         "get": _op(
             "The members of a data room",

@@ -72,6 +72,7 @@ class DataRoomCache:
         app.extensions[EXTENSION_KEY] = state
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).
         state.on_uninstall(coexistence.warn_leftover_keys(app, settings))
+        state.on_uninstall(store.watch_backend())  # backend_state_changed (signals.py)
 
         from . import views
 

@@ -12,6 +12,11 @@ This is where DESIGN.md's read-side promises are kept:
 * **Bypass.** Hooks (the session tracker) can say "this thread's database session holds
   uncommitted tracked changes": reads then skip the cache and fills are dropped.
 * **Defer.** Hooks can take an invalidation to deliver at commit instead of now.
+* **Signals** (``signals.py``, the app as sender, sent only when someone listens):
+  ``cache_bypassed`` for each lookup or fill skipped here (:data:`DISABLED`,
+  :data:`UNCOMMITTED`, :data:`SNAPSHOT`), ``entry_stored`` for each entry written,
+  ``tags_invalidated`` for tags delivered, ``backend_state_changed`` for the breaker's
+  transitions (:meth:`CacheStore.watch_backend`).
 * **Never raise for the backend.** Backend errors are misses; only programming errors
   (an unserialisable value, a bad tag) reach the caller. :meth:`CacheStore.report_error`
   counts and logs (rate-limited) a backend error, the store's own or a caller's (views).
@@ -39,7 +44,7 @@ from .metrics import Metrics
 from .serialization import CodecError, decode, encode
 from .tags import normalize_tags
 
-__all__ = ["MISSING", "CacheStore"]
+__all__ = ["DISABLED", "MISSING", "SNAPSHOT", "UNCOMMITTED", "CacheStore"]
 
 log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
@@ -58,6 +63,15 @@ class _Missing:
 
 #: The value :meth:`CacheStore.read` returns on a miss (``None`` is a cacheable value).
 MISSING: Any = _Missing()
+
+# Why the store skipped a lookup or a fill (``cache_bypassed``'s ``reason``; the views add
+# theirs in ``views/policy.py``).
+#: The cache is disabled (``CACHE_ENABLED=False``).
+DISABLED = "disabled"
+#: This thread's session holds uncommitted tracked changes (a ``bypass_checks`` hook).
+UNCOMMITTED = "uncommitted changes"
+#: The value may predate a version it would be stamped with (a ``fill_checks`` hook).
+SNAPSHOT = "snapshot rule"
 
 
 class CacheStore:
@@ -101,6 +115,25 @@ class CacheStore:
             if check():
                 return True
         return False
+
+    def bypassed(self, key: str | None, reason: str) -> None:
+        """Send ``cache_bypassed`` (callers check ``signals.cache_bypassed.receivers``)."""
+        signals.send(signals.cache_bypassed, self.app_ref(), key=key, reason=reason)
+
+    def watch_backend(self) -> Callable[[], None] | None:
+        """Send ``backend_state_changed`` on each transition of the backend's breaker;
+        returns the detach (``None``: the backend has no breaker)."""
+        listen = getattr(self.backend, "on_state_change", None)
+        if listen is None:
+            return None
+
+        def changed(state: str, error: str | None) -> None:
+            signal = signals.backend_state_changed
+            if signal.receivers:
+                signals.send(signal, self.app_ref(), state=state, error=error)
+
+        detach: Callable[[], None] = listen(changed)
+        return detach
 
     def report_error(self, what: str, exc: BaseException) -> None:
         """Count a backend error (``errors``) and log it, at most once a minute: the store's
@@ -154,10 +187,14 @@ class CacheStore:
         """
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, DISABLED)
             return MISSING, None
         norm = normalize_tags(tags)
         if self.bypass_checks and self.must_bypass():
             self.metrics.incr("bypasses", endpoint=endpoint)
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, UNCOMMITTED)
             return MISSING, None
         try:
             payload, versions = self.backend.get(key, norm)
@@ -222,6 +259,8 @@ class CacheStore:
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
         if not self.enabled:
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, DISABLED)
             return False
         return self._fill(key, value, expiry, norm, versions, endpoint, payload)
 
@@ -262,6 +301,8 @@ class CacheStore:
         A backend error is a ``False``; an unserialisable value raises ``TypeError``."""
         if self.bypass_checks and self.must_bypass():
             self.metrics.incr("bypasses", endpoint=endpoint)
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, UNCOMMITTED)
             return False
         if versions is None:
             remembered = self._captures().pop(key, None)
@@ -272,6 +313,8 @@ class CacheStore:
                 versions = self.backend.versions(tags)
             if self.fill_checks and any(check(versions) for check in self.fill_checks):
                 self.metrics.incr("bypasses", endpoint=endpoint)
+                if signals.cache_bypassed.receivers:
+                    self.bypassed(key, SNAPSHOT)
                 return False
             if payload is None:
                 payload = encode(value, self.settings.compress_min_bytes, codec=self.codec)

@@ -153,3 +153,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     assert DATABASE_URL is not None
     with pg_schema(DATABASE_URL) as url:
         yield url
+
+
+# -- signals ----------------------------------------------------------------------------
+@pytest.fixture
+def listen() -> Iterator[Callable[[Any, Flask], list[dict[str, Any]]]]:
+    """``listen(signal, app)``: the keyword arguments of every send of ``signal`` with
+    ``app`` as sender, in order (disconnected at teardown)."""
+    connected: list[tuple[Any, Any, Flask]] = []
+
+    def connect(signal: Any, app: Flask) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            assert sender is app
+            seen.append(kwargs)
+
+        signal.connect(receiver, sender=app, weak=False)
+        connected.append((signal, receiver, app))
+        return seen
+
+    yield connect
+    for signal, receiver, app in connected:
+        signal.disconnect(receiver, sender=app)

@@ -123,6 +123,20 @@ class ResilientBackend:
     def epoch_bumps(self) -> int:
         return self._undelivered.epoch_bumps
 
+    def on_state_change(self, listener: Callable[[str, str | None], None]) -> Callable[[], None]:
+        """Call ``listener(state, error)`` when the breaker opens (``"open"``, the error
+        that opened it) and when the backend is back (``"closed"``, ``None``); returns
+        the function that removes it. Not called for a breaker that starts open (the
+        backend was unreachable at start: the factory logs that)."""
+        listeners = self._breaker.listeners
+        listeners.append(listener)
+
+        def remove() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return remove
+
     def breaker_stats(self) -> dict[str, Any]:
         """The breaker's state and counters, for ``stats()`` and the Prometheus collector."""
         return {
