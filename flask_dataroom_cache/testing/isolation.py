@@ -2,7 +2,10 @@
 ``with`` block (what the ``dataroom_cache`` / ``dataroom_cache_redis`` fixtures use).
 
 Only ``store.backend`` is replaced (the tracker's hooks on the store, the views and the
-counters stay as ``init_app`` wired them), the cache is switched on (``store.enabled``)
+counters stay as ``init_app`` wired them; the tracker is told, so the new backend's tag
+tokens count as this process's own for its snapshot rule), the invalidations sent during
+the block are also given to the app's own backend (so nothing it held before the block is
+served stale after it), the cache is switched on (``store.enabled``)
 even when the app's config disables it, and everything is put back afterwards:
 
 * :func:`fresh_memory_cache`: an empty :class:`~..backends.memory.MemoryBackend`;
@@ -23,6 +26,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import signals
+from ..backends.base import BackendError
 from .captures import SentInvalidations, StoredEntries, capture_entries, capture_invalidations
 from .freshness import assert_fresh_after
 
@@ -131,14 +136,28 @@ def _swapped(
         store.settings = state.settings = settings
         if key_memo is not None:
             key_memo.clear()
+    if state.tracker is not None:
+        state.tracker.backend_replaced()
     store.forget_captures()
+    original = saved[0]
+
+    def forward(_sender: Any, *, tags: tuple[str, ...], **_kw: Any) -> None:
+        try:
+            original.invalidate(tags)
+        except BackendError as exc:
+            store.report_error("invalidation (the app's own backend, during a test)", exc)
+
+    signals.tags_invalidated.connect(forward, sender=app, weak=False)
     try:
         yield CacheUnderTest(
             app, state.extension, state, store, backend, kind, state.settings.key_prefix
         )
     finally:
+        signals.tags_invalidated.disconnect(forward)
         store.forget_captures()
         store.backend, store.enabled, store.settings, state.settings = saved
+        if state.tracker is not None:
+            state.tracker.backend_replaced()
         if settings is not None and key_memo is not None:
             key_memo.clear()
 
@@ -163,7 +182,6 @@ def fresh_redis_cache(app: Any, url: str, prefix: str | None = None) -> Iterator
     a random one); the prefix's keys are removed at the end. Raises
     :class:`RedisUnavailable` when
     that Redis does not answer."""
-    from ..backends.base import BackendError
     from ..backends.redis import RedisBackend
 
     state = _state(app)

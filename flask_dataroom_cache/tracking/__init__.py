@@ -224,6 +224,11 @@ class Tracker:
         self.core_statements.attach(engine)
         self.connection_events.attach(engine)
 
+    def backend_replaced(self) -> None:
+        """The store's backend was replaced (``testing.fresh_memory_cache``): the tokens
+        its new backend makes are this process's own (the snapshot rule's nonces)."""
+        self.snapshot.own_nonces = backend_nonces(self.store.backend)
+
     # -- detaching -------------------------------------------------------------------------------
     def detach(self) -> None:
         """Remove every listener, patch and hook this tracker installed."""
