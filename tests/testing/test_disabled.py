@@ -21,23 +21,25 @@ def counted(app: Flask, name: str) -> int:
     return int(DataRoomCache.state(app).metrics.counts()[0][name])
 
 
-def test_reads_miss_and_nothing_is_stored(make_app: AppFactory) -> None:
+def test_reads_miss_and_nothing_is_stored(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     with app.app_context():
-        cache.set("k", "cached", tags=["t"])
+        cache.set(f"{prefix}:k", "cached", tags=["t"])
         bypasses = counted(app, "bypasses")
         with cache.disabled():
-            assert cache.get("k", ["t"]) is None
-            assert cache.set("other", 1) is False
-            assert cache.get_or_set("k", lambda: "computed", tags=["t"]) == "computed"
-            assert cache.get_or_set("k2", lambda: "computed") == "computed"
+            assert cache.get(f"{prefix}:k", ["t"]) is None
+            assert cache.set(f"{prefix}:other", 1) is False
+            assert cache.get_or_set(f"{prefix}:k", lambda: "computed", tags=["t"]) == "computed"
+            assert cache.get_or_set(f"{prefix}:k2", lambda: "computed") == "computed"
         # the get, the refused set, the two get_or_set reads
         assert counted(app, "bypasses") - bypasses == 4
-        assert cache.get("k", ["t"]) == "cached"  # the entry is untouched
-        assert cache.get("other") is None and cache.get("k2") is None  # nothing was stored
+        assert cache.get(f"{prefix}:k", ["t"]) == "cached"  # the entry is untouched
+        assert (
+            cache.get(f"{prefix}:other") is None and cache.get(f"{prefix}:k2") is None
+        )  # nothing was stored
 
 
-def test_views_bypass_inside_the_block(make_app: AppFactory) -> None:
+def test_views_bypass_inside_the_block(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     calls = []
 
@@ -59,35 +61,35 @@ def test_views_bypass_inside_the_block(make_app: AppFactory) -> None:
     assert hit.get_json() == {"n": 1}  # the block stored nothing over the first entry
 
 
-def test_nested_blocks(make_app: AppFactory) -> None:
+def test_nested_blocks(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     with app.app_context():
-        cache.set("k", 1)
+        cache.set(f"{prefix}:k", 1)
         with cache.disabled():
             with cache.disabled():
-                assert cache.get("k") is None
-            assert cache.get("k") is None  # the outer block is still on
-        assert cache.get("k") == 1
+                assert cache.get(f"{prefix}:k") is None
+            assert cache.get(f"{prefix}:k") is None  # the outer block is still on
+        assert cache.get(f"{prefix}:k") == 1
 
 
-def test_restored_when_the_block_raises(make_app: AppFactory) -> None:
+def test_restored_when_the_block_raises(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     with app.app_context():
-        cache.set("k", 1)
+        cache.set(f"{prefix}:k", 1)
         with pytest.raises(RuntimeError), cache.disabled():
             raise RuntimeError("boom")
-        assert cache.get("k") == 1
+        assert cache.get(f"{prefix}:k") == 1
 
 
-def test_other_threads_and_tasks_still_use_the_cache(make_app: AppFactory) -> None:
+def test_other_threads_and_tasks_still_use_the_cache(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     with app.app_context():
-        cache.set("k", "cached")
+        cache.set(f"{prefix}:k", "cached")
     seen: list[Any] = []
 
     def other_thread() -> None:
         with app.app_context():
-            seen.append(cache.get("k"))
+            seen.append(cache.get(f"{prefix}:k"))
 
     async def main() -> list[Any]:
         async def reader(disable: bool) -> Any:
@@ -95,9 +97,9 @@ def test_other_threads_and_tasks_still_use_the_cache(make_app: AppFactory) -> No
                 if disable:
                     with cache.disabled():
                         await asyncio.sleep(0.01)
-                        return cache.get("k")
+                        return cache.get(f"{prefix}:k")
                 await asyncio.sleep(0)  # runs while the other task is inside its block
-                return cache.get("k")
+                return cache.get(f"{prefix}:k")
 
         return list(await asyncio.gather(reader(True), reader(False)))
 
@@ -109,29 +111,29 @@ def test_other_threads_and_tasks_still_use_the_cache(make_app: AppFactory) -> No
     assert asyncio.run(main()) == [None, "cached"]
 
 
-def test_invalidations_still_happen(make_app: AppFactory) -> None:
+def test_invalidations_still_happen(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     with app.app_context():
-        cache.set("k", 1, tags=["t"])
+        cache.set(f"{prefix}:k", 1, tags=["t"])
         with cache.disabled():
             cache.invalidate_tags("t")
-        assert cache.get("k", ["t"]) is None
+        assert cache.get(f"{prefix}:k", ["t"]) is None
 
 
-def test_one_extension_does_not_disable_another(make_app: AppFactory) -> None:
+def test_one_extension_does_not_disable_another(make_app: AppFactory, prefix: str) -> None:
     app_a, cache_a = make_app()
     app_b, cache_b = make_app()
     for app, cache in ((app_a, cache_a), (app_b, cache_b)):
         with app.app_context():
-            cache.set("k", app.name)
+            cache.set(f"{prefix}:k", app.name)
     with cache_a.disabled():
         with app_a.app_context():
-            assert cache_a.get("k") is None
+            assert cache_a.get(f"{prefix}:k") is None
         with app_b.app_context():
-            assert cache_b.get("k") == app_b.name
+            assert cache_b.get(f"{prefix}:k") == app_b.name
 
 
-def test_uninstall_removes_the_check(make_app: AppFactory) -> None:
+def test_uninstall_removes_the_check(make_app: AppFactory, prefix: str) -> None:
     app, cache = make_app()
     store = DataRoomCache.state(app).store
     with cache.disabled():

@@ -49,13 +49,13 @@ def test_a_view_that_forgets_the_tag_fails_with_the_tags(notes_app: NotesApp) ->
     assert "overlap: none -- the entry carries none of the tags the write invalidated" in message
 
 
-def test_values_right_and_forgotten_tags(notes_app: NotesApp) -> None:
+def test_values_right_and_forgotten_tags(notes_app: NotesApp, prefix: str) -> None:
     app = notes_app.app
 
     def read(tag: str) -> list[str]:
         with app.app_context():
             return notes_app.cache.get_or_set(
-                f"titles:{tag}", lambda: notes_app.titles(6), tags=[tag]
+                f"{prefix}:titles:{tag}", lambda: notes_app.titles(6), tags=[tag]
             )
 
     assert assert_fresh_after(

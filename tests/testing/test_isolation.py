@@ -140,7 +140,7 @@ def test_redis_block_uses_its_own_prefix_and_removes_its_keys(
 def test_redis_block_with_a_given_prefix(make_app: AppFactory, redis_url: str) -> None:
     app, _ = make_app()
     with fresh_redis_cache(app, redis_url, prefix="tgiven" + os.urandom(4).hex()) as cache:
-        cache.set("k", 1)
+        cache.set(f"{cache.prefix}:k", 1)  # keys outside the prefix are the test's to remove
         assert redis_keys(redis_url, f"{cache.prefix}:*")
     assert redis_keys(redis_url, f"{cache.prefix}:*") == []
 
