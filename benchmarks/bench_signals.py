@@ -71,7 +71,7 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
                     samples[name].append((time.perf_counter() - start) / batch * 1e6)
                 finally:
                     if name == "other":
-                        signals.tags_invalidated.disconnect(receiver, sender=app)
+                        signals.tags_invalidated.disconnect(receiver)
     finally:
         if gc_was:
             gc.enable()

@@ -125,7 +125,7 @@ def _tags_per_commit(app: Any, commit: Any) -> int:
     try:
         commit()
     finally:
-        signals.tags_invalidated.disconnect(receiver, sender=app)
+        signals.tags_invalidated.disconnect(receiver)
     return sum(sent)
 
 

@@ -378,3 +378,13 @@ class Settings:
             flask_caching_keys=tuple(k for k in FLASK_CACHING_KEYS if k in config),
         )
 
+
+def environment_redis_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Redis URL of the environment alone (``DATAROOM_REDIS_URL``, else ``REDIS_URL``;
+    empty counts as unset), validated: the server the ``dataroom_cache_redis`` test
+    fixture uses (``pytest_plugin.py``). None when neither is set."""
+    env = os.environ if environ is None else environ
+    for name in (NAMESPACE + "REDIS_URL", "REDIS_URL"):
+        if env.get(name):
+            return validate_redis_url(name, env[name])
+    return None

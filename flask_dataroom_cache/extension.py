@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
@@ -20,6 +21,7 @@ from .apphooks import remove_app_hook
 from .backends.factory import create_backend
 from .config import Settings
 from .customtypes import Codec
+from .disabling import Disabler
 from .metrics import Metrics
 from .rules import Registry
 from .state import EXTENSION_KEY, CacheState
@@ -55,6 +57,8 @@ class DataRoomCache:
         self.warmers: dict[str, Callable[[], Any]] = {}
         #: The tracker of the app initialised last (``track_session`` outside a context).
         self._last_tracker: weakref.ref[Tracker] | None = None
+        #: ``disabled()`` blocks (disabling.py), for every app of this object.
+        self._disabler = Disabler()
         if app is not None:
             self.init_app(app)
 
@@ -73,6 +77,7 @@ class DataRoomCache:
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).
         state.on_uninstall(coexistence.warn_leftover_keys(app, settings))
         state.on_uninstall(store.watch_backend())  # backend_state_changed (signals.py)
+        state.on_uninstall(self._disabler.install(store))
 
         from . import views
 
@@ -189,6 +194,12 @@ class DataRoomCache:
         return inspect_entry(
             target, self.state(target), key, view=view, user=user, headers=headers
         )
+
+    def disabled(self) -> AbstractContextManager[None]:
+        """``with cache.disabled(): ...``: in this thread or task, every read misses and
+        nothing is stored (``X-Cache: BYPASS``, counted as bypasses), on every app of this
+        object; invalidations still happen. Nestable. No app context needed (disabling.py)."""
+        return self._disabler.disabled()
 
     # -- custom types (flask_dataroom_cache/serialization.py) ----------------------------
     @overload

@@ -44,7 +44,15 @@ from .metrics import Metrics
 from .serialization import CodecError, decode, encode
 from .tags import normalize_tags
 
-__all__ = ["DISABLED", "MISSING", "SNAPSHOT", "UNCOMMITTED", "CacheStore"]
+__all__ = [
+    "BYPASS_HOOK",
+    "DISABLED",
+    "DISABLED_BLOCK",
+    "MISSING",
+    "SNAPSHOT",
+    "UNCOMMITTED",
+    "CacheStore",
+]
 
 log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
@@ -68,10 +76,15 @@ MISSING: Any = _Missing()
 # theirs in ``views/policy.py``).
 #: The cache is disabled (``CACHE_ENABLED=False``).
 DISABLED = "disabled"
-#: This thread's session holds uncommitted tracked changes (a ``bypass_checks`` hook).
+#: This thread's session holds uncommitted tracked changes (the tracker's bypass check).
 UNCOMMITTED = "uncommitted changes"
-#: The value may predate a version it would be stamped with (a ``fill_checks`` hook).
+#: The value may predate a version it would be stamped with (the tracker's snapshot rule:
+#: a ``fill_checks`` hook, or its bypass check for a transaction older than a commit).
 SNAPSHOT = "snapshot rule"
+#: Inside a ``cache.disabled()`` block (``disabling.py``).
+DISABLED_BLOCK = "cache.disabled()"
+#: A ``bypass_checks`` hook that answered ``True`` without naming its reason.
+BYPASS_HOOK = "bypass hook"
 
 
 class CacheStore:
@@ -91,7 +104,9 @@ class CacheStore:
         self.metrics = metrics or Metrics()
         self.enabled = settings.enabled
         #: Callables returning True when the current thread must not read or fill.
-        self.bypass_checks: list[Callable[[], bool]] = []
+        #: Each returns why this thread must skip the cache (a reason string, or True for
+        #: :data:`BYPASS_HOOK`), or a false value; the first reason found is the one told.
+        self.bypass_checks: list[Callable[[], str | bool | None]] = []
         #: Callables that may take tags to invalidate later (at commit); True if taken.
         self.deferrers: list[Callable[[tuple[str, ...]], bool]] = []
         #: Callables given the version tokens a fill would be stamped with; True drops the
@@ -110,11 +125,17 @@ class CacheStore:
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
         """True when this thread must neither read nor fill (a ``bypass_checks`` hook says so)."""
-        # a loop, not any(<generator>): this runs twice on every cached-view hit
-        for check in self.bypass_checks:  # noqa: SIM110
-            if check():
-                return True
-        return False
+        return self.bypass_reason() is not None
+
+    def bypass_reason(self) -> str | None:
+        """Why this thread must neither read nor fill (the first ``bypass_checks`` hook
+        that says so), or None."""
+        # a loop, not a generator: this runs on every cached-view hit
+        for check in self.bypass_checks:
+            found = check()
+            if found:
+                return found if isinstance(found, str) else BYPASS_HOOK
+        return None
 
     def bypassed(self, key: str | None, reason: str) -> None:
         """Send ``cache_bypassed`` (callers check ``signals.cache_bypassed.receivers``)."""
@@ -191,10 +212,10 @@ class CacheStore:
                 self.bypassed(key, DISABLED)
             return MISSING, None
         norm = normalize_tags(tags)
-        if self.bypass_checks and self.must_bypass():
+        if self.bypass_checks and (why := self.bypass_reason()) is not None:
             self.metrics.incr("bypasses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
-                self.bypassed(key, UNCOMMITTED)
+                self.bypassed(key, why)
             return MISSING, None
         try:
             payload, versions = self.backend.get(key, norm)
@@ -299,10 +320,10 @@ class CacheStore:
         those versions (both counted as ``bypasses``). ``versions=None``: the ones this
         thread's last missing :meth:`get` of ``key`` saw with the same tags, else read now.
         A backend error is a ``False``; an unserialisable value raises ``TypeError``."""
-        if self.bypass_checks and self.must_bypass():
+        if self.bypass_checks and (why := self.bypass_reason()) is not None:
             self.metrics.incr("bypasses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
-                self.bypassed(key, UNCOMMITTED)
+                self.bypassed(key, why)
             return False
         if versions is None:
             remembered = self._captures().pop(key, None)

@@ -46,6 +46,14 @@ def _check_services() -> None:
             pytest.exit(f"DATABASE_URL={DATABASE_URL} does not answer: {exc}", returncode=3)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The package's own pytest plugin (dataroom_cache fixtures): pytest loads it through the
+    # pytest11 entry point of the installed package; an install made before the entry point
+    # existed (editable, metadata not rebuilt) does not declare it, so load it by module.
+    if not config.pluginmanager.has_plugin("dataroom_cache"):
+        config.pluginmanager.import_plugin("flask_dataroom_cache.pytest_plugin")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if REDIS_URL or DATABASE_URL:
         _check_services()
@@ -174,5 +182,5 @@ def listen() -> Iterator[Callable[[Any, Flask], list[dict[str, Any]]]]:
         return seen
 
     yield connect
-    for signal, receiver, app in connected:
-        signal.disconnect(receiver, sender=app)
+    for signal, receiver, _app in connected:
+        signal.disconnect(receiver)

@@ -16,6 +16,7 @@ breaker state and counters, and the near cache (L1) when there is one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,12 +118,15 @@ _RECEIVERS: tuple[tuple[Any, Callable[..., None]], ...] = (
 def install(app: Flask) -> Callable[[], None]:
     """Connect the receivers for ``app`` (its sends only; connecting again is a no-op);
     returns the function that disconnects them."""
-    for signal, receiver in _RECEIVERS:
+    # One receiver object per app, disconnected whole: blinker's disconnect(receiver,
+    # sender=app) leaves the receiver in ``signal.receivers`` (the send sites' fast check).
+    connected = [(signal, functools.partial(receiver)) for signal, receiver in _RECEIVERS]
+    for signal, receiver in connected:
         signal.connect(receiver, sender=app, weak=False)
 
     def detach() -> None:
-        for signal, receiver in _RECEIVERS:
-            signal.disconnect(receiver, sender=app)
+        for signal, receiver in connected:
+            signal.disconnect(receiver)
 
     return detach
 

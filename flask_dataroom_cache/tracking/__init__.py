@@ -188,7 +188,7 @@ class Tracker:
 
         def late(sender: Any, **_kw: Any) -> None:
             if self.attach_flask_sqlalchemy():
-                appcontext_pushed.disconnect(late, sender=app)
+                appcontext_pushed.disconnect(late)
                 self._late_hook = None
 
         self._late_hook = late  # keep a reference (and disconnect it on detach)
@@ -223,6 +223,11 @@ class Tracker:
         self._engines.add(engine)
         self.core_statements.attach(engine)
         self.connection_events.attach(engine)
+
+    def backend_replaced(self) -> None:
+        """The store's backend was replaced (``testing.fresh_memory_cache``): the tokens
+        its new backend makes are this process's own (the snapshot rule's nonces)."""
+        self.snapshot.own_nonces = backend_nonces(self.store.backend)
 
     # -- detaching -------------------------------------------------------------------------------
     def detach(self) -> None:

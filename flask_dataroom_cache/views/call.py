@@ -196,8 +196,8 @@ class CachedCall:
         store = self.store
         if not store.enabled:
             return self.bypass(False, policy.DISABLED)
-        if store.bypass_checks and store.must_bypass():
-            return self.bypass(False, policy.UNCOMMITTED)
+        if store.bypass_checks and (why := store.bypass_reason()) is not None:
+            return self.bypass(False, why)
         try:
             if self.func is not None and not self.routed:
                 self.key, self.tag_list = keying.function_entry(

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from werkzeug.datastructures import Headers
 
-from ..store import DISABLED, UNCOMMITTED
+from ..store import BYPASS_HOOK, DISABLED, DISABLED_BLOCK, SNAPSHOT, UNCOMMITTED
 from .httpheaders import cache_control_directives
 from .keying import query_covers
 from .options import Options
@@ -80,9 +80,22 @@ AUTHORIZATION = "Authorization on a shared view"  # without ignore_authorization
 UNLESS = "unless"  # the view's unless() holds
 NO_KEY = "no key"  # the key or the tags cannot be built
 CLIENT_NO_CACHE = "client no-cache"  # CACHE_HONOR_NO_CACHE: runs the view, then refills
-#: Every reason a request bypasses the cache (the store's ``DISABLED``: the cache is
-#: off; ``UNCOMMITTED``: this thread's session holds uncommitted tracked changes).
-BYPASS_REASONS = (ANONYMOUS, AUTHORIZATION, UNLESS, DISABLED, UNCOMMITTED, NO_KEY, CLIENT_NO_CACHE)
+#: Every reason a request bypasses the cache (the store's: ``DISABLED``: the cache is
+#: off; ``UNCOMMITTED``: this thread's session holds uncommitted tracked changes;
+#: ``SNAPSHOT``: its transaction began before a commit this process invalidated;
+#: ``DISABLED_BLOCK``: inside ``cache.disabled()``; ``BYPASS_HOOK``: another bypass check).
+BYPASS_REASONS = (
+    ANONYMOUS,
+    AUTHORIZATION,
+    UNLESS,
+    DISABLED,
+    UNCOMMITTED,
+    SNAPSHOT,
+    DISABLED_BLOCK,
+    BYPASS_HOOK,
+    NO_KEY,
+    CLIENT_NO_CACHE,
+)
 # -- why not: both moments
 STATUS = "status"  # not a 200 (view), not a 200 or a 304 (final)
 NO_STORE = "no-store"  # Cache-Control: no-store

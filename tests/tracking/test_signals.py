@@ -65,7 +65,7 @@ def test_a_raising_receiver_never_fails_the_commit(env: Env) -> None:
         env.session.commit()  # must not raise
         assert env.session.query(DataRoom).count() == 1
     finally:
-        signals.tags_invalidated.disconnect(bad, sender=env.app)
+        signals.tags_invalidated.disconnect(bad)
 
 
 def test_another_apps_receiver_hears_nothing(env: Env, make_env: Any) -> None:
@@ -81,7 +81,7 @@ def test_another_apps_receiver_hears_nothing(env: Env, make_env: Any) -> None:
         env.session.commit()
         assert heard == []
     finally:
-        signals.tags_invalidated.disconnect(receiver, sender=other.app)
+        signals.tags_invalidated.disconnect(receiver)
 
 
 def test_entry_stored_names_the_key_and_its_tags(env: Env) -> None:
@@ -98,7 +98,7 @@ def test_entry_stored_names_the_key_and_its_tags(env: Env) -> None:
         assert [(k, ttl) for k, _, ttl in stored] == [("k1", 30)]
         assert "a:1" in stored[0][1]  # with the epoch tag every entry carries
     finally:
-        signals.entry_stored.disconnect(receiver, sender=env.app)
+        signals.entry_stored.disconnect(receiver)
 
 
 # -- cache_bypassed: the store's own reasons ---------------------------------------------

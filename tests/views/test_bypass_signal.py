@@ -105,3 +105,33 @@ def test_another_apps_bypass_is_not_heard(
     seen = listen(signals.cache_bypassed, mine.app)
     assert other.get("/rooms/r1/items", user=None).headers["X-Cache"] == "BYPASS"
     assert seen == []
+
+
+def test_store_bypasses_name_their_own_reason(
+    views_app: Callable[..., ViewsApp], listen: Listen
+) -> None:
+    """Each bypass check says why: cache.disabled() is not 'uncommitted changes'."""
+    va = views_app()
+    seen = listen(signals.cache_bypassed, va.app)
+    with va.cache.disabled():
+        assert va.get("/rooms/r1/items").headers["X-Cache"] == "BYPASS"
+    va.store.bypass_checks.append(lambda: True)
+    try:
+        assert va.get("/rooms/r1/items").headers["X-Cache"] == "BYPASS"
+    finally:
+        va.store.bypass_checks.pop()
+    assert [s["reason"] for s in seen] == ["cache.disabled()", "bypass hook"]
+
+
+def test_disconnecting_the_panel_recorder_leaves_no_receiver(
+    views_app: Callable[..., ViewsApp],
+) -> None:
+    """The send sites' fast check (``signal.receivers``) is empty again once the debug
+    recorder is detached (blinker keeps a receiver disconnected from one sender only)."""
+    from flask_dataroom_cache.debug import recorder
+
+    va = views_app()
+    before = {s.name: len(s.receivers) for s, _ in recorder._RECEIVERS}
+    detach = recorder.install(va.app)
+    detach()
+    assert {s.name: len(s.receivers) for s, _ in recorder._RECEIVERS} == before
