@@ -21,6 +21,7 @@ from typing import Any
 MODULES = [
     "bench_core",
     "bench_tracking",
+    "bench_autowrite",
     "bench_views",
     "bench_example",
     "bench_scale",

@@ -196,7 +196,9 @@ def _bench_db(env: BenchEnv, db_name: str, url: str) -> list[dict[str, Any]]:
         app = Flask(f"bench_tracking_{uuid.uuid4().hex[:6]}")
         # "" (not None) selects the memory backend even when REDIS_URL is in the environment
         app.config.update(
-            REDIS_URL=redis_url or "", CACHE_KEY_PREFIX="bench" + uuid.uuid4().hex[:8]
+            REDIS_URL=redis_url or "",
+            CACHE_KEY_PREFIX="bench" + uuid.uuid4().hex[:8],
+            CACHE_AUTO_TAGS=False,  # declared tags; automatic ones: bench_autowrite.py
         )
         cache = DataRoomCache()
         cache.track(

@@ -231,6 +231,12 @@ class Settings:
     #: refused if one of its tag tokens was made less than this before the filling
     #: transaction began (see tracking/snapshot.py).
     snapshot_clock_skew_ms: float = 100.0
+    #: Automatic dependency tags (issue 17, docs/auto-tags.md): every write on a tracked
+    #: engine bumps the tags of the rows it wrote; off: none of it runs.
+    auto_tags: bool = True
+    #: Rows (and column values) of one table per statement or commit above which its
+    #: ``~e:{table}`` stands for their automatic tags.
+    auto_tags_max_rows: int = 1000
     #: Problems that are not errors (a shared key we could not use): logged once by
     #: ``init_app``.
     notices: tuple[str, ...] = ()
@@ -373,6 +379,10 @@ class Settings:
             pending_max=get("CACHE_PENDING_MAX", 10_000, lambda k, v: _as_int(k, v, 1)),
             snapshot_clock_skew_ms=get(
                 "CACHE_SNAPSHOT_CLOCK_SKEW_MS", 100.0, lambda k, v: _as_float(k, v, 0.0)
+            ),
+            auto_tags=get("CACHE_AUTO_TAGS", True, _as_bool),
+            auto_tags_max_rows=get(
+                "CACHE_AUTO_TAGS_MAX_ROWS", 1000, lambda k, v: _as_int(k, v, 1)
             ),
             notices=tuple(notices),
             flask_caching_keys=tuple(k for k in FLASK_CACHING_KEYS if k in config),

@@ -18,6 +18,7 @@ from flask import Flask, current_app
 
 from . import coexistence
 from .apphooks import remove_app_hook
+from .autotags import ValueColumns
 from .backends.factory import create_backend
 from .config import Settings
 from .customtypes import Codec
@@ -46,6 +47,10 @@ class DataRoomCache:
     def __init__(self, app: Flask | None = None) -> None:
         #: The model declarations (``track``), shared by every app of this object.
         self.rules = Registry()
+        #: Which columns give column-value tags (``~c:``) to automatic dependencies:
+        #: foreign keys + ``index_columns`` declarations (``autotags.py``), shared by
+        #: the read side and the write side of every app of this object.
+        self.value_columns = ValueColumns()
         #: The custom types its apps cache (``register_type``), shared by every app of
         #: this object; another ``DataRoomCache`` has its own.
         self.codec = Codec()
@@ -296,6 +301,13 @@ class DataRoomCache:
         views.skip()
 
     # -- tracking (flask_dataroom_cache.rules / .tracking) ------------------------------
+    def index_columns(self, model_or_table: Any, *columns: str) -> None:
+        """Declare columns of a model or table *indexable* for automatic dependencies
+        (docs/auto-tags.md): a read by equality on one (``WHERE slug = :s``) depends on
+        that value only, and a write bumps the old and new value of it. Foreign keys are
+        indexable already. A name that is not a column of the table raises ``ValueError``."""
+        self.value_columns.index(model_or_table, columns)
+
     def track(self, model: type | None = None, /, **options: Any) -> Any:
         """Declare what changes of ``model`` invalidate (see :mod:`.rules`).
 

@@ -32,6 +32,7 @@ from .commit_hook import hook_commit, unhook_commit
 from .pending import PendingTags
 
 if TYPE_CHECKING:
+    from .autostatements import AfterUpdate
     from .delivery import Delivery
     from .rows import TableInfo
     from .session import SessionState
@@ -91,6 +92,9 @@ class ConnectionRecord:
     reselect: Reselect | None = None
     #: A DDL statement is running (``after_execute`` checks whether it committed itself).
     ran_ddl: bool = False
+    #: An UPDATE's rows to read again once it ran, for automatic tags
+    #: (``autostatements.py``; set by ``before_execute``, used by ``after_execute``).
+    auto_after: AfterUpdate | None = None
 
 
 def connection_record(conn: Connection, key: str) -> ConnectionRecord:
@@ -269,6 +273,7 @@ class ConnectionEvents:
         if record is not None:
             record.pending.drain()
             record.reselect = None
+            record.auto_after = None
             record.ran_ddl = False
         pending: _Committing | None = getattr(self._local, "committing", None)
         if pending is not None and pending.dbapi is _dbapi(conn):
