@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
-from . import coexistence
+from . import coexistence, tracing
 from .apphooks import remove_app_hook
 from .backends.factory import create_backend
 from .config import Settings
@@ -67,6 +67,7 @@ class DataRoomCache:
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics, codec=self.codec)
         store.app_ref = weakref.ref(app)
+        tracing.install(store, settings)
         state = CacheState(self, settings, store, metrics)
         app.extensions[EXTENSION_KEY] = state
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).

@@ -42,6 +42,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..state import EXTENSION_KEY, CacheState
 from ..store import MISSING, CacheStore
 from ..tags import normalize_tags
+from ..tracing import set_result
 from . import context, entry, fill, flight, keying, policy, returns
 from .fill import PendingFill
 from .identity import request_identity
@@ -76,6 +77,7 @@ class CachedCall:
         "opts",
         "pending",
         "record",
+        "refusal",
         "routed",
         "state",
         "store",
@@ -128,6 +130,8 @@ class CachedCall:
         self.pending: PendingFill | None = None
         #: This request's record (set on a miss).
         self.record: context.RequestRecord | None = None
+        #: Why this call's entry was last refused (``policy``), for the compute span.
+        self.refusal: str | None = None
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -326,7 +330,21 @@ class CachedCall:
             environ.pop(context.ACTIVE_KEY, None)
 
     def compute(self, environ: dict[str, Any], outcome: str) -> Any:
-        """Capture versions, run the view, keep the response for storing if it may be."""
+        """Capture versions, run the view, keep the response for storing if it may be;
+        inside a ``dataroom_cache.compute`` span when tracing is on (``tracing.py``)."""
+        tracer = self.store.tracing
+        if tracer is None:
+            return self.compute_now(environ, outcome)
+        with tracer.compute(
+            self.key, tags=normalize_tags(self.tag_list), endpoint=self.endpoint, outcome=outcome
+        ) as span:
+            result = self.compute_now(environ, outcome)
+            kept = self.pending is not None
+            set_result(span, "kept" if kept else "not_stored", None if kept else self.refusal)
+            return result
+
+    def compute_now(self, environ: dict[str, Any], outcome: str) -> Any:
+        """:meth:`compute`'s work."""
         tags = self.tag_list
         versions = None
         if self.ctx.request.method == "GET":
@@ -361,6 +379,7 @@ class CachedCall:
             return result
         resp = returns.make_response(self.app, result, self.func_name())
         if resp.status_code != 200:
+            self.refusal = policy.STATUS
             resp.headers["X-Cache"] = outcome
             return resp
         reason = policy.verdict(policy.VIEW, self.opts, resp, facts)
@@ -383,6 +402,7 @@ class CachedCall:
     def refused(self, reason: str, detail: Response | str | None = None) -> None:
         """Count a refusal to store, and warn if it is worth it (``detail``: the response
         refused, or the type name of a value)."""
+        self.refusal = reason
         self.views.count_refusal(self.endpoint, reason)
         name = self.func_name() if reason == policy.VALUE_CHANGES else self.endpoint
         self.warn(reason, name, detail)
