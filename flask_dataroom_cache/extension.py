@@ -18,9 +18,9 @@ from flask import Flask, current_app
 from . import coexistence, tracing
 from .apphooks import remove_app_hook
 from .backends.factory import create_backend
-from .config import Settings
+from .config import ConfigError, Settings
 from .customtypes import Codec
-from .metrics import Metrics
+from .metrics import Metrics, multiprocess
 from .rules import Registry
 from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
@@ -69,6 +69,11 @@ class DataRoomCache:
         store.app_ref = weakref.ref(app)
         tracing.install(store, settings)
         state = CacheState(self, settings, store, metrics)
+        try:  # PROMETHEUS_MULTIPROC_DIR: the counters also in its files
+            multiprocess.install(app, state)
+        except ConfigError:
+            backend.close()
+            raise
         app.extensions[EXTENSION_KEY] = state
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).
         state.on_uninstall(coexistence.warn_leftover_keys(app, settings))
