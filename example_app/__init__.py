@@ -78,9 +78,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cache.init_app(app)
 
     # warm registers @cache.warmer; openapi adds GET /api/openapi.json to the blueprint
-    from . import api, cli, errors, openapi, warm  # noqa: F401
+    from . import api, cli, errors, metrics, openapi, warm  # noqa: F401
 
     errors.register(app)
     app.register_blueprint(api.bp)
     cli.register(app)
+    metrics.register(app)
     return app
