@@ -55,7 +55,6 @@ __all__ = [
     "ATTR",
     "INSTRUMENTATION_NAME",
     "Tracing",
-    "available",
     "build",
     "install",
     "set_hit",
@@ -72,15 +71,6 @@ ATTR = "dataroom_cache."
 def tag_count(tags: Sequence[str]) -> int:
     """How many tags an entry declares (its normalised tags but the epoch every entry has)."""
     return len(tags) - (EPOCH_TAG in tags)
-
-
-def available() -> bool:
-    """True when ``opentelemetry-api`` can be imported."""
-    try:
-        import opentelemetry.trace  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _version() -> str:
@@ -113,10 +103,10 @@ class Tracing:
     """One app's tracer and what it traces. Every method is a context manager yielding
     the span, or ``None`` when no tracer provider is configured (nothing recorded)."""
 
-    __slots__ = ("_proxy_type", "backend", "trace_hits", "tracer")
+    __slots__ = ("_provider", "_proxy_type", "backend", "trace_hits", "tracer")
 
     def __init__(self, tracer: Tracer, backend: str, trace_hits: bool = False) -> None:
-        from opentelemetry.trace import ProxyTracerProvider
+        from opentelemetry.trace import ProxyTracerProvider, get_tracer_provider
 
         self.tracer = tracer
         #: The backend's name, on every span.
@@ -124,12 +114,11 @@ class Tracing:
         #: ``CACHE_OTEL_TRACE_HITS``: a ``lookup`` span on every read.
         self.trace_hits = trace_hits
         self._proxy_type = ProxyTracerProvider
+        self._provider = get_tracer_provider
 
     def active(self) -> bool:
         """A tracer provider is configured (an SDK, or any provider but the API's proxy)."""
-        from opentelemetry.trace import get_tracer_provider
-
-        return not isinstance(get_tracer_provider(), self._proxy_type)
+        return not isinstance(self._provider(), self._proxy_type)
 
     @contextlib.contextmanager
     def _span(self, name: str, attributes: dict[str, Any]) -> Iterator[Span | None]:
