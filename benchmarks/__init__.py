@@ -27,6 +27,7 @@ MODULES = [
     "bench_scale",
     "bench_ops",
     "bench_signals",
+    "bench_observability",
 ]
 
 

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
-from . import coexistence
+from . import coexistence, tracing
 from .apphooks import remove_app_hook
 from .autotags import ValueColumns
 from .backends.factory import create_backend
-from .config import Settings
+from .config import ConfigError, Settings
 from .customtypes import Codec
 from .disabling import Disabler
-from .metrics import Metrics
+from .metrics import Metrics, multiprocess
 from .rules import Registry
 from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
@@ -77,7 +77,13 @@ class DataRoomCache:
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics, codec=self.codec)
         store.app_ref = weakref.ref(app)
+        tracing.install(store, settings)
         state = CacheState(self, settings, store, metrics)
+        try:  # PROMETHEUS_MULTIPROC_DIR: the counters also in its files
+            multiprocess.install(app, state)
+        except ConfigError:
+            backend.close()
+            raise
         app.extensions[EXTENSION_KEY] = state
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).
         state.on_uninstall(coexistence.warn_leftover_keys(app, settings))

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import signals
+from . import signals, tracing
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
@@ -121,6 +121,11 @@ class CacheStore:
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
         self.app_ref: Callable[[], Any] = lambda: None
+        #: OpenTelemetry spans of misses and invalidations (``tracing.py``); None: off.
+        self.tracing: tracing.Tracing | None = None
+        #: The same, set only when every lookup gets a span (``CACHE_OTEL_TRACE_HITS``):
+        #: the hit path checks this one attribute.
+        self.lookup_tracing: tracing.Tracing | None = None
 
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
@@ -206,6 +211,26 @@ class CacheStore:
         (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
         follow (disabled, bypassed, backend error).
         """
+        if self.lookup_tracing is not None:
+            return self._traced_read(self.lookup_tracing, key, tags, endpoint)
+        return self._read(key, tags, endpoint)
+
+    def _traced_read(
+        self,
+        tracer: tracing.Tracing,
+        key: str,
+        tags: Iterable[str] | None,
+        endpoint: str | None,
+    ) -> tuple[Any, tuple[str, ...] | None]:
+        norm = normalize_tags(tags)
+        with tracer.lookup(key, tags=norm, endpoint=endpoint) as span:
+            value, versions = self._read(key, norm, endpoint)
+            tracing.set_hit(span, value is not MISSING)
+            return value, versions
+
+    def _read(
+        self, key: str, tags: Iterable[str] | None, endpoint: str | None
+    ) -> tuple[Any, tuple[str, ...] | None]:
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
@@ -300,6 +325,15 @@ class CacheStore:
         value, versions = self.read(key, norm, endpoint)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
+        if self.tracing is not None:
+            with self.tracing.compute(key, tags=norm, endpoint=endpoint) as span:
+                value = compute()
+                stored = versions is not None and self._fill(
+                    key, value, expiry, norm, versions, endpoint
+                )
+                reason = None if stored else "no versions" if versions is None else "refused"
+                tracing.set_result(span, "stored" if stored else "not_stored", reason)
+                return value
         value = compute()
         if versions is not None:  # None: disabled, bypassed or unreachable when read
             self._fill(key, value, expiry, norm, versions, endpoint)
@@ -401,14 +435,24 @@ class CacheStore:
         if defer and self.deferrers and any(d(wanted) for d in self.deferrers):
             self.metrics.incr("deferred_invalidations", len(wanted))
             return ()
-        try:
-            self.backend.invalidate(wanted)
-        except BackendError as exc:
-            self.report_error("invalidation", exc)
+        if self.tracing is not None:
+            with self.tracing.invalidation(wanted, source) as span:
+                delivered = self._deliver(wanted)
+                tracing.set_result(span, "sent" if delivered else "backend error")
+        else:
+            self._deliver(wanted)
         self.metrics.incr("invalidations", len(wanted))
         if signals.tags_invalidated.receivers:
             signals.send(signals.tags_invalidated, self.app_ref(), tags=wanted, source=source)
         return wanted
+
+    def _deliver(self, tags: tuple[str, ...]) -> bool:
+        try:
+            self.backend.invalidate(tags)
+        except BackendError as exc:
+            self.report_error("invalidation", exc)
+            return False
+        return True
 
     def clear(self) -> int:
         """Remove everything under this app's prefix (raises BackendError if unreachable)."""

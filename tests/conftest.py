@@ -184,3 +184,33 @@ def listen() -> Iterator[Callable[[Any, Flask], list[dict[str, Any]]]]:
     yield connect
     for signal, receiver, _app in connected:
         signal.disconnect(receiver)
+
+# -- OpenTelemetry ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[Any]:
+    """The global tracer provider set to an SDK provider exporting to memory, for one test;
+    the API's globals are reset afterwards (set once per process otherwise), so no other
+    test runs with a provider configured."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    def reset() -> None:  # what opentelemetry's own test utilities do between tests
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
+        trace._TRACER_PROVIDER = None
+
+    reset()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        provider.shutdown()
+        reset()

@@ -19,6 +19,7 @@ from typing import Any
 from blinker import ANY, NamedSignal
 
 from .. import signals
+from ..autotags import AUTO_PREFIXES
 
 __all__ = [
     "Batch",
@@ -69,6 +70,12 @@ class Batch:
     #: The app that sent them.
     app: Any = field(repr=False, compare=False, default=None)
 
+    @property
+    def declared(self) -> tuple[str, ...]:
+        """The tags without the automatic dependency tags (``~t:``, ``~r:``, ``~c:``,
+        ``~e:``: autotags.py) every write also bumps: what declarations produced."""
+        return tuple(t for t in self.tags if not t.startswith(AUTO_PREFIXES))
+
 
 @dataclass
 class SentInvalidations:
@@ -80,6 +87,11 @@ class SentInvalidations:
     def tags(self) -> list[str]:
         """Every tag sent, batch after batch, in the order sent (repeats kept)."""
         return [tag for batch in self.batches for tag in batch.tags]
+
+    @property
+    def declared_tags(self) -> list[str]:
+        """:attr:`tags` without the automatic dependency tags (:attr:`Batch.declared`)."""
+        return [tag for batch in self.batches for tag in batch.declared]
 
     def __contains__(self, tag: object) -> bool:
         return any(tag in batch.tags for batch in self.batches)

@@ -44,6 +44,7 @@ from .. import signals
 from ..state import EXTENSION_KEY, CacheState
 from ..store import MISSING, CacheStore
 from ..tags import normalize_tags
+from ..tracing import set_result
 from . import context, entry, fill, flight, keying, nested, policy, recording, returns
 from .fill import PendingFill
 from .identity import request_identity
@@ -80,6 +81,7 @@ class CachedCall:
         "pending",
         "reason",
         "record",
+        "refusal",
         "routed",
         "state",
         "store",
@@ -136,6 +138,8 @@ class CachedCall:
         #: (the bypass or refusal reason, ``stale``), for the debug panel (``recording``).
         self.outcome = ""
         self.reason: str | None = None
+        #: Why this call's entry was last refused (``policy``), for the compute span.
+        self.refusal: str | None = None
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -323,8 +327,22 @@ class CachedCall:
             environ.pop(context.ACTIVE_KEY, None)
 
     def compute(self, environ: dict[str, Any], outcome: str) -> Any:
-        """Capture versions, run the view, keep the response for storing if it may be."""
+        """Capture versions, run the view, keep the response for storing if it may be;
+        inside a ``dataroom_cache.compute`` span when tracing is on (``tracing.py``)."""
         self.outcome = outcome
+        tracer = self.store.tracing
+        if tracer is None:
+            return self.compute_now(environ, outcome)
+        with tracer.compute(
+            self.key, tags=normalize_tags(self.tag_list), endpoint=self.endpoint, outcome=outcome
+        ) as span:
+            result = self.compute_now(environ, outcome)
+            kept = self.pending is not None
+            set_result(span, "kept" if kept else "not_stored", None if kept else self.refusal)
+            return result
+
+    def compute_now(self, environ: dict[str, Any], outcome: str) -> Any:
+        """:meth:`compute`'s work."""
         tags = self.tag_list
         versions = None
         if self.ctx.request.method == "GET":
@@ -359,6 +377,7 @@ class CachedCall:
             return result
         resp = returns.make_response(self.app, result, self.func_name())
         if resp.status_code != 200:
+            self.refusal = policy.STATUS
             resp.headers["X-Cache"] = outcome
             return resp
         reason = policy.verdict(policy.VIEW, self.opts, resp, facts)
@@ -381,6 +400,7 @@ class CachedCall:
     def refused(self, reason: str, detail: Response | str | None = None) -> None:
         """Count a refusal to store, and warn if it is worth it (``detail``: the response
         refused, or the type name of a value)."""
+        self.refusal = reason
         self.views.count_refusal(self.endpoint, reason)
         self.reason = reason
         if signals.cache_bypassed.receivers:

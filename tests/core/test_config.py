@@ -84,6 +84,8 @@ BAD_VALUES = [
     ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", True),
     ("CACHE_AUTO_TAGS", "sometimes"),
     ("CACHE_AUTO_TAGS_MAX_ROWS", 0),
+    ("CACHE_OTEL_ENABLED", "maybe"),
+    ("CACHE_OTEL_TRACE_HITS", 2),
 ]
 
 
@@ -298,6 +300,8 @@ EVERY_KEY = [
     ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "250", "snapshot_clock_skew_ms", 250.0),
     ("CACHE_AUTO_TAGS", "false", "auto_tags", False),
     ("CACHE_AUTO_TAGS_MAX_ROWS", "50", "auto_tags_max_rows", 50),
+    ("CACHE_OTEL_ENABLED", "false", "otel", False),  # default: on (opentelemetry-api here)
+    ("CACHE_OTEL_TRACE_HITS", "true", "otel_trace_hits", True),
 ]
 
 

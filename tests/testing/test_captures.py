@@ -23,8 +23,10 @@ def test_a_commit_and_an_api_call_in_order(notes_app: NotesApp) -> None:
         with app.app_context():
             notes_app.cache.invalidate_tags("manual")
     assert [b.source for b in sent.batches] == ["commit", "api"]
-    assert set(sent.batches[0].tags) == {f"note:{note_id}", "note:list", "folder:7/contents"}
+    assert set(sent.batches[0].declared) == {f"note:{note_id}", "note:list", "folder:7/contents"}
+    assert {f"~r:plugin_notes:{note_id}", "~t:plugin_notes"} <= set(sent.batches[0].tags)
     assert sent.tags == [*sent.batches[0].tags, "manual"]
+    assert sent.declared_tags == [*sent.batches[0].declared, "manual"]
     assert sent.batches[0].app is app
     sent.assert_any("folder:7/contents")
     sent.assert_any("nope", "manual")
