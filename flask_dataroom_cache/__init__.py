@@ -4,6 +4,7 @@ Public names only; see ``docs/`` for the guide.
 """
 
 from .api import (
+    aget_or_set,
     cache_delete,
     cache_get,
     cache_set,
@@ -30,6 +31,7 @@ __all__ = [
     "DataRoomCache",
     "MissingIdentityError",
     "Settings",
+    "aget_or_set",
     "cache_delete",
     "cache_get",
     "cache_set",
