@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -84,17 +85,32 @@ def test_reading_a_fresh_entry_again_after_an_invalidation_of_another_tag(app: F
     ("call", "hit_tags", "spared_tags"),
     [
         (dict(entity_type="file", entity_id=5), ["file:5", "file:list"], ["file:6", "type:file"]),
-        (dict(entity_type="file", entity_id=5, data_room_id="r1"), ["dataroom:r1"],
-         ["dataroom:r2"]),
+        (
+            dict(entity_type="file", entity_id=5, data_room_id="r1"),
+            ["dataroom:r1"],
+            ["dataroom:r2"],
+        ),
         (dict(entity_type="membership", entity_id=1, user_id="u1"), ["user:u1"], ["user:u2"]),
-        (dict(entity_type="file", entity_id=5, related_entities=[("folder", "list")]),
-         ["folder:list"], ["folder:5"]),
-        (dict(entity_type="file", entity_id=5, related_entities=[("dataroom", "r9")]),
-         ["dataroom:r9"], ["dataroom:r1"]),
-        (dict(entity_type="file", entity_id=5, related_entities=[("folder", 7)]),
-         ["folder:7"], ["folder:7/contents"]),
-        (dict(entity_type="file", entity_id=5, related_entities=[contents_tag(7)]),
-         ["folder:7/contents"], ["folder:7"]),
+        (
+            dict(entity_type="file", entity_id=5, related_entities=[("folder", "list")]),
+            ["folder:list"],
+            ["folder:5"],
+        ),
+        (
+            dict(entity_type="file", entity_id=5, related_entities=[("dataroom", "r9")]),
+            ["dataroom:r9"],
+            ["dataroom:r1"],
+        ),
+        (
+            dict(entity_type="file", entity_id=5, related_entities=[("folder", 7)]),
+            ["folder:7"],
+            ["folder:7/contents"],
+        ),
+        (
+            dict(entity_type="file", entity_id=5, related_entities=[contents_tag(7)]),
+            ["folder:7/contents"],
+            ["folder:7"],
+        ),
         (dict(entity_type="file", entity_id=None), ["file:list"], ["file:5"]),
     ],
 )
@@ -111,7 +127,7 @@ def test_invalidate_cache(
         assert cache_get(keys[tag], [tag]) == tag, tag
 
 
-def test_get_or_set(app: Flask) -> None:
+def test_get_or_set(app: Flask, any_get_or_set: Callable[..., Any]) -> None:
     calls: list[int] = []
 
     def compute() -> dict[str, int]:
@@ -120,22 +136,22 @@ def test_get_or_set(app: Flask) -> None:
 
     key = get_cache_key("folder", "list", dataRoomId="r")
     tags = [dataroom_tag("r")]
-    assert get_or_set(key, compute, tags=tags) == {"n": 1}
-    assert get_or_set(key, compute, tags=tags) == {"n": 1}
+    assert any_get_or_set(key, compute, tags=tags) == {"n": 1}
+    assert any_get_or_set(key, compute, tags=tags) == {"n": 1}
     assert len(calls) == 1
     invalidate_tags(dataroom_tag("r"))
-    assert get_or_set(key, compute, tags=tags) == {"n": 2}
+    assert any_get_or_set(key, compute, tags=tags) == {"n": 2}
     assert cache_get(key, tags) == {"n": 2}
     # None is a value: cached and served without recomputing.
     nones: list[int] = []
     none_key = get_cache_key("none")
-    assert get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
-    assert get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
+    assert any_get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
+    assert any_get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
     assert nones == [1]
     # An exception in compute propagates and stores nothing.
     with pytest.raises(ZeroDivisionError):
-        get_or_set(get_cache_key("boom"), lambda: 1 // 0)
-    assert get_or_set(get_cache_key("boom"), lambda: "ok") == "ok"
+        any_get_or_set(get_cache_key("boom"), lambda: 1 // 0)
+    assert any_get_or_set(get_cache_key("boom"), lambda: "ok") == "ok"
 
 
 def test_get_compute_set_pattern_stores_the_captured_versions(app: Flask) -> None:
