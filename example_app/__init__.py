@@ -76,9 +76,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # session when it is initialised.
     db.init_app(app)
     cache.init_app(app)
+    from . import asyncdb
+
+    asyncdb.init_app(app)  # the async route's tracked AsyncSession factory
 
     # warm registers @cache.warmer; openapi adds GET /api/openapi.json to the blueprint
-    from . import api, cli, errors, openapi, warm  # noqa: F401
+    from . import api, asyncapi, cli, errors, openapi, warm  # noqa: F401
 
     errors.register(app)
     app.register_blueprint(api.bp)
