@@ -149,7 +149,9 @@ def temp_prefix(client: Any) -> Iterator[str]:
             client.unlink(*batch[i : i + 5000])
 
 
-def time_once(setup: Callable[[], None], op: Callable[[], None], repeats: int) -> dict[str, float]:
+def time_once(
+    setup: Callable[[], None], op: Callable[[], None], repeats: int
+) -> dict[str, float]:
     """``op`` timed once per repeat, after an untimed ``setup``; median/min/max µs."""
     samples = []
     for _ in range(repeats):

@@ -60,33 +60,21 @@ def hit(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
             raws: list[float] = []
             ours: list[float] = []
             for _ in range(rounds):
-                raws.append(
-                    measure(lambda: client.get(raw_key), number=number, repeats=1)["median_us"]
-                )
-                ours.append(
-                    measure(lambda: cache_get(key, tags), number=number, repeats=1)["median_us"]
-                )
+                raws.append(measure(lambda: client.get(raw_key), number=number,
+                                    repeats=1)["median_us"])
+                ours.append(measure(lambda: cache_get(key, tags), number=number,
+                                    repeats=1)["median_us"])
             hits = store.metrics.snapshot()["total"]["hits"] - hits_before
             assert hits >= rounds * number, "the benchmark did not measure hits"
         DataRoomCache.state(app).store.backend.close()
     ratio = statistics.median(o / r for o, r in zip(ours, raws, strict=True))
     return [
-        row(
-            GROUP,
-            "hit: raw redis-py GET of the same bytes (floor)",
-            _summary(raws),
-            note=f"{len(raw_value)} bytes, {rounds} rounds of {number}",
-        ),
-        row(
-            GROUP, "hit: cache_get (1 MGET + decode)", _summary(ours), note=f"{len(tags) + 1} tags"
-        ),
-        ratio_row(
-            GROUP,
-            "cache_get hit / raw GET (median of per-round ratios)",
-            ratio,
-            "<= 1.5x",
-            ratio <= 1.5,
-        ),
+        row(GROUP, "hit: raw redis-py GET of the same bytes (floor)", _summary(raws),
+            note=f"{len(raw_value)} bytes, {rounds} rounds of {number}"),
+        row(GROUP, "hit: cache_get (1 MGET + decode)", _summary(ours),
+            note=f"{len(tags) + 1} tags"),
+        ratio_row(GROUP, "cache_get hit / raw GET (median of per-round ratios)", ratio,
+                  "<= 1.5x", ratio <= 1.5),
     ]
 
 
@@ -124,26 +112,13 @@ def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
                 if i % 50 == 0:
                     assert store.backend.get(probe, tags)[0] is None  # really invalidated
             medians[n] = statistics.median(samples)
-            rows.append(
-                row(
-                    GROUP,
-                    f"invalidate 1 tag over {n:,} live entries",
-                    _summary(samples),
-                    note=f"{samples_per_size} timed calls",
-                )
-            )
+            rows.append(row(GROUP, f"invalidate 1 tag over {n:,} live entries",
+                            _summary(samples), note=f"{samples_per_size} timed calls"))
         store.backend.close()
     big = sizes[-1]
     flat = medians[big] / medians[1]
-    rows.append(
-        ratio_row(
-            GROUP,
-            f"invalidate over {big:,} / over 1 entry",
-            flat,
-            "<= 1.5x (flat in N)",
-            flat <= 1.5,
-        )
-    )
+    rows.append(ratio_row(GROUP, f"invalidate over {big:,} / over 1 entry", flat,
+                          "<= 1.5x (flat in N)", flat <= 1.5))
     return rows
 
 

@@ -37,22 +37,14 @@ def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
         raw_key = f"{prefix}:raw"
         client.set(raw_key, raw_value)
 
-        rows.append(
-            row(
-                GROUP,
-                "hit: raw redis-py GET, same bytes (floor)",
-                measure(lambda: client.get(raw_key), number=number, repeats=env.repeats),
-                note=f"{len(raw_value)} bytes",
-            )
-        )
+        rows.append(row(GROUP, "hit: raw redis-py GET, same bytes (floor)",
+                        measure(lambda: client.get(raw_key), number=number, repeats=env.repeats),
+                        note=f"{len(raw_value)} bytes"))
 
-        fc = RedisCache(
-            host=client.connection_pool.connection_kwargs.get("host", "127.0.0.1"),
-            port=client.connection_pool.connection_kwargs.get("port", 6379),
-            db=client.connection_pool.connection_kwargs.get("db", 0),
-            key_prefix=f"{prefix}:fc:",
-            default_timeout=300,
-        )
+        fc = RedisCache(host=client.connection_pool.connection_kwargs.get("host", "127.0.0.1"),
+                        port=client.connection_pool.connection_kwargs.get("port", 6379),
+                        db=client.connection_pool.connection_kwargs.get("db", 0),
+                        key_prefix=f"{prefix}:fc:", default_timeout=300)
         fc.set("listing", PAYLOAD)
         assert fc.get("listing") == PAYLOAD
         fc_stats = measure(lambda: fc.get("listing"), number=number, repeats=env.repeats)
@@ -100,22 +92,13 @@ def hit_path(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
         rows += [
             ratio_row(GROUP, "L1 hit speed-up over our Redis hit", speedup, ">= 5x", speedup >= 5),
             ratio_row(
-                GROUP,
-                "our Redis hit / raw GET of the same bytes",
-                overhead,
-                "<= 1.5x",
+                GROUP, "our Redis hit / raw GET of the same bytes", overhead, "<= 1.5x",
                 overhead <= 1.5,
             ),
-            ratio_row(
-                GROUP, "Flask-Caching get / our Redis hit", fcm / ours["median_us"], "info", True
-            ),
-            ratio_row(
-                GROUP,
-                "Flask-Caching get / our L1 hit",
-                fcm / l1["median_us"],
-                ">= 2x",
-                fcm / l1["median_us"] >= 2,
-            ),
+            ratio_row(GROUP, "Flask-Caching get / our Redis hit", fcm / ours["median_us"], "info",
+                      True),
+            ratio_row(GROUP, "Flask-Caching get / our L1 hit", fcm / l1["median_us"], ">= 2x",
+                      fcm / l1["median_us"] >= 2),
         ]
         for app in (redis_app, l1_app):
             DataRoomCache.state(app).store.backend.close()
@@ -167,19 +150,12 @@ def invalidation(env: BenchEnv, client: Any) -> list[dict[str, Any]]:
             del_stats = time_once(fill, delete, repeats)
             assert client.exists(probe) == 0
             rows.append(row(GROUP, f"invalidate 1 tag over {n:,} entries: ours", ours_stats))
-            rows.append(
-                row(GROUP, f"invalidate {n:,} entries: DEL keys in batches of 1000", del_stats)
-            )
+            rows.append(row(GROUP, f"invalidate {n:,} entries: DEL keys in batches of 1000",
+                            del_stats))
             ratio = del_stats["median_us"] / ours_stats["median_us"]
-            rows.append(
-                ratio_row(
-                    GROUP,
-                    f"DEL {n:,} keys / ours",
-                    ratio,
-                    ">= 1x at 1,000+" if n >= 1000 else "info",
-                    ratio >= 1 or n < 1000,
-                )
-            )
+            rows.append(ratio_row(GROUP, f"DEL {n:,} keys / ours", ratio,
+                                  ">= 1x at 1,000+" if n >= 1000 else "info",
+                                  ratio >= 1 or n < 1000))
         store.backend.close()
     return rows
 
@@ -193,3 +169,5 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
         return hit_path(env, client) + invalidation(env, client)
     finally:
         client.close()
+
+

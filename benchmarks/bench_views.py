@@ -266,27 +266,14 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
             rows += [
                 ratio_row(GROUP, "ours / floor (req/s)", r_floor, ">= 0.95x", r_floor >= 0.95),
                 ratio_row(GROUP, "ours / Flask-Caching (req/s)", r_fc, ">= 1.1x", r_fc >= 1.1),
-                ratio_row(
-                    GROUP,
-                    "ours / uncached (req/s)",
-                    r_unc,
-                    f"info (floor / uncached: {ratio('uncached', 'floor'):.2f}x)",
-                    True,
-                ),
-                ratio_row(
-                    GROUP, "ours + L1 / floor (req/s)", ratio("floor", "ours + L1"), "info", True
-                ),
+                ratio_row(GROUP, "ours / uncached (req/s)", r_unc,
+                          f"info (floor / uncached: {ratio('uncached', 'floor'):.2f}x)", True),
+                ratio_row(GROUP, "ours + L1 / floor (req/s)", ratio("floor", "ours + L1"),
+                          "info", True),
             ]
             for other in ("floor", "flask-caching", "uncached"):
-                rows.append(
-                    ratio_row(
-                        GROUP,
-                        f"ours / {other}, median of per-round ratios",
-                        median_ratio(other),
-                        "info",
-                        True,
-                    )
-                )
+                rows.append(ratio_row(GROUP, f"ours / {other}, median of per-round ratios",
+                                      median_ratio(other), "info", True))
             DataRoomCache.state(l1_app).store.backend.close()
             DataRoomCache.state(app).store.backend.close()
     finally:

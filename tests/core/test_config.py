@@ -123,15 +123,8 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [
-        ("true", True),
-        ("FALSE", False),
-        (" yes ", True),
-        ("off", False),
-        ("1", True),
-        (0, False),
-        (True, True),
-    ],
+    [("true", True), ("FALSE", False), (" yes ", True), ("off", False), ("1", True), (0, False),
+     (True, True)],
 )
 def test_booleans(raw: Any, expected: bool) -> None:
     assert Settings.from_mapping({"CACHE_ENABLED": raw}, environ={}).enabled is expected
@@ -423,11 +416,8 @@ def test_shared_prefix_that_would_share_keys_with_flask_caching_is_not_used(
 def test_namespaced_prefix_sharing_keys_with_flask_caching_raises() -> None:
     with pytest.raises(ConfigError, match="DATAROOM_CACHE_KEY_PREFIX='myapp'"):
         Settings.from_mapping(
-            {
-                "CACHE_TYPE": "RedisCache",
-                "CACHE_KEY_PREFIX": "myapp",
-                "DATAROOM_CACHE_KEY_PREFIX": "myapp",
-            },
+            {"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": "myapp",
+             "DATAROOM_CACHE_KEY_PREFIX": "myapp"},
             environ={},
         )
     with pytest.raises(ConfigError, match="DATAROOM_CACHE_KEY_PREFIX"):
@@ -462,12 +452,8 @@ def test_flask_caching_only_keys_warn_once_when_flask_caching_is_not_on_the_app(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="flask_dataroom_cache")
-    app = _init(
-        CACHE_TYPE="RedisCache",
-        CACHE_DEFAULT_TIMEOUT=60,
-        CACHE_REDIS_URL="redis://127.0.0.1:1/0",
-        CACHE_THRESHOLD=10,
-    )
+    app = _init(CACHE_TYPE="RedisCache", CACHE_DEFAULT_TIMEOUT=60,
+                CACHE_REDIS_URL="redis://127.0.0.1:1/0", CACHE_THRESHOLD=10)
     for _ in range(3):
         _request(app)
     warnings = _warnings(caplog)

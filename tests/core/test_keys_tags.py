@@ -51,26 +51,8 @@ def test_params_sorted_by_name_and_prefix_from_config() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [
-        "a:b",
-        "a=b",
-        "a*",
-        "a?",
-        "a[b]",
-        "a b",
-        "a\nb",
-        "é",
-        "日本",
-        "a%3Ab",
-        "~",
-        "a#b",
-        "a/b",
-        "{x}",
-        "\\",
-        "",
-        "\ud800",
-        "\U0001f600",
-    ],
+    ["a:b", "a=b", "a*", "a?", "a[b]", "a b", "a\nb", "é", "日本", "a%3Ab", "~", "a#b", "a/b",
+     "{x}", "\\", "", "\ud800", "\U0001f600"],
 )
 def test_special_characters_are_escaped(value: str) -> None:
     key = get_cache_key("file", value, q=value)

@@ -85,32 +85,17 @@ def test_reading_a_fresh_entry_again_after_an_invalidation_of_another_tag(app: F
     ("call", "hit_tags", "spared_tags"),
     [
         (dict(entity_type="file", entity_id=5), ["file:5", "file:list"], ["file:6", "type:file"]),
-        (
-            dict(entity_type="file", entity_id=5, data_room_id="r1"),
-            ["dataroom:r1"],
-            ["dataroom:r2"],
-        ),
+        (dict(entity_type="file", entity_id=5, data_room_id="r1"), ["dataroom:r1"],
+         ["dataroom:r2"]),
         (dict(entity_type="membership", entity_id=1, user_id="u1"), ["user:u1"], ["user:u2"]),
-        (
-            dict(entity_type="file", entity_id=5, related_entities=[("folder", "list")]),
-            ["folder:list"],
-            ["folder:5"],
-        ),
-        (
-            dict(entity_type="file", entity_id=5, related_entities=[("dataroom", "r9")]),
-            ["dataroom:r9"],
-            ["dataroom:r1"],
-        ),
-        (
-            dict(entity_type="file", entity_id=5, related_entities=[("folder", 7)]),
-            ["folder:7"],
-            ["folder:7/contents"],
-        ),
-        (
-            dict(entity_type="file", entity_id=5, related_entities=[contents_tag(7)]),
-            ["folder:7/contents"],
-            ["folder:7"],
-        ),
+        (dict(entity_type="file", entity_id=5, related_entities=[("folder", "list")]),
+         ["folder:list"], ["folder:5"]),
+        (dict(entity_type="file", entity_id=5, related_entities=[("dataroom", "r9")]),
+         ["dataroom:r9"], ["dataroom:r1"]),
+        (dict(entity_type="file", entity_id=5, related_entities=[("folder", 7)]),
+         ["folder:7"], ["folder:7/contents"]),
+        (dict(entity_type="file", entity_id=5, related_entities=[contents_tag(7)]),
+         ["folder:7/contents"], ["folder:7"]),
         (dict(entity_type="file", entity_id=None), ["file:list"], ["file:5"]),
     ],
 )

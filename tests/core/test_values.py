@@ -43,12 +43,8 @@ ROUND_TRIPS: list[Any] = [
     Decimal("1.10"),
     Decimal("-0.000001"),
     b"\x00\xffbinary",
-    {
-        "created": datetime(2020, 1, 1),
-        "id": uuid.UUID(int=7),
-        "price": Decimal("9.99"),
-        "tags": [date(2020, 1, 2), {"deep": [Decimal("1e-3")]}],
-    },
+    {"created": datetime(2020, 1, 1), "id": uuid.UUID(int=7), "price": Decimal("9.99"),
+     "tags": [date(2020, 1, 2), {"deep": [Decimal("1e-3")]}]},
     {"__drc__": "datetime", "v": "2020-01-01"},  # a user dict that looks like our marker
     [{"__drc__": "uuid", "v": "x"}],
     {"text": "x" * 5000, "n": list(range(500))},  # compressed
@@ -76,7 +72,7 @@ def _same(a: Any, b: Any) -> bool:
 @pytest.mark.parametrize("value", ROUND_TRIPS, ids=lambda v: type(v).__name__)
 def test_codec_round_trip(value: Any) -> None:
     for threshold in (0, 64):
-        for zstd in (False, True) if codec.HAVE_ZSTD else (False,):
+        for zstd in ((False, True) if codec.HAVE_ZSTD else (False,)):
             assert _same(decode(encode(value, threshold, zstd=zstd)), value)
 
 
@@ -99,14 +95,8 @@ class Custom:
 
 @pytest.mark.parametrize(
     ("value", "type_name"),
-    [
-        (Custom(), "Custom"),
-        ({1, 2}, "set"),
-        ({"a": [object()]}, "object"),
-        ([complex(1, 2)], "complex"),
-        (frozenset(), "frozenset"),
-        ({"d": timedelta(1)}, "timedelta"),
-    ],
+    [(Custom(), "Custom"), ({1, 2}, "set"), ({"a": [object()]}, "object"),
+     ([complex(1, 2)], "complex"), (frozenset(), "frozenset"), ({"d": timedelta(1)}, "timedelta")],
 )
 def test_unserialisable_value_raises_type_error_naming_the_type(
     app: Flask, value: Any, type_name: str
@@ -218,9 +208,8 @@ _json = st.recursive(
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
 

@@ -51,7 +51,9 @@ def tracked(cache_config: dict[str, Any], database_url: str) -> Iterator[Any]:
     )
     def list_folders(room_id: int) -> Any:
         calls["folders"] += 1
-        q = sa.select(Folder.name).where(Folder.data_room_id == room_id, Folder.parent_id.is_(None))
+        q = sa.select(Folder.name).where(
+            Folder.data_room_id == room_id, Folder.parent_id.is_(None)
+        )
         return jsonify(sorted(db.session.scalars(q).all()))
 
     with app.app_context():
