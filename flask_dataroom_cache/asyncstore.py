@@ -58,7 +58,7 @@ async def aget_or_set(
     if versions is None:  # disabled, bypassed or unreachable: no fill, no flight
         return await _run(compute)
     task = asyncio.current_task()
-    flight = store.flights.lead(key, task)
+    flight = store.async_flights.lead(key, task)
     if flight is not None:
         if flight.leader is not task or task is None:
             await flight.wait(FLIGHT_WAIT)
@@ -73,5 +73,5 @@ async def aget_or_set(
         computed = await _run(compute)
         store._fill(key, computed, expiry, norm, versions, endpoint)
     finally:
-        store.flights.end(key)
+        store.async_flights.end(key)
     return computed

@@ -90,7 +90,7 @@ class CacheStore:
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
         #: Keys being computed by ``aget_or_set`` in this process (``asyncflight``).
-        self.flights = Flights()
+        self.async_flights = Flights()
         self._local = threading.local()
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).

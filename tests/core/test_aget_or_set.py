@@ -59,14 +59,14 @@ def test_loops_in_other_threads_wait_for_the_leader(app: Flask) -> None:
     arrived = threading.Semaphore(0)
     release = threading.Event()
     store = DataRoomCache.state(app).store
-    lead = store.flights.lead
+    lead = store.async_flights.lead
 
     def counting_lead(k: str, leader: Any = None) -> Any:
         found = lead(k, leader)
         arrived.release()
         return found
 
-    store.flights.lead = counting_lead  # type: ignore[method-assign]
+    store.async_flights.lead = counting_lead  # type: ignore[method-assign]
 
     async def compute() -> str:
         computed.append(1)
@@ -133,4 +133,4 @@ def test_a_failed_leader_lets_the_waiters_compute(app: Flask) -> None:
 
 
 def store_flights_empty(app: Flask) -> bool:
-    return not DataRoomCache.state(app).store.flights._running
+    return not DataRoomCache.state(app).store.async_flights._running
