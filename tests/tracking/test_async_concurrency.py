@@ -196,3 +196,51 @@ def test_one_tasks_open_changes_leave_the_other_tasks_alone(env: Env, async_make
 
     asyncio.run(main())
     assert "manual:other" in env.backend.all_invalidated()
+
+
+def test_a_task_with_an_older_snapshot_does_not_fill(env: Env, async_maker: Any) -> None:
+    """The snapshot rule, per task: a reader task whose transaction began before another
+    task's commit still reads its snapshot (correct for it) but must not store it under
+    the new tag versions; a task beginning after the commit fills."""
+    from .test_snapshot import snapshot_engine
+
+    engine = async_maker.kw["bind"]
+    snapshot_engine(engine.sync_engine)
+    _seed(env)
+    key = get_cache_key("afile", 100)
+    tags = [entity_tag("file", 100)]
+    began = asyncio.Event()
+    committed = asyncio.Event()
+
+    async def name_in(session: Any) -> str:
+        return (await session.scalar(sa.select(File.name).where(File.id == 100))) or ""
+
+    async def reader() -> str:
+        async with async_maker() as session:
+            assert await name_in(session) == "f100-v0"  # the snapshot is taken
+            began.set()
+            await committed.wait()
+            return await aget_or_set(key, lambda: name_in(session), tags=tags)
+
+    async def writer() -> None:
+        await began.wait()
+        async with async_maker() as session:
+            f = await session.get(File, 100)
+            assert f is not None
+            f.name = "f100-v1"
+            await session.commit()
+        committed.set()
+
+    async def main() -> None:
+        got, _ = await asyncio.wait_for(asyncio.gather(reader(), writer()), TIMEOUT)
+        assert got == "f100-v0"  # its snapshot...
+        assert env.backend.calls["set"] == 0  # ...not stored
+        fresh = await aget_or_set(key, lambda: _fresh_name(async_maker), tags=tags)
+        assert fresh == "f100-v1" and env.backend.calls["set"] == 1
+
+    asyncio.run(main())
+
+
+async def _fresh_name(async_maker: Any) -> str:
+    async with async_maker() as session:
+        return (await session.scalar(sa.select(File.name).where(File.id == 100))) or ""

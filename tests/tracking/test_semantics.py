@@ -447,6 +447,29 @@ def test_core_statements_on_tracked_tables(env: Env) -> None:
     assert env.contents(1, 11)["files"] == []
 
 
+def test_core_dml_through_the_session(any_env: Env) -> None:
+    """Core statements on a tracked table run through the session (``session.execute``,
+    ``session.connection().execute``): part of its transaction, sent with its commit,
+    dropped by its rollback."""
+    env = any_env
+    seed(env)
+    files = File.__table__
+    s = env.session
+    s.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert {"type:file", entity_tag("file", 100), contents_tag(10)} <= env.backend.all_invalidated()
+    assert env.contents(1, 10)["files"] == ["core"]
+    env.backend.reset()
+    s.execute(sa.delete(files).where(files.c.id == 100))
+    s.rollback()
+    assert env.backend.calls["invalidate"] == 0
+    s.connection().execute(sa.insert(files).values(id=601, data_room_id=1, folder_id=20, name="c"))
+    s.commit()
+    assert {"type:file", contents_tag(20), dataroom_tag(1)} <= env.backend.all_invalidated()
+    assert env.contents(1, 20)["files"] == ["c"]
+
+
 def test_commit_with_open_savepoints_keeps_their_tags(any_env: Env) -> None:
     env = any_env
     seed(env)
