@@ -23,6 +23,7 @@ MODULES = [
     "bench_tracking",
     "bench_autowrite",
     "bench_views",
+    "bench_async",
     "bench_example",
     "bench_scale",
     "bench_ops",

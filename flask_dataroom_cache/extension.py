@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -163,6 +163,18 @@ class DataRoomCache:
         tags: Iterable[str] | None = None,
     ) -> T:
         return self.store.get_or_set(key, compute, ttl, tags)
+
+    async def aget_or_set(
+        self,
+        key: str,
+        compute: Callable[[], Awaitable[T] | T],
+        ttl: int | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> T:
+        """The awaitable twin of :meth:`get_or_set` (``asyncstore``, ``docs/async.md``)."""
+        from .asyncstore import aget_or_set
+
+        return await aget_or_set(self.store, key, compute, ttl, tags)
 
     def delete(self, key: str) -> None:
         self.store.delete(key)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from . import signals, tracing
+from .asyncflight import Flights
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
@@ -117,6 +118,8 @@ class CacheStore:
         #: thread runs to take over what the worker held (the tracker's open sessions),
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
+        #: Keys being computed by ``aget_or_set`` in this process (``asyncflight``).
+        self.async_flights = Flights()
         self._local = threading.local()
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
