@@ -248,6 +248,27 @@ class DataRoomCache:
             ignore_authorization=ignore_authorization,
         )
 
+    # -- memoized functions (flask_dataroom_cache/memoize/) -----------------------------
+    def memoize(
+        self,
+        timeout: int | Callable[..., Any] | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+        lock: bool = False,
+        stale_while_revalidate: int = 0,
+    ) -> Any:
+        """Cache any function or method by its arguments (``@cache.memoize(...)``, or bare
+        ``@cache.memoize``); the result has ``invalidate(*args, **kwargs)``,
+        ``invalidate_all()`` and ``uncached(*args, **kwargs)``.
+
+        See :mod:`flask_dataroom_cache.memoize` and ``docs/memoize.md``.
+        """
+        from . import memoize
+
+        return memoize.decorator(
+            self, timeout, tags=tags, lock=lock, stale_while_revalidate=stale_while_revalidate
+        )
+
     def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Decorator: register ``fn() -> user id | None`` used to key per-user views."""
         if not callable(fn):

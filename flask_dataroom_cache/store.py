@@ -19,7 +19,10 @@ This is where DESIGN.md's read-side promises are kept:
 One name per step: :meth:`CacheStore.read` is the one read (value and, on a miss, the
 versions to stamp on what is computed next); :meth:`~CacheStore.get` is the documented read
 built on it; every write of a computed value (``set``, ``get_or_set``, and so the view
-decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._fill`.
+decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._fill`; every
+miss the store's callers compute (``get_or_set``, ``@cache.memoize``) runs in one compute
+step, :meth:`CacheStore.compute_and_fill`, once per key in the process (single flight,
+``flights.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from . import signals
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
+from .flights import Flights, run_once
 from .metrics import Metrics
 from .serialization import CodecError, decode, encode
 from .tags import normalize_tags
@@ -88,6 +92,9 @@ class CacheStore:
         #: thread runs to take over what the worker held (the tracker's open sessions),
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
+        #: Keys being computed in this process by ``get_or_set`` and ``@cache.memoize``
+        #: (single flight, ``flights.py``; the view decorator has its own).
+        self.flights = Flights()
         self._local = threading.local()
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
@@ -234,15 +241,49 @@ class CacheStore:
         *,
         endpoint: str | None = None,
     ) -> T:
-        """Return the cached value, or compute, store (race-free) and return it."""
+        """Return the cached value, or compute, store (race-free) and return it.
+
+        Concurrent misses of ``key`` in this process compute once (single flight,
+        ``flights.run_once``): the others wait for the leader and read what it stored."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
         value, versions = self.read(key, norm, endpoint)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
+        if versions is None:  # disabled, bypassed or unreachable: nothing will be stored
+            return compute()
+        seen: list[tuple[str, ...] | None] = [versions]
+
+        def lead() -> T:
+            return self.compute_and_fill(key, compute, expiry, norm, seen[0], endpoint=endpoint)
+
+        def reread() -> Any:
+            found, seen[0] = self.read(key, norm, endpoint)
+            return found
+
+        return run_once(self.flights, key, lead, reread, MISSING)
+
+    def compute_and_fill(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        expiry: int,
+        tags: tuple[str, ...],
+        versions: Sequence[str] | None,
+        *,
+        endpoint: str | None = None,
+        stored: Callable[[T], Any] | None = None,
+    ) -> T:
+        """The compute step of a miss (``get_or_set``, ``@cache.memoize``): run
+        ``compute()``, then fill ``key`` with what it returned (``stored(value)`` when
+        given: what to keep of it, :data:`MISSING` to keep nothing), stamped with
+        ``versions``, the tokens of ``tags`` read *before* ``compute`` ran. ``None``:
+        nothing is stored (disabled, bypassed, or the backend could not say)."""
         value = compute()
-        if versions is not None:  # None: disabled, bypassed or unreachable when read
-            self._fill(key, value, expiry, norm, versions, endpoint)
+        if versions is not None:
+            data = value if stored is None else stored(value)
+            if data is not MISSING:
+                self._fill(key, data, expiry, tags, versions, endpoint)
         return value
 
     def _fill(
