@@ -59,6 +59,8 @@ def decorator(
     if callable(timeout) or isinstance(timeout, classmethod | staticmethod):
         return Memoized(ext, timeout, None, None, False, 0)
     _check_options(timeout, tags, stale_while_revalidate)
+    if tags is not None and not callable(tags):
+        tags = tuple(check_user_tags("@cache.memoize", tags))
 
     def decorate(fn: Any) -> Any:
         return Memoized(ext, fn, timeout, tags, lock, stale_while_revalidate)  # type: ignore[arg-type]
