@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from flask import Flask, current_app
 
@@ -26,12 +26,14 @@ from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
 
 if TYPE_CHECKING:
+    from .memoize import Memoized
     from .tracking import Tracker
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
 log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
+P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
@@ -249,6 +251,19 @@ class DataRoomCache:
         )
 
     # -- memoized functions (flask_dataroom_cache/memoize/) -----------------------------
+    @overload
+    def memoize(self, timeout: Callable[P, T], /) -> Memoized[P, T]: ...
+
+    @overload
+    def memoize(
+        self,
+        timeout: int | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+        lock: bool = False,
+        stale_while_revalidate: int = 0,
+    ) -> Callable[[Callable[P, T]], Memoized[P, T]]: ...
+
     def memoize(
         self,
         timeout: int | Callable[..., Any] | None = None,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ..views.keying import unique_name
 from . import call as call_module
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["BoundMemoized", "Memoized", "decorator"]
 
 TagsSpec = Iterable[str] | Callable[..., Iterable[str]] | None
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def decorator(
@@ -79,7 +81,7 @@ def _check_options(timeout: Any, tags: Any, swr: Any) -> None:
         raise TypeError("tags must be a list of strings or a callable, not a single string")
 
 
-class Memoized:
+class Memoized(Generic[P, R]):
     """A memoized function (see the module docstring). ``kind`` is ``"function"`` (a
     method binds ``self``), ``"class"`` (a classmethod: binds the class) or
     ``"static"`` (binds nothing)."""
@@ -121,8 +123,8 @@ class Memoized:
         self._warned: set[str] = set()
 
     # -- calls -------------------------------------------------------------------------
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return call_module.call(self, args, kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return call_module.call(self, args, kwargs)  # type: ignore[no-any-return]
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if self.kind == "static":
@@ -147,7 +149,7 @@ class Memoized:
         return True
 
     # -- the three methods ---------------------------------------------------------------
-    def invalidate(self, *args: Any, **kwargs: Any) -> None:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """The entry of ``f(*args, **kwargs)`` misses from now on (or from the commit of
         this thread's open tracked transaction)."""
         state = call_module.current_state(self)
@@ -158,9 +160,9 @@ class Memoized:
         """Every entry of this function misses from now on: one tag, O(1)."""
         call_module.current_state(self).store.invalidate((self.function_tag,))
 
-    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function itself; the cache is neither read nor written."""
-        return self.fn(*args, **kwargs)
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<memoized {self.name}>"
@@ -172,7 +174,7 @@ class BoundMemoized:
 
     __slots__ = ("__func__", "__self__")
 
-    def __init__(self, func: Memoized, bound: Any) -> None:
+    def __init__(self, func: Memoized[..., Any], bound: Any) -> None:
         self.__func__ = func
         self.__self__ = bound
 

@@ -47,7 +47,7 @@ __all__ = ["call", "current_state", "stored_value"]
 log = logging.getLogger("flask_dataroom_cache")
 
 
-def current_state(fn: Memoized) -> CacheState:
+def current_state(fn: Memoized[..., Any]) -> CacheState:
     """The current app's cache state; a ``RuntimeError`` outside an app context."""
     if not has_app_context():
         raise RuntimeError(
@@ -60,7 +60,7 @@ def current_state(fn: Memoized) -> CacheState:
     return state
 
 
-def call(fn: Memoized, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call(fn: Memoized[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``fn(*args, **kwargs)``, through the cache (see the module docstring)."""
     state = current_state(fn)
     store = state.store
@@ -101,7 +101,7 @@ def call(fn: Memoized, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def compute(
-    fn: Memoized,
+    fn: Memoized[..., Any],
     store: CacheStore,
     key: str,
     tags: tuple[str, ...],
@@ -121,7 +121,7 @@ def compute(
     )
 
 
-def stored_value(fn: Memoized, store: CacheStore, value: Any) -> Any:
+def stored_value(fn: Memoized[..., Any], store: CacheStore, value: Any) -> Any:
     """What the entry of ``value`` holds: the value entry with its soft expiry, or
     :data:`MISSING` (nothing stored) when the codec would not give ``value`` back
     identical (warned once per function)."""
@@ -140,7 +140,7 @@ def stored_value(fn: Memoized, store: CacheStore, value: Any) -> Any:
 
 
 def _refresh(
-    fn: Memoized,
+    fn: Memoized[..., Any],
     store: CacheStore,
     key: str,
     tags: tuple[str, ...],
