@@ -148,12 +148,20 @@ def compute_locked(
     reread: Callable[[], Any],
     missing: Any,
     patience: float | None = None,
+    *,
+    wait: bool = True,
+    release: Callable[[Callable[[], None]], None] | None = None,
 ) -> T:
     """``compute()`` holding ``lock``. If another process holds it, poll ``reread()`` for
     what that holder stores (returned as soon as found), taking the lock as soon as it is
     free (a holder that stored nothing leaves nothing to read); after ``patience`` seconds
-    (default :data:`LOCK_WAIT`) compute without it."""
+    (default :data:`LOCK_WAIT`) compute without it. Without ``wait`` (the caller holds
+    something the holder may be waiting for) a held lock means compute at once.
+    ``release`` schedules the lock's release after ``compute`` (the view decorator: once
+    its fill is written); default: at once."""
     if not lock.take():
+        if not wait:
+            return compute()
         deadline = time.monotonic() + (LOCK_WAIT if patience is None else patience)
         delay = 0.01
         while True:
@@ -173,4 +181,7 @@ def compute_locked(
     try:
         return compute()
     finally:
-        lock.release()
+        if release is None:
+            lock.release()
+        else:
+            release(lock.release)

@@ -92,6 +92,10 @@ class CacheStore:
         #: thread runs to take over what the worker held (the tracker's open sessions),
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
+        #: Callables returning True when this thread must not wait for another's
+        #: computation of a key (single flight, a lock): it holds what that computation
+        #: may need (the tracker: an open SQLite transaction). It computes instead.
+        self.wait_checks: list[Callable[[], bool]] = []
         #: Keys being computed in this process by ``get_or_set`` and ``@cache.memoize``
         #: (single flight, ``flights.py``; the view decorator has its own).
         self.flights = Flights()
@@ -105,6 +109,14 @@ class CacheStore:
         """True when this thread must neither read nor fill (a ``bypass_checks`` hook says so)."""
         # a loop, not any(<generator>): this runs twice on every cached-view hit
         for check in self.bypass_checks:  # noqa: SIM110
+            if check():
+                return True
+        return False
+
+    def must_not_wait(self) -> bool:
+        """True when this thread must compute a missing key rather than wait for another
+        thread or process computing it (a ``wait_checks`` hook says so)."""
+        for check in self.wait_checks:  # noqa: SIM110
             if check():
                 return True
         return False
@@ -261,7 +273,8 @@ class CacheStore:
             found, seen[0] = self.read(key, norm, endpoint)
             return found
 
-        return run_once(self.flights, key, lead, reread, MISSING)
+        wait = 0.0 if self.wait_checks and self.must_not_wait() else None
+        return run_once(self.flights, key, lead, reread, MISSING, wait)
 
     def compute_and_fill(
         self,

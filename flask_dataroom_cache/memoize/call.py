@@ -13,7 +13,9 @@
    expiry (``stale_while_revalidate``) one caller per key (in this process: its flight;
    across processes: a lock) recomputes, the others get the stale value.
 4. A miss is computed once in the process (``flights.run_once``: the others wait and read
-   what the leader stored), holding the cross-process lock with ``lock=True``
+   what the leader stored; a thread the store's ``wait_checks`` say must not wait, as one
+   holding an open SQLite transaction, computes), holding the cross-process lock with
+   ``lock=True``
    (``flights.compute_locked``), in the one compute step of every non-view miss,
    :meth:`~flask_dataroom_cache.store.CacheStore.compute_and_fill`: the function runs,
    then its value is stored stamped with the versions read *before* it ran.
@@ -83,6 +85,7 @@ def call(fn: Memoized[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
     if versions is None:  # disabled, bypassed or unreachable: nothing will be stored
         return fn.fn(*args, **kwargs)
     seen: list[tuple[str, ...] | None] = [versions]
+    wait = not (store.wait_checks and store.must_not_wait())
 
     def reread() -> Any:
         raw, seen[0] = store.read(key, tags)
@@ -94,10 +97,14 @@ def call(fn: Memoized[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
             return compute(fn, store, key, tags, seen[0], args, kwargs)
         lock = EntryLock(store, key, "lock", None)
         return compute_locked(
-            lock, lambda: compute(fn, store, key, tags, seen[0], args, kwargs), reread, MISSING
+            lock,
+            lambda: compute(fn, store, key, tags, seen[0], args, kwargs),
+            reread,
+            MISSING,
+            wait=wait,
         )
 
-    return run_once(store.flights, key, lead, reread, MISSING)
+    return run_once(store.flights, key, lead, reread, MISSING, None if wait else 0.0)
 
 
 def compute(

@@ -24,10 +24,9 @@ The functions act on a :class:`~.call.CachedCall` (its ``read``, ``hit``, ``comp
 from __future__ import annotations
 
 import functools
-import time
 from typing import TYPE_CHECKING, Any
 
-from ..flights import FLIGHT_WAIT, LOCK_TTL, LOCK_WAIT, EntryLock, Flights
+from ..flights import FLIGHT_WAIT, LOCK_TTL, LOCK_WAIT, EntryLock, Flights, compute_locked
 
 if TYPE_CHECKING:
     from .call import CachedCall
@@ -42,6 +41,9 @@ __all__ = [
     "refresh_stale",
 ]
 
+#: What a poll of the cache returns when the entry is not there yet.
+_NOT_FOUND = object()
+
 
 def compute_once(call: CachedCall, environ: dict[str, Any]) -> Any:
     """A miss: lead the key's flight and compute (holding the lock with ``lock=True``),
@@ -54,10 +56,11 @@ def compute_once(call: CachedCall, environ: dict[str, Any]) -> Any:
         return call.compute(environ, "MISS")
     waiting = call.views.flights.lead(key)
     if waiting is not None:
-        if record.leading:
+        if record.leading or (call.store.wait_checks and call.store.must_not_wait()):
             # this request holds a flight until its final response: the leader of this
             # one may be waiting on it (a plain view calling a then b, another b then a);
-            # compute rather than wait
+            # or this thread holds a database lock the leader may need (an open SQLite
+            # transaction: store.wait_checks); compute rather than wait
             return call.compute(environ, "MISS")
         waiting.wait(FLIGHT_WAIT)
         entry = call.read()
@@ -69,7 +72,8 @@ def compute_once(call: CachedCall, environ: dict[str, Any]) -> Any:
     try:
         if not call.opts.lock:
             return call.compute(environ, "MISS")
-        return _compute_locked(call, environ, wait=not holding)
+        no_wait = holding or bool(call.store.wait_checks and call.store.must_not_wait())
+        return _compute_locked(call, environ, wait=not no_wait)
     finally:
         call.after_fill(functools.partial(end_flight, call))
 
@@ -88,31 +92,20 @@ def _compute_locked(call: CachedCall, environ: dict[str, Any], wait: bool = True
     nothing to read, so the waiters must not poll out ``LOCK_WAIT``. Without ``wait``
     (this request holds another flight and lock until its final response, which the
     holder may be waiting for) a held lock means compute at once."""
-    lock = _lock(call, "lock")
-    if not lock.take():
-        if not wait:
-            return call.compute(environ, "MISS")
-        # a lock with a declared timeout is worth waiting for that long
-        deadline = time.monotonic() + (call.opts.lock_timeout or LOCK_WAIT)
-        delay = 0.01
-        while True:
-            if time.monotonic() >= deadline:
-                return call.compute(environ, "MISS")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-            entry = call.read()
-            if entry is not None:
-                return call.hit(entry, environ)
-            if lock.take():
-                entry = call.read()  # stored and released since our read
-                if entry is not None:
-                    lock.release()
-                    return call.hit(entry, environ)
-                break
-    try:
-        return call.compute(environ, "MISS")
-    finally:
-        call.after_fill(lock.release)
+
+    def reread() -> Any:
+        entry = call.read()
+        return _NOT_FOUND if entry is None else call.hit(entry, environ)
+
+    return compute_locked(
+        _lock(call, "lock"),
+        lambda: call.compute(environ, "MISS"),
+        reread,
+        _NOT_FOUND,
+        call.opts.lock_timeout or LOCK_WAIT,  # a declared timeout is worth waiting for
+        wait=wait,
+        release=call.after_fill,
+    )
 
 
 def refresh_stale(call: CachedCall) -> Any:

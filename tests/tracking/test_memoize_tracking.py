@@ -1,14 +1,17 @@
 """``@cache.memoize`` with tracked sessions: a commit's tags invalidate memoized entries,
 and nothing is read from or stored in the cache while this thread holds uncommitted
-tracked changes (every cache kind, SQLite and PostgreSQL: the ``env`` fixture)."""
+tracked changes, and a thread holding an open SQLite transaction never waits for another's
+computation (every cache kind, SQLite and PostgreSQL: the ``env`` fixture)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import sqlalchemy as sa
 
 from flask_dataroom_cache import dataroom_tag
+from flask_dataroom_cache.flights import FLIGHT_WAIT
 
 from .conftest import Env
 from .models import DataRoom, Folder
@@ -83,3 +86,44 @@ def test_invalidate_inside_a_transaction_is_sent_at_its_commit(env: Env) -> None
     env.session.commit()
     assert any(t.startswith("~memo:") for t in env.backend.all_invalidated())
     assert folder_names(1) == ["A", "B", "E"] and seen == [1, 1]
+
+
+class RecordingEvent(threading.Event):
+    """A flight's event that records how long each waiter would wait (and returns)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return False
+
+
+def test_a_thread_holding_a_sqlite_transaction_computes_instead_of_waiting(env: Env) -> None:
+    """Another thread computes the key: a waiter holding an open SQLite transaction would
+    hold the shared lock that a writer needs, while that writer keeps the computing thread
+    from reading: it computes at once. Elsewhere (no transaction, PostgreSQL) it waits."""
+    _seed(env)
+    seen: list[int] = []
+    folder_names = _folder_names(env, seen)
+    sqlite = env.db.engine.dialect.name == "sqlite"
+    prefix = env.store.settings.key_prefix
+    memo_key = folder_names.keys.key(prefix, (1,), {})
+    for key, call in (
+        ("plain", lambda: env.store.get_or_set("plain", lambda: ["mine"], tags=["t"])),
+        (memo_key, lambda: folder_names(1)),
+    ):
+        for in_transaction in (True, False):
+            env.store.delete(key)
+            event = RecordingEvent()
+            env.store.flights._running[key] = event  # "another thread" leads the flight
+            try:
+                if in_transaction:
+                    assert env.session.get(Folder, 10) is not None  # the transaction begins
+                call()
+            finally:
+                env.store.flights._running.pop(key, None)
+                env.session.rollback()
+            expected = 0.0 if sqlite and in_transaction else FLIGHT_WAIT
+            assert event.waits == [expected], (key, in_transaction)
