@@ -29,6 +29,7 @@ MODULES = [
     "bench_ops",
     "bench_signals",
     "bench_observability",
+    "bench_memoize",
 ]
 
 

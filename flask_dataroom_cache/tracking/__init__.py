@@ -186,6 +186,7 @@ class Tracker:
         self.store.deferrers.append(self.snapshot.defer)
         self.store.fill_checks.append(self.snapshot.refuse_fill)
         self.store.handovers.append(self.threads.hand_over)
+        self.store.wait_checks.append(self.snapshot.must_not_wait)
 
     # -- attaching ------------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -280,6 +281,7 @@ class Tracker:
             (self.store.deferrers, self.snapshot.defer),
             (self.store.fill_checks, self.snapshot.refuse_fill),
             (self.store.handovers, self.threads.hand_over),
+            (self.store.wait_checks, self.snapshot.must_not_wait),
         ):
             if check in hooks:
                 hooks.remove(check)  # type: ignore[arg-type]

@@ -18,6 +18,9 @@ events fire in the task that awaits it, and two tasks of one loop are two units 
 * :meth:`SnapshotRules.defer` (``store.deferrers``): ``invalidate_tags`` while a session
   has an open transaction with changes joins that transaction's pending tags (it follows
   its savepoints, commit and rollback); otherwise it is delivered now.
+* :meth:`SnapshotRules.must_not_wait` (``store.wait_checks``): a thread holding an open
+  SQLite transaction must not wait for another thread's (or process's) computation of a
+  key: its lock may be what that computation waits for.
 
 The commit sequence (:attr:`SnapshotRules.seq`) is bumped before every delivery
 (``delivery.py``) and every immediate invalidation; a session records it when its
@@ -131,6 +134,22 @@ class SnapshotRules:
         """An invalidation is about to be delivered: open transactions are now older."""
         with self._lock:
             self.seq += 1
+
+    def must_not_wait(self) -> bool:
+        """True while a tracked session of this thread (or task) holds an open transaction
+        on a SQLite connection. Its shared lock keeps a writer from committing, and a
+        writer waiting to commit keeps new readers out: a thread computing a key this one
+        waited for (single flight, ``lock=True``) could be waiting on this very
+        transaction, so this thread computes instead of waiting. (PostgreSQL readers
+        block no one.)"""
+        states = self._current()
+        if not states:
+            return False
+        for state in states:
+            for conn in state.connections:
+                if conn.dialect.name == "sqlite" and conn.in_transaction():
+                    return True
+        return False
 
     def must_bypass(self) -> str | None:
         """Why this thread's (or task's) reads and fills must skip the cache now (``store.

@@ -11,6 +11,7 @@ import pytest
 from flask import Flask, jsonify
 
 from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache import flights as flights_module
 from flask_dataroom_cache.keys import build_key
 from flask_dataroom_cache.views import call as call_module
 from flask_dataroom_cache.views import flight as flight_module
@@ -248,7 +249,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
     key = build_key(store_a.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
-    real_sleep = flight_module.time.sleep
+    real_sleep = flights_module.time.sleep
     filled = []
 
     def sleep_and_let_a_finish(seconds: float) -> None:
@@ -258,7 +259,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
             assert apps["a"].test_client().get("/locked").headers["X-Cache"] == "MISS"
         real_sleep(0)
 
-    monkeypatch.setattr(flight_module.time, "sleep", sleep_and_let_a_finish)
+    monkeypatch.setattr(flights_module.time, "sleep", sleep_and_let_a_finish)
     resp = apps["b"].test_client().get("/locked")
     assert resp.headers["X-Cache"] == "HIT"
     assert resp.get_json() == {"by": "a"}
@@ -297,7 +298,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
     key = build_key(store_a.settings.key_prefix, "~view", "room", {"rid": "x", "~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
-    real_sleep = flight_module.time.sleep
+    real_sleep = flights_module.time.sleep
     sleeps: list[float] = []
 
     def sleep_and_let_a_finish(seconds: float) -> None:
@@ -307,7 +308,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
             assert apps["a"].test_client().get("/rooms/x").status_code == 404
         real_sleep(0)
 
-    monkeypatch.setattr(flight_module.time, "sleep", sleep_and_let_a_finish)
+    monkeypatch.setattr(flights_module.time, "sleep", sleep_and_let_a_finish)
     started = time.monotonic()
     resp = apps["b"].test_client().get("/rooms/x")
     assert resp.status_code == 404
