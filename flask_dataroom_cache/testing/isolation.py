@@ -126,6 +126,7 @@ def _state(app: Any) -> CacheState:
 def _swapped(
     app: Any, backend: Backend, kind: str, settings: Settings | None = None
 ) -> Iterator[CacheUnderTest]:
+    app = signals.real_app(app)  # the signals' sender: the app, never a proxy of it
     state = _state(app)
     store = state.store
     saved = (store.backend, store.enabled, store.settings, state.settings)
