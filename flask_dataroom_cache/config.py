@@ -231,6 +231,9 @@ class Settings:
     #: refused if one of its tag tokens was made less than this before the filling
     #: transaction began (see tracking/snapshot.py).
     snapshot_clock_skew_ms: float = 100.0
+    #: Automatic read dependencies (issue 17, docs/auto-tags.md): a cached view without
+    #: ``tags=[]`` (and ``get_or_set`` without tags) depends on what its computation read.
+    auto_tags: bool = True
     #: Problems that are not errors (a shared key we could not use): logged once by
     #: ``init_app``.
     notices: tuple[str, ...] = ()
@@ -374,6 +377,7 @@ class Settings:
             snapshot_clock_skew_ms=get(
                 "CACHE_SNAPSHOT_CLOCK_SKEW_MS", 100.0, lambda k, v: _as_float(k, v, 0.0)
             ),
+            auto_tags=get("CACHE_AUTO_TAGS", True, _as_bool),
             notices=tuple(notices),
             flask_caching_keys=tuple(k for k in FLASK_CACHING_KEYS if k in config),
         )

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 
 from . import coexistence
 from .apphooks import remove_app_hook
+from .autotags import ValueColumns
 from .backends.factory import create_backend
 from .config import Settings
 from .customtypes import Codec
@@ -46,6 +47,9 @@ class DataRoomCache:
         #: The custom types its apps cache (``register_type``), shared by every app of
         #: this object; another ``DataRoomCache`` has its own.
         self.codec = Codec()
+        #: Which columns give column-value dependency tags (foreign keys + declared),
+        #: shared by the read and the write side of every app of this object.
+        self.value_columns = ValueColumns()
         #: Registered with ``@cache.identity`` (views/identity.py); per app:
         #: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None

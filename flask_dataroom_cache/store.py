@@ -31,13 +31,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import signals
+from . import readcapture, signals
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
 from .metrics import Metrics
 from .serialization import CodecError, decode, encode
-from .tags import normalize_tags
+from .tags import MAX_TAGS_PER_ENTRY, normalize_tags
 
 __all__ = ["MISSING", "CacheStore"]
 
@@ -88,6 +88,10 @@ class CacheStore:
         #: thread runs to take over what the worker held (the tracker's open sessions),
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
+        #: Called with each new :class:`~.readcapture.ReadCapture` of this store, in the
+        #: computing thread, before the computation runs (the tracker: what this thread's
+        #: sessions hold in memory must be read again, or the capture refuses).
+        self.capture_starters: list[Callable[[readcapture.ReadCapture], None]] = []
         self._local = threading.local()
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
@@ -159,6 +163,11 @@ class CacheStore:
         if self.bypass_checks and self.must_bypass():
             self.metrics.incr("bypasses", endpoint=endpoint)
             return MISSING, None
+        if readcapture.capturing(self):
+            # inside a computation capturing its reads: a hit would hide the reads
+            # behind it from that computation; compute (and refill) instead
+            self.metrics.incr("misses", endpoint=endpoint)
+            return MISSING, self._capture_versions(norm)
         try:
             payload, versions = self.backend.get(key, norm)
         except BackendError as exc:
@@ -200,6 +209,27 @@ class CacheStore:
             self.report_error("version read", exc)
             return None
 
+    def _capture_versions(self, tags: Sequence[str]) -> tuple[str, ...] | None:
+        try:
+            return self.backend.versions(tags)
+        except BackendError as exc:
+            self.report_error("version read", exc)
+            return None
+
+    def capture_reads(self) -> readcapture.CaptureScope:
+        """A context manager capturing the reads of the computation run inside it
+        (automatic dependencies, docs/auto-tags.md); ``stamp()`` on what it yields gives
+        the entry's tags and versions. Any compute path wraps its computation in it."""
+        return readcapture.CaptureScope(self, self.backend.versions, self.capture_starters)
+
+    @staticmethod
+    def stamp_reads(
+        capture: readcapture.ReadCapture, tags: tuple[str, ...], versions: Sequence[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The declared ``tags`` (normalised, with the ``versions`` read before the
+        computation) plus what ``capture`` read, bounded; None: do not store."""
+        return capture.stamp(tags, versions, MAX_TAGS_PER_ENTRY)
+
     # -- writes ---------------------------------------------------------------------------
     def set(
         self,
@@ -234,12 +264,26 @@ class CacheStore:
         *,
         endpoint: str | None = None,
     ) -> T:
-        """Return the cached value, or compute, store (race-free) and return it."""
+        """Return the cached value, or compute, store (race-free) and return it.
+
+        Without ``tags`` (and with ``CACHE_AUTO_TAGS``, the default), the entry depends
+        on what ``compute`` read (automatic dependencies, docs/auto-tags.md); with
+        ``tags``, on those tags only; ``tags=[]``: on its TTL only."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
         value, versions = self.read(key, norm, endpoint)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
+        if tags is None and versions is not None and self.settings.auto_tags:
+            with self.capture_reads() as capture:
+                value = compute()
+            stamped = self.stamp_reads(capture, norm, versions)
+            if stamped is None:
+                why = "reads_unknown" if capture.unknown else "bypasses"
+                self.metrics.incr(why, endpoint=endpoint)
+                return value
+            self._fill(key, value, expiry, stamped[0], stamped[1], endpoint)
+            return value
         value = compute()
         if versions is not None:  # None: disabled, bypassed or unreachable when read
             self._fill(key, value, expiry, norm, versions, endpoint)

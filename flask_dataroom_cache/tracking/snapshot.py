@@ -72,6 +72,16 @@ class ThreadSessions:
             mine = self.local.states = weakref.WeakSet()
         mine.add(state)
         state.listed_in = mine
+        seen: weakref.WeakSet[SessionState] | None = getattr(self.local, "seen", None)
+        if seen is None:
+            seen = self.local.seen = weakref.WeakSet()
+        seen.add(state)
+
+    def seen(self) -> list[SessionState]:
+        """The tracked sessions that ever began a transaction in this thread and are
+        still alive (their identity maps may hold what a computation reads without SQL)."""
+        seen: weakref.WeakSet[SessionState] | None = getattr(self.local, "seen", None)
+        return list(seen) if seen else []
 
     def adopt(self, state: SessionState) -> None:
         """A session used by another thread than the one that began its transaction
