@@ -221,7 +221,12 @@ def test_an_object_already_in_the_identity_map_is_read_again(
         "k", lambda: sorted(f.name for f in env.session.get(Folder, 10).files)
     )
     assert names == ["a.txt"]
-    assert deps(stored[0][1]) == {"~e:folders", "~r:folders:10", "~e:files", "~c:files:folder_id=10"}
+    assert deps(stored[0][1]) == {
+        "~e:folders",
+        "~r:folders:10",
+        "~e:files",
+        "~c:files:folder_id=10",
+    }
 
 
 def test_unflushed_changes_refuse_the_fill(
