@@ -25,6 +25,7 @@ MODULES = [
     "bench_example",
     "bench_scale",
     "bench_ops",
+    "bench_autotags",
 ]
 
 

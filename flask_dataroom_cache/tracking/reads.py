@@ -32,7 +32,9 @@ why). So does a function in a Core statement that is not known to be pure
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,10 +48,10 @@ from sqlalchemy.sql.elements import (
     TextClause,
 )
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import Alias, Select, TableClause, TextualSelect
+from sqlalchemy.sql.selectable import Alias, FromClause, Select, TableClause, TextualSelect
 
 from ..autotags import ValueColumns, column_tag, row_tag
-from ..readcapture import Reads, TableReads
+from ..readcapture import Reads
 from . import textreads
 
 __all__ = ["MAX_VALUES_PER_PIN", "statement_reads"]
@@ -110,10 +112,16 @@ class _Values:
         return out
 
 
-def _pins(where: Any, values: _Values) -> dict[Any, dict[str, list[Any]]]:
-    """``{FROM element: {column name: values}}`` of the top-level AND conjuncts of
-    ``where`` that compare one column with bound values (``=``, ``IN``, ``IS NULL``)."""
-    out: dict[Any, dict[str, list[Any]]] = {}
+#: One comparison pinning a column: ``(column name, operator, right side)``.
+_Source = tuple[str, Any, Any]
+
+
+def _pin_sources(where: Any) -> dict[Any, list[_Source]]:
+    """``{FROM element: [(column name, operator, right side), ...]}`` of the top-level
+    AND conjuncts of ``where`` that compare one column with a bound parameter (``=``,
+    ``IN``) or ``NULL`` (``IS NULL``): the statement's structure, the same for every
+    execution of one compiled statement."""
+    out: dict[Any, list[_Source]] = {}
     if where is None:
         return out
     todo = [where]
@@ -132,24 +140,32 @@ def _pins(where: Any, values: _Values) -> dict[Any, dict[str, list[Any]]]:
             left, right = right, left
         if not isinstance(left, ColumnClause) or left.table is None or left.is_literal:
             continue
-        found: list[Any] | None
         if isinstance(right, Null) and op is operators.is_:
-            found = [None]
+            out.setdefault(left.table, []).append((left.name, op, None))
         elif isinstance(right, BindParameter) and op is not operators.is_:
+            out.setdefault(left.table, []).append((left.name, op, right))
+    return out
+
+
+def _pins(sources: list[_Source], values: _Values) -> dict[str, list[Any]]:
+    """``{column name: values}`` pinned by ``sources`` in this execution (a column
+    pinned twice: the intersection; values that cannot be known: not pinned)."""
+    per: dict[str, list[Any]] = {}
+    for name, op, right in sources:
+        found: list[Any] | None
+        if right is None:
+            found = [None]
+        else:
             found = values.of(right)
             if found is not None and op in _IN and not right.expanding:
                 found = list(found[0]) if isinstance(found[0], list | tuple) else None
-        else:
-            found = None
         if found is None or len(found) > MAX_VALUES_PER_PIN:
             continue
-        per = out.setdefault(left.table, {})
-        if left.name in per:  # pinned twice: both hold, the intersection is exact
-            keep = per[left.name]
-            per[left.name] = [v for v in keep if v in found]
+        if name in per:  # pinned twice: both hold, the intersection is exact
+            per[name] = [v for v in per[name] if v in found]
         else:
-            per[left.name] = list(found)
-    return out
+            per[name] = list(found)
+    return per
 
 
 def _pinned_tags(
@@ -183,6 +199,52 @@ def _flat_froms(froms: Iterable[Any]) -> list[Any]:
     return out
 
 
+@dataclass(slots=True)
+class _Plan:
+    """What one compiled statement reads, whatever its bound values: the tables read
+    wholly (and why the tables cannot be known, if so), and the top-level table
+    occurrences whose pinned columns decide, per execution, how they are read."""
+
+    base: Reads
+    candidates: list[tuple[sa.Table, list[_Source]]]
+
+
+#: Plans by compiled statement (SQLAlchemy reuses compiled statements from its cache:
+#: a statement shape is analysed once), and by SQL text for ``exec_driver_sql``.
+_PLANS: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
+_TEXT_PLANS: dict[tuple[str, str], _Plan] = {}
+_TEXT_PLANS_MAX = 1024
+
+
+def _plan(compiled: Any, dialect_name: str) -> _Plan:
+    base = Reads()
+    statement = compiled.statement
+    if type(statement).__name__ in _NO_READS:
+        return _Plan(base, [])
+    state = getattr(compiled, "compile_state", None)
+    core = getattr(state, "statement", None)
+    if core is None:
+        core = statement
+    if isinstance(core, TextualSelect):
+        core = core.element
+    if isinstance(core, TextClause):
+        textreads.text_reads(core.text, base, dialect_name)
+        return _Plan(base, [])
+    candidates: list[tuple[sa.Table, list[_Source]]] = []
+    skipped: set[int] = set()
+    # the FROM list the compiler computed (``get_final_froms()`` would compile again)
+    froms = list(getattr(state, "froms", None) or ()) if isinstance(core, Select) else []
+    if froms and isinstance(core, Select):
+        sources = _pin_sources(core.whereclause)
+        for occurrence in _flat_froms(froms):
+            table = _base_table(occurrence)
+            if isinstance(table, sa.Table) and occurrence in sources:
+                candidates.append((table, sources[occurrence]))
+                skipped.add(id(occurrence))
+    _Walk(base, skipped, dialect_name).top(core, froms)
+    return _Plan(base, candidates)
+
+
 def statement_reads(
     compiled: Any,
     params: Mapping[str, Any] | None,
@@ -193,34 +255,31 @@ def statement_reads(
     """The dependencies of one statement about to run (``compiled``: its compiled form,
     None for ``exec_driver_sql``; ``params``: its first parameter set; ``sql``: the text
     sent, read only when there is no statement object)."""
-    reads = Reads()
     if compiled is None:
-        textreads.text_reads(sql, reads, dialect_name)
-        return reads
-    statement = compiled.statement
-    if type(statement).__name__ in _NO_READS:
-        return reads
-    state = getattr(compiled, "compile_state", None)
-    core = getattr(state, "statement", None)
-    if core is None:
-        core = statement
-    if isinstance(core, TextualSelect):
-        core = core.element
-    if isinstance(core, TextClause):
-        textreads.text_reads(core.text, reads, dialect_name)
-        return reads
-    values = _Values(compiled, params)
-    precise: dict[Any, TableReads] = {}
-    if isinstance(core, Select):
-        pins = _pins(core.whereclause, values)
-        for occurrence in _flat_froms(core.get_final_froms()):
-            table = _base_table(occurrence)
-            if not isinstance(table, sa.Table) or occurrence not in pins:
-                continue
-            found = _pinned_tags(table, pins[occurrence], value_columns)
-            if found is not None:
-                precise[occurrence] = TableReads(rows=found[0], columns=found[1])
-    _Walk(reads, precise, dialect_name).top(core)
+        plan = _TEXT_PLANS.get((sql, dialect_name))
+        if plan is None:
+            plan = _Plan(Reads(), [])
+            textreads.text_reads(sql, plan.base, dialect_name)
+            if len(_TEXT_PLANS) >= _TEXT_PLANS_MAX:
+                _TEXT_PLANS.clear()
+            _TEXT_PLANS[(sql, dialect_name)] = plan
+    else:
+        plan = _PLANS.get(compiled)
+        if plan is None:
+            plan = _PLANS[compiled] = _plan(compiled, dialect_name)
+    reads = Reads()
+    reads.merge(plan.base)
+    if plan.candidates:
+        values = _Values(compiled, params)
+        for table, sources in plan.candidates:
+            found = _pinned_tags(table, _pins(sources, values), value_columns)
+            name = _table_name(table)
+            if found is None:
+                reads.whole(name)
+            else:
+                mine = reads.table(name)
+                mine.rows |= found[0]
+                mine.columns |= found[1]
     return reads
 
 
@@ -230,21 +289,25 @@ class _Walk:
     how they are read (the same table object in a subquery is read wholly); textual parts
     and functions not known to be pure are read by :mod:`.textreads`."""
 
-    __slots__ = ("dialect_name", "precise", "reads")
+    __slots__ = ("dialect_name", "reads", "skipped")
 
-    def __init__(self, reads: Reads, precise: Mapping[Any, TableReads], dialect_name: str):
+    def __init__(self, reads: Reads, skipped: set[int], dialect_name: str):
         self.reads = reads
-        self.precise = precise
+        #: Ids of the top-level occurrences decided per execution (``_Plan.candidates``).
+        self.skipped = skipped
         self.dialect_name = dialect_name
 
-    def top(self, statement: Any) -> None:
+    def top(self, statement: Any, froms: list[Any]) -> None:
         if not isinstance(statement, Select):
             self.visit(statement)
             return
-        for from_ in statement.get_final_froms():
+        for from_ in froms:
             self.from_position(from_)
         for child in statement.get_children():
-            self.from_position(child)
+            # the statement's own FROM elements are all in ``froms`` (the FROM list the
+            # compiler rendered), possibly as other (annotated) objects
+            if not isinstance(child, FromClause) or isinstance(child, FunctionElement):
+                self.visit(child)
 
     def from_position(self, element: Any) -> None:
         if isinstance(element, sa.sql.selectable.Join):
@@ -252,24 +315,20 @@ class _Walk:
             self.from_position(element.left)
             self.from_position(element.right)
             return
-        exact = self.precise.get(element) if self.precise else None
-        if exact is None:
+        if id(element) not in self.skipped:
             self.visit(element)
-            return
-        table = _base_table(element)
-        assert table is not None
-        mine = self.reads.table(_table_name(table))
-        mine.rows |= exact.rows
-        mine.columns |= exact.columns
 
     def visit(self, root: Any) -> None:
+        """Every table under ``root``. Inside a nested SELECT, a column leads to its
+        table too (its implicit FROM; a correlated outer table is then read wholly: more
+        than needed, never less); outside, tables come from the FROM lists only."""
         if root is None:
             return
-        todo = [root]
+        todo: list[tuple[Any, bool]] = [(root, isinstance(root, Select))]
         seen: set[int] = set()
         reads = self.reads
         while todo:
-            element = todo.pop()
+            element, nested = todo.pop()
             if id(element) in seen:
                 continue
             seen.add(id(element))
@@ -283,10 +342,13 @@ class _Walk:
                     continue
             elif isinstance(element, TextClause):
                 textreads.fragment_reads(element.text, reads, self.dialect_name)
-            elif isinstance(element, ColumnClause) and element.is_literal:
-                textreads.fragment_reads(element.name, reads, self.dialect_name)
+            elif isinstance(element, ColumnClause):
+                if element.is_literal:
+                    textreads.fragment_reads(element.name, reads, self.dialect_name)
+                elif nested and element.table is not None:
+                    todo.append((element.table, nested))
             elif isinstance(element, FunctionElement):
                 textreads.function_reads(getattr(element, "name", ""), reads)
             elif isinstance(element, Select):
-                todo.extend(element.get_final_froms())
-            todo.extend(element.get_children())
+                nested = True
+            todo.extend((child, nested) for child in element.get_children())

@@ -173,6 +173,28 @@ CASES: dict[str, tuple[Callable[[Env], Any], set[str]]] = {
         .all(),
         {"~e:files", "~t:files"},
     ),
+    "EXISTS (a correlated subquery)": (
+        lambda e: s_(e)
+        .scalars(sa.select(Folder.name).where(Folder.id == 10, Folder.files.any(File.name == "x")))
+        .all(),
+        {"~e:folders", "~t:folders", "~e:files", "~t:files"},
+    ),
+    "UNION": (
+        lambda e: s_(e)
+        .execute(sa.union(sa.select(File.id).where(File.id == 100), sa.select(Folder.id)))
+        .all(),
+        {"~e:folders", "~t:folders", "~e:files", "~t:files"},
+    ),
+    "CTE": (
+        lambda e: s_(e)
+        .execute(sa.select(sa.select(File.id).where(File.folder_id == 10).cte().c.id))
+        .all(),
+        {"~e:files", "~t:files"},
+    ),
+    "a textual condition": (
+        lambda e: s_(e).scalars(sa.select(File.name).where(sa.text("files.id > 0"))).all(),
+        {"~e:files", "~t:files"},
+    ),
     "text() naming its tables": (
         lambda e: s_(e)
         .execute(
