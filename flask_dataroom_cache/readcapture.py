@@ -12,8 +12,11 @@ batched ``versions()`` call. Each token is therefore read before the database re
 stands for, exactly DESIGN.md's rule for declared tags: a write that commits after the
 statement's read bumps the token after it was captured, so the entry is dead on arrival.
 Missing tokens are created by that read, before the statement: nothing here depends on a
-token's age. Every statement that reads a table also captures its ``~t:`` token (in the
-same call), so the row and column tags of a table can later be collapsed into a table tag
+token's age. Tokens read even earlier are as good: the missing read of an entry whose
+tags this process remembers (``CacheStore.read``) reads all of them, before the
+computation, and a computation reading the same things again reads no token at all.
+Every statement that reads a table also captures its ``~t:`` token (in the same call), so
+the row and column tags of a table can later be collapsed into a table tag
 whose token predates every read of the table (:meth:`Reads.tags`, the bound).
 
 :func:`capture_reads` opens one; nested captures (a ``get_or_set`` inside a cached view)
@@ -220,22 +223,27 @@ class CaptureScope:
     """``with store.capture_reads() as capture:``: :func:`capture_reads` for one store,
     running its capture starters (the tracker's) as the capture opens."""
 
-    __slots__ = ("_inner", "_owner", "_starters", "_versions")
+    __slots__ = ("_inner", "_owner", "_starters", "_tokens", "_versions")
 
     def __init__(
         self,
         owner: object,
         versions: Callable[[Sequence[str]], tuple[str, ...]],
         starters: Sequence[Callable[[ReadCapture], None]],
+        tokens: dict[str, str] | None = None,
     ) -> None:
         self._owner = owner
         self._versions = versions
         self._starters = starters
+        #: Tokens read before the computation (the missing read of the same entry).
+        self._tokens = tokens
         self._inner: Any = None
 
     def __enter__(self) -> ReadCapture:
         self._inner = capture_reads(self._owner, self._versions)
         capture: ReadCapture = self._inner.__enter__()
+        if self._tokens:
+            capture.tokens.update(self._tokens)
         for start in self._starters:
             try:
                 start(capture)

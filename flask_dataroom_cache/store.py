@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from . import readcapture, signals
+from .autotags import AUTO_PREFIXES
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
@@ -45,6 +46,9 @@ log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
 
 _CAPTURES_MAX = 256
+#: Bound of the memo of the tags of entries stored with automatic dependencies.
+_STORED_TAGS_MAX = 4096
+_AUTO_HEADS = frozenset(p[:3] for p in AUTO_PREFIXES)
 _ERROR_LOG_INTERVAL = 60.0
 
 
@@ -92,6 +96,14 @@ class CacheStore:
         #: computing thread, before the computation runs (the tracker: what this thread's
         #: sessions hold in memory must be read again, or the capture refuses).
         self.capture_starters: list[Callable[[readcapture.ReadCapture], None]] = []
+        #: Key -> the tags this process last stored it with, when they hold automatic
+        #: dependencies (unknown to a reader that only knows the declared ones): a read
+        #: names them, so Redis answers from its one-``MGET`` fast path instead of the
+        #: script that reads the entry's own tags. Only a hint: a wrong one costs the
+        #: script path, never a wrong answer (bounded, cleared when full).
+        self._stored_tags: dict[str, tuple[str, ...]] = {}
+        #: Key -> the tags its last computation captured that the entry does not carry.
+        self._capture_extra: dict[str, tuple[str, ...]] = {}
         self._local = threading.local()
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
@@ -168,8 +180,17 @@ class CacheStore:
             # behind it from that computation; compute (and refill) instead
             self.metrics.incr("misses", endpoint=endpoint)
             return MISSING, self._capture_versions(norm)
+        known = self._stored_tags.get(key) if self._stored_tags else None
         try:
-            payload, versions = self.backend.get(key, norm)
+            if known is not None and known != norm and set(norm).issubset(known):
+                payload, versions = self.backend.get(key, known)
+                if versions is not None:  # a miss: the versions of the tags asked about
+                    by_tag = dict(zip(known, versions, strict=True))
+                    versions = tuple(by_tag[t] for t in norm)
+                    # read before the computation: a capture of this key may use them
+                    self._local.prefetched = (key, by_tag)
+            else:
+                payload, versions = self.backend.get(key, norm)
         except BackendError as exc:
             self.report_error("read", exc)
             payload, versions = None, None
@@ -216,19 +237,47 @@ class CacheStore:
             self.report_error("version read", exc)
             return None
 
-    def capture_reads(self) -> readcapture.CaptureScope:
+    def capture_reads(self, key: str | None = None) -> readcapture.CaptureScope:
         """A context manager capturing the reads of the computation run inside it
-        (automatic dependencies, docs/auto-tags.md); ``stamp()`` on what it yields gives
-        the entry's tags and versions. Any compute path wraps its computation in it."""
-        return readcapture.CaptureScope(self, self.backend.versions, self.capture_starters)
+        (automatic dependencies, docs/auto-tags-reads.md); :meth:`stamp_reads` of what it
+        yields gives the entry's tags and versions. Any compute path wraps its
+        computation in it. ``key``: the entry computed; when this thread's missing read
+        of it named the tags it was last stored with, their tokens (read before the
+        computation) are the capture's to start with: a computation reading what it
+        read last time reads no token again."""
+        prefetched = getattr(self._local, "prefetched", None)
+        tokens: dict[str, str] | None = None
+        if prefetched is not None:
+            self._local.prefetched = None
+            if key is not None and prefetched[0] == key:
+                tokens = dict(prefetched[1])
+                # the tags the last computation captured but the entry does not carry
+                # (the table tags the bound may collapse into): read now, still before
+                extra = self._capture_extra.get(key)
+                if extra:
+                    try:
+                        tokens.update(zip(extra, self.backend.versions(extra), strict=True))
+                    except BackendError as exc:
+                        self.report_error("version read", exc)
+        return readcapture.CaptureScope(self, self.backend.versions, self.capture_starters, tokens)
 
-    @staticmethod
     def stamp_reads(
-        capture: readcapture.ReadCapture, tags: tuple[str, ...], versions: Sequence[str]
+        self,
+        capture: readcapture.ReadCapture,
+        tags: tuple[str, ...],
+        versions: Sequence[str],
+        key: str | None = None,
     ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """The declared ``tags`` (normalised, with the ``versions`` read before the
-        computation) plus what ``capture`` read, bounded; None: do not store."""
-        return capture.stamp(tags, versions, MAX_TAGS_PER_ENTRY)
+        computation) plus what ``capture`` read, bounded; None: do not store. ``key``:
+        the entry's, to remember which tags its next computation will need."""
+        stamped = capture.stamp(tags, versions, MAX_TAGS_PER_ENTRY)
+        if stamped is not None and key is not None:
+            extra = tuple(t for t in capture.tokens if t not in stamped[0])
+            if len(self._capture_extra) >= _STORED_TAGS_MAX:
+                self._capture_extra.clear()
+            self._capture_extra[key] = extra
+        return stamped
 
     # -- writes ---------------------------------------------------------------------------
     def set(
@@ -275,9 +324,9 @@ class CacheStore:
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         if tags is None and versions is not None and self.settings.auto_tags:
-            with self.capture_reads() as capture:
+            with self.capture_reads(key) as capture:
                 value = compute()
-            stamped = self.stamp_reads(capture, norm, versions)
+            stamped = self.stamp_reads(capture, norm, versions, key)
             if stamped is None:
                 why = "reads_unknown" if capture.unknown else "bypasses"
                 self.metrics.incr(why, endpoint=endpoint)
@@ -324,6 +373,10 @@ class CacheStore:
             self.report_error("write", exc)
             return False
         self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        if stored and any(t[:3] in _AUTO_HEADS for t in tags):
+            if len(self._stored_tags) >= _STORED_TAGS_MAX:
+                self._stored_tags.clear()
+            self._stored_tags[key] = tags
         if stored and signals.entry_stored.receivers:
             signals.send(signals.entry_stored, self.app_ref(), key=key, tags=tags, ttl=expiry)
         return stored

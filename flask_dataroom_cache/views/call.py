@@ -342,9 +342,11 @@ class CachedCall:
         hooks_before = context.after_request_count(self.ctx)
         reads_unknown: str | None = None
         if versions is not None and self.auto_dependencies():
-            with self.store.capture_reads() as capture:
+            with self.store.capture_reads(self.key) as capture:
                 result = self.call_view()
-            stamped = self.store.stamp_reads(capture, normalize_tags(tags), versions)
+            stamped = self.store.stamp_reads(
+                capture, normalize_tags(tags), versions, self.key
+            )
             if stamped is None:
                 versions = None
                 reads_unknown = capture.unknown

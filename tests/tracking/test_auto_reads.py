@@ -480,3 +480,27 @@ def test_a_view_reading_opaque_sql_is_not_stored_and_says_why(
     views = env.cache.state(env.app).views
     assert views is not None
     assert views.refusals[("opaque", "tables read unknown")] == 2
+
+
+def test_a_recomputation_reads_no_token_again(seeded: Env) -> None:
+    """The missing read of an entry stored with automatic dependencies names its tags
+    (this process remembers them), so their tokens come with it, read before the
+    computation (and the table tags the entry does not carry, in one call): recomputing
+    what was read last time reads tokens once, whatever the number of statements."""
+    env = seeded
+    def compute() -> list[Any]:
+        return [
+            env.session.get(File, 100).name,
+            env.session.get(Folder, 10).name,
+            env.session.scalars(sa.select(File.name).where(File.folder_id == 10)).all(),
+        ]
+
+    first = env.store.get_or_set("k", compute)
+    env.store.invalidate(["~r:files:100"], defer=False)
+    env.backend.reset()
+    assert env.store.get_or_set("k", compute) == first
+    assert env.backend.calls["versions"] == 1  # not one per statement
+    assert env.backend.calls["set"] == 1
+    calls: list[int] = []
+    assert env.store.get_or_set("k", lambda: calls.append(1) or "x") == first
+    assert calls == []
