@@ -38,9 +38,9 @@ run: $(STAMP)  ## the example app on SQLite + memory cache, seeded, on http://$(
 	$(VENV)/bin/flask --app example_app seed --base-url http://$(HOST):$(PORT)
 	$(VENV)/bin/flask --app example_app run --host $(HOST) --port $(PORT)
 
-serve: $(STAMP)  ## the example app under gunicorn with $(WORKERS) workers (set DATABASE_URL and REDIS_URL)
+serve: $(STAMP)  ## the example app under gunicorn with $(WORKERS) workers (set DATABASE_URL and REDIS_URL); /metrics sums the workers
 	$(VENV)/bin/flask --app example_app init-db
-	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) 'example_app:create_app()'
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/instance/prometheus $(VENV)/bin/gunicorn -c example_app/gunicorn_conf.py --workers $(WORKERS) --bind $(HOST):$(PORT) 'example_app:create_app()'
 
 docs: $(STAMP)  ## build the docs site into site/
 	$(VENV)/bin/mkdocs build --strict

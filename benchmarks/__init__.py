@@ -21,10 +21,13 @@ from typing import Any
 MODULES = [
     "bench_core",
     "bench_tracking",
+    "bench_autowrite",
     "bench_views",
     "bench_example",
     "bench_scale",
     "bench_ops",
+    "bench_signals",
+    "bench_observability",
     "bench_autotags",
 ]
 

@@ -80,10 +80,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     cache.init_app(app)
 
-    # warm registers @cache.warmer; openapi adds GET /api/openapi.json to the blueprint
-    from . import api, cli, errors, openapi, warm  # noqa: F401
+    # warm registers @cache.warmer; openapi adds GET /api/openapi.json, pages the HTML
+    # room overview and metrics GET /metrics (when prometheus_client is installed)
+    from . import api, cli, errors, metrics, openapi, pages, warm  # noqa: F401
 
     errors.register(app)
     app.register_blueprint(api.bp)
     cli.register(app)
+    metrics.register(app)
     return app

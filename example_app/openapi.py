@@ -19,6 +19,7 @@ from flask import Response, jsonify
 from .api import bp
 from .cli import demo_id
 from .errors import CODES
+from .metrics import AVAILABLE
 from .models import NAME_MAX, ROLES
 
 #: Every ``error.code`` the API answers (``errors.py``; ``error`` for a status without one).
@@ -276,6 +277,21 @@ PATHS: dict[str, dict[str, Any]] = {
             params=[ROOM_ID],
         ),
     },
+    "/api/datarooms/{room_id}/overview": {
+        "get": _op(
+            "A data room's overview as an HTML page (name, role, members, root folders and "
+            "files): the API's one HTML answer, where the Flask-DebugToolbar shows itself",
+            {
+                "200": {
+                    "description": "the page",
+                    "headers": {"X-Cache": {"$ref": "#/components/headers/XCache"}},
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                **_errors("401", "404"),
+            },
+            params=[ROOM_ID],
+        ),
+    },
     "/api/datarooms/{room_id}/members": {
         "get": _op(
             "The members of a data room",
@@ -402,6 +418,21 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
 }
+
+if AVAILABLE:  # prometheus_client installed: the route exists (example_app/metrics.py)
+    PATHS["/metrics"] = {
+        "get": _op(
+            "The cache's counters, Prometheus text format (summed over the workers when "
+            "PROMETHEUS_MULTIPROC_DIR is set)",
+            {
+                "200": {
+                    "description": "the Prometheus exposition",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+            public=True,
+        )
+    }
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

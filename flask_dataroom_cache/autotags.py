@@ -125,6 +125,8 @@ class ValueColumns:
     def __init__(self) -> None:
         self._declared: dict[str, frozenset[str]] = {}
         self._memo: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+        #: Incremented by every :meth:`declare` (callers memoising per table compare it).
+        self.version = 0
 
     def declare(self, table: str, columns: Iterable[str]) -> None:
         """Declare ``columns`` of ``table`` (its ``fullname``) indexable."""
@@ -133,6 +135,40 @@ class ValueColumns:
             raise ValueError(f"declare indexable columns of {table!r} by their names")
         self._declared[table] = self._declared.get(table, frozenset()) | names
         self._memo = weakref.WeakKeyDictionary()
+        self.version += 1
+
+    def index(self, target: Any, columns: Iterable[str]) -> None:
+        """Declare ``columns`` of ``target`` (a mapped class or a ``Table``) indexable,
+        by column name or mapped attribute name. Raises ``ValueError`` naming the table and
+        the column when one is not a column of it (``cache.index_columns``)."""
+        import sqlalchemy as sa
+
+        names = list(columns)
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"index_columns({target!r}, ...): give column names")
+        if isinstance(target, sa.Table):
+            tables, mapper = [target], None
+        else:
+            try:
+                mapper = sa.inspect(target)
+                tables = list(mapper.tables)
+            except Exception:
+                raise ValueError(
+                    f"index_columns: {target!r} is neither a mapped class nor a Table"
+                ) from None
+        for name in names:
+            column = None
+            prop = mapper.attrs.get(name) if mapper is not None else None
+            found = getattr(prop, "columns", None)
+            if found and isinstance(found[0], sa.Column) and found[0].table in tables:
+                column = found[0]
+            for table in tables:
+                if column is None and name in table.c:
+                    column = table.c[name]
+            if column is None:
+                where = ", ".join(t.fullname for t in tables)
+                raise ValueError(f"index_columns: table {where!r} has no column {name!r}")
+            self.declare(column.table.fullname, [column.name])
 
     def of(self, table: Any) -> frozenset[str]:
         """The value columns of a SQLAlchemy ``Table`` (foreign keys + declared)."""

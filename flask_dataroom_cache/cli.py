@@ -1,8 +1,9 @@
-"""``flask dataroom-cache``: stats, ping, invalidate, clear, warm.
+"""``flask dataroom-cache``: stats, ping, inspect, invalidate, clear, warm.
 
 Registered on every app by ``init_app`` (:func:`register`). Exit codes: ``0`` ok, ``1``
-backend unreachable (or a warmer failed), ``2`` usage error. Output goes through
-``click.echo``; diagnostics through the ``flask_dataroom_cache`` logger.
+backend unreachable (or a warmer failed, or ``inspect`` found no entry), ``2`` usage
+error. Output goes through ``click.echo``; diagnostics through the ``flask_dataroom_cache``
+logger. ``inspect`` builds its report in ``inspection.py``.
 
 The CLI runs in its own process: its counters (``stats``) are this process's, and with
 the in-memory backend (no ``REDIS_URL``) the cache it sees is its own, not the server
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .backends.base import Backend, BackendError
@@ -31,11 +32,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from .extension import DataRoomCache
     from .state import CacheState
 
-__all__ = ["EXIT_UNREACHABLE", "EXIT_USAGE", "add_warmer", "group", "register", "warmers"]
+__all__ = [
+    "EXIT_NOT_FOUND",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "add_warmer",
+    "group",
+    "register",
+    "warmers",
+]
 
 log = logging.getLogger("flask_dataroom_cache")
 
 EXIT_UNREACHABLE = 1
+#: ``inspect``: no entry under the key.
+EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -263,6 +274,45 @@ def ping_command(as_json: bool) -> None:
     if "info_error" in result:
         click.echo(f"note: {result['info_error']}", err=True)
     _per_process_note(state.store.backend)
+
+
+@group.command("inspect")
+@click.argument("key", required=False)
+@click.option("--view", "url", metavar="URL", help="The entry a GET of URL reads.")
+@click.option("--user", metavar="ID", help="With --view: the user a per-user view is keyed for.")
+@click.option("--header", "headers", multiple=True, metavar="'N: V'", help="With --view: vary=.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def inspect_command(
+    key: str | None, url: str | None, user: str | None, headers: tuple[str, ...], as_json: bool
+) -> None:
+    """One entry: size, TTL, tags (which one made it stale), status, headers, soft expiry.
+
+    Exit code 0 when an entry is stored under the key, 1 when there is none (or the
+    backend is unreachable), 2 for a usage error or a URL that is no cached view."""
+    from . import inspection
+
+    state = _state()
+    if (key is None) == (url is None) or (url is None and (user or headers)):
+        raise click.UsageError("give KEY, or --view URL [--user ID] [--header 'NAME: VALUE']")
+    try:
+        report = inspection.inspect_entry(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            state,
+            key,
+            view=url,
+            user=user,
+            headers=inspection.parse_headers(headers),
+            direct=True,
+        )
+    except (ValueError, inspection.NotACachedView) as exc:
+        raise click.UsageError(str(exc)) from None
+    except BackendError as exc:
+        log.debug("dataroom-cache inspect: backend unreachable: %s", exc)
+        _fail(f"backend {state.store.backend.name} unreachable: {exc}")
+        return
+    click.echo(report.to_json() if as_json else inspection.render(report))  # notes included
+    if not report.found:
+        click.get_current_context().exit(EXIT_NOT_FOUND)
 
 
 @group.command("invalidate")

@@ -176,6 +176,34 @@ def _flask_caching_installed() -> bool:
     return importlib.util.find_spec("flask_caching") is not None
 
 
+def _otel_installed() -> bool:
+    try:
+        return importlib.util.find_spec("opentelemetry.trace") is not None
+    except ImportError:  # no ``opentelemetry`` package at all
+        return False
+
+
+#: The environment variable of prometheus_client's multiprocess mode (read by
+#: prometheus_client itself when it is imported; no ``DATAROOM_`` twin).
+PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prometheus_multiproc_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """The directory of prometheus_client's multiprocess mode, if the environment names
+    one (``PROMETHEUS_MULTIPROC_DIR``, or the deprecated lower-case spelling prometheus_client
+    still honours): then every worker's counters are also written there
+    (``metrics/multiprocess.py``) and ``prometheus_registry()`` sums them. A name that is
+    not a directory fails ``init_app`` with a :class:`ConfigError` naming the variable."""
+    env = os.environ if environ is None else environ
+    for name in (PROMETHEUS_MULTIPROC_DIR, PROMETHEUS_MULTIPROC_DIR.lower()):
+        value = env.get(name)
+        if value:
+            if not os.path.isdir(value):
+                raise _bad(name, value, "not a directory (create it before the workers start)")
+            return value
+    return None
+
+
 def _namespaces(prefix: str) -> tuple[str, ...]:
     """How every Redis key of ``prefix`` starts: ``P:...`` and, for the Redis Cluster
     groups and the near cache's peer registry, ``{P:...``."""
@@ -208,6 +236,27 @@ def _derived_prefix(shared: Any, flask_caching_prefix: str | None) -> str:
     return candidates[0]  # only an empty Flask-Caching prefix overlaps everything
 
 
+_OTEL_EXTRA = "needs opentelemetry-api: pip install 'flask-dataroom-cache[otel]'"
+
+
+def _otel_settings(lookup: Callable[[str], tuple[str, Any] | None]) -> tuple[bool, bool]:
+    """``(otel, otel_trace_hits)``: tracing is on when asked, else when the API is
+    installed; asking for it (or for hit spans) without the API is a :class:`ConfigError`."""
+    enabled_found = lookup("CACHE_OTEL_ENABLED")
+    hits_found = lookup("CACHE_OTEL_TRACE_HITS")
+    enabled = None if enabled_found is None else _as_bool(*enabled_found)
+    hits = False if hits_found is None else _as_bool(*hits_found)
+    if enabled is False:
+        return False, False
+    installed = _otel_installed()
+    if not installed:
+        if enabled_found is not None:
+            raise _bad(*enabled_found, _OTEL_EXTRA)
+        if hits and hits_found is not None:
+            raise _bad(*hits_found, _OTEL_EXTRA)
+    return installed, hits and installed
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration of one app's cache. Immutable: read once at ``init_app``."""
@@ -231,9 +280,17 @@ class Settings:
     #: refused if one of its tag tokens was made less than this before the filling
     #: transaction began (see tracking/snapshot.py).
     snapshot_clock_skew_ms: float = 100.0
-    #: Automatic read dependencies (issue 17, docs/auto-tags.md): a cached view without
-    #: ``tags=[]`` (and ``get_or_set`` without tags) depends on what its computation read.
+    #: Automatic dependency tags (issue 17, docs/auto-tags.md): every write on a tracked
+    #: engine bumps the tags of the rows it wrote; off: none of it runs.
     auto_tags: bool = True
+    #: Rows (and column values) of one table per statement or commit above which its
+    #: ``~e:{table}`` stands for their automatic tags.
+    auto_tags_max_rows: int = 1000
+    #: OpenTelemetry spans (``tracing.py``): ``CACHE_OTEL_ENABLED``, on by default when
+    #: ``opentelemetry-api`` is installed.
+    otel: bool = False
+    #: ``CACHE_OTEL_TRACE_HITS``: a span on every lookup, hits included (off: misses only).
+    otel_trace_hits: bool = False
     #: Problems that are not errors (a shared key we could not use): logged once by
     #: ``init_app``.
     notices: tuple[str, ...] = ()
@@ -353,6 +410,7 @@ class Settings:
                 raise _bad(name, value, f"expected one of {list(_FALLBACKS)}")
             fallback = value.strip().lower()
 
+        otel, otel_trace_hits = _otel_settings(lookup)
         url_found = lookup("REDIS_URL")
         return cls(
             redis_url=None if url_found is None else validate_redis_url(*url_found),
@@ -378,7 +436,22 @@ class Settings:
                 "CACHE_SNAPSHOT_CLOCK_SKEW_MS", 100.0, lambda k, v: _as_float(k, v, 0.0)
             ),
             auto_tags=get("CACHE_AUTO_TAGS", True, _as_bool),
+            auto_tags_max_rows=get(
+                "CACHE_AUTO_TAGS_MAX_ROWS", 1000, lambda k, v: _as_int(k, v, 1)
+            ),
+            otel=otel,
+            otel_trace_hits=otel_trace_hits,
             notices=tuple(notices),
             flask_caching_keys=tuple(k for k in FLASK_CACHING_KEYS if k in config),
         )
 
+
+def environment_redis_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Redis URL of the environment alone (``DATAROOM_REDIS_URL``, else ``REDIS_URL``;
+    empty counts as unset), validated: the server the ``dataroom_cache_redis`` test
+    fixture uses (``pytest_plugin.py``). None when neither is set."""
+    env = os.environ if environ is None else environ
+    for name in (NAMESPACE + "REDIS_URL", "REDIS_URL"):
+        if env.get(name):
+            return validate_redis_url(name, env[name])
+    return None

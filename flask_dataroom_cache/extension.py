@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, current_app
 
-from . import coexistence
+from . import coexistence, tracing
 from .apphooks import remove_app_hook
 from .autotags import ValueColumns
 from .backends.factory import create_backend
-from .config import Settings
+from .config import ConfigError, Settings
 from .customtypes import Codec
-from .metrics import Metrics
+from .disabling import Disabler
+from .metrics import Metrics, multiprocess
 from .rules import Registry
 from .state import EXTENSION_KEY, CacheState
 from .store import CacheStore
 
 if TYPE_CHECKING:
+    from .inspection import EntryReport
     from .tracking import Tracker
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
@@ -44,12 +47,13 @@ class DataRoomCache:
     def __init__(self, app: Flask | None = None) -> None:
         #: The model declarations (``track``), shared by every app of this object.
         self.rules = Registry()
+        #: Which columns give column-value tags (``~c:``) to automatic dependencies:
+        #: foreign keys + ``index_columns`` declarations (``autotags.py``), shared by
+        #: the read side and the write side of every app of this object.
+        self.value_columns = ValueColumns()
         #: The custom types its apps cache (``register_type``), shared by every app of
         #: this object; another ``DataRoomCache`` has its own.
         self.codec = Codec()
-        #: Which columns give column-value dependency tags (foreign keys + declared),
-        #: shared by the read and the write side of every app of this object.
-        self.value_columns = ValueColumns()
         #: Registered with ``@cache.identity`` (views/identity.py); per app:
         #: ``CacheState.identity``.
         self._identity_fn: Callable[[], Any] | None = None
@@ -58,6 +62,8 @@ class DataRoomCache:
         self.warmers: dict[str, Callable[[], Any]] = {}
         #: The tracker of the app initialised last (``track_session`` outside a context).
         self._last_tracker: weakref.ref[Tracker] | None = None
+        #: ``disabled()`` blocks (disabling.py), for every app of this object.
+        self._disabler = Disabler()
         if app is not None:
             self.init_app(app)
 
@@ -71,10 +77,18 @@ class DataRoomCache:
         backend = create_backend(settings, on_event=metrics.backend_event)
         store = CacheStore(backend, settings, metrics, codec=self.codec)
         store.app_ref = weakref.ref(app)
+        tracing.install(store, settings)
         state = CacheState(self, settings, store, metrics)
+        try:  # PROMETHEUS_MULTIPROC_DIR: the counters also in its files
+            multiprocess.install(app, state)
+        except ConfigError:
+            backend.close()
+            raise
         app.extensions[EXTENSION_KEY] = state
         # Every step below registers how to undo itself (``uninstall`` runs them backwards).
         state.on_uninstall(coexistence.warn_leftover_keys(app, settings))
+        state.on_uninstall(store.watch_backend())  # backend_state_changed (signals.py)
+        state.on_uninstall(self._disabler.install(store))
 
         from . import views
 
@@ -172,6 +186,32 @@ class DataRoomCache:
     def stats(self) -> dict[str, Any]:
         return self.state().stats()
 
+    def inspect(
+        self,
+        key: str | None = None,
+        *,
+        view: str | None = None,
+        user: Any = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        app: Flask | None = None,
+    ) -> EntryReport:
+        """One entry, read-only: its size, TTL, tags (captured vs current token), what it
+        holds and whether a read now serves it (``flask dataroom-cache inspect``). Give its
+        ``key``, or ``view="/path?query"`` (the key a GET of that URL reads; ``user``: the
+        identity to key a per-user view for). See inspection.py and docs/cli.md."""
+        from .inspection import inspect_entry
+
+        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        return inspect_entry(
+            target, self.state(target), key, view=view, user=user, headers=headers
+        )
+
+    def disabled(self) -> AbstractContextManager[None]:
+        """``with cache.disabled(): ...``: in this thread or task, every read misses and
+        nothing is stored (``X-Cache: BYPASS``, counted as bypasses), on every app of this
+        object; invalidations still happen. Nestable. No app context needed (disabling.py)."""
+        return self._disabler.disabled()
+
     # -- custom types (flask_dataroom_cache/serialization.py) ----------------------------
     @overload
     def register_type(
@@ -267,6 +307,13 @@ class DataRoomCache:
         views.skip()
 
     # -- tracking (flask_dataroom_cache.rules / .tracking) ------------------------------
+    def index_columns(self, model_or_table: Any, *columns: str) -> None:
+        """Declare columns of a model or table *indexable* for automatic dependencies
+        (docs/auto-tags.md): a read by equality on one (``WHERE slug = :s``) depends on
+        that value only, and a write bumps the old and new value of it. Foreign keys are
+        indexable already. A name that is not a column of the table raises ``ValueError``."""
+        self.value_columns.index(model_or_table, columns)
+
     def track(self, model: type | None = None, /, **options: Any) -> Any:
         """Declare what changes of ``model`` invalidate (see :mod:`.rules`).
 

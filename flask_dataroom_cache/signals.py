@@ -22,11 +22,17 @@ Signal                      Sent with (keyword arguments)
                             purges and audit logs).
 ``entry_stored``            ``key``, ``tags`` (the entry's tags), ``ttl``: an entry was
                             stored.
-``cache_bypassed``          ``key`` (or None), ``reason``: a lookup or a fill was skipped,
-                            and why (the same reasons as ``X-Cache`` and the stats).
+``cache_bypassed``          ``key`` (or None before it is built), ``reason``: a lookup
+                            or a fill was skipped, and why: a request answered with
+                            ``X-Cache: BYPASS`` (``views.policy.BYPASS_REASONS``), a
+                            miss not stored (the ``views.policy`` refusal reasons,
+                            counted in ``ViewState.refusals``), a store call skipped
+                            (``store.DISABLED``, ``UNCOMMITTED``, ``SNAPSHOT``); each
+                            is counted in the ``bypasses`` stat or the refusals.
 ``backend_state_changed``   ``state`` (``"open"``: the breaker opened, reads go to the
                             database; ``"closed"``: the backend is back), ``error`` (str or
-                            None).
+                            None). Sent by the thread that saw it (a request, or the
+                            background prober); not for a backend unreachable at start.
 ==========================  ==============================================================
 """
 

@@ -12,6 +12,11 @@ This is where DESIGN.md's read-side promises are kept:
 * **Bypass.** Hooks (the session tracker) can say "this thread's database session holds
   uncommitted tracked changes": reads then skip the cache and fills are dropped.
 * **Defer.** Hooks can take an invalidation to deliver at commit instead of now.
+* **Signals** (``signals.py``, the app as sender, sent only when someone listens):
+  ``cache_bypassed`` for each lookup or fill skipped here (:data:`DISABLED`,
+  :data:`UNCOMMITTED`, :data:`SNAPSHOT`), ``entry_stored`` for each entry written,
+  ``tags_invalidated`` for tags delivered, ``backend_state_changed`` for the breaker's
+  transitions (:meth:`CacheStore.watch_backend`).
 * **Never raise for the backend.** Backend errors are misses; only programming errors
   (an unserialisable value, a bad tag) reach the caller. :meth:`CacheStore.report_error`
   counts and logs (rate-limited) a backend error, the store's own or a caller's (views).
@@ -24,6 +29,7 @@ decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -31,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import readcapture, signals
+from . import readcapture, signals, tracing
 from .autotags import AUTO_PREFIXES
 from .backends.base import Backend, BackendError
 from .config import Settings
@@ -40,7 +46,15 @@ from .metrics import Metrics
 from .serialization import CodecError, decode, encode
 from .tags import MAX_TAGS_PER_ENTRY, normalize_tags
 
-__all__ = ["MISSING", "CacheStore"]
+__all__ = [
+    "BYPASS_HOOK",
+    "DISABLED",
+    "DISABLED_BLOCK",
+    "MISSING",
+    "SNAPSHOT",
+    "UNCOMMITTED",
+    "CacheStore",
+]
 
 log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
@@ -63,6 +77,20 @@ class _Missing:
 #: The value :meth:`CacheStore.read` returns on a miss (``None`` is a cacheable value).
 MISSING: Any = _Missing()
 
+# Why the store skipped a lookup or a fill (``cache_bypassed``'s ``reason``; the views add
+# theirs in ``views/policy.py``).
+#: The cache is disabled (``CACHE_ENABLED=False``).
+DISABLED = "disabled"
+#: This thread's session holds uncommitted tracked changes (the tracker's bypass check).
+UNCOMMITTED = "uncommitted changes"
+#: The value may predate a version it would be stamped with (the tracker's snapshot rule:
+#: a ``fill_checks`` hook, or its bypass check for a transaction older than a commit).
+SNAPSHOT = "snapshot rule"
+#: Inside a ``cache.disabled()`` block (``disabling.py``).
+DISABLED_BLOCK = "cache.disabled()"
+#: A ``bypass_checks`` hook that answered ``True`` without naming its reason.
+BYPASS_HOOK = "bypass hook"
+
 
 class CacheStore:
     """One app's cache: a backend, its settings, counters and the tracking hooks."""
@@ -81,7 +109,9 @@ class CacheStore:
         self.metrics = metrics or Metrics()
         self.enabled = settings.enabled
         #: Callables returning True when the current thread must not read or fill.
-        self.bypass_checks: list[Callable[[], bool]] = []
+        #: Each returns why this thread must skip the cache (a reason string, or True for
+        #: :data:`BYPASS_HOOK`), or a false value; the first reason found is the one told.
+        self.bypass_checks: list[Callable[[], str | bool | None]] = []
         #: Callables that may take tags to invalidate later (at commit); True if taken.
         self.deferrers: list[Callable[[tuple[str, ...]], bool]] = []
         #: Callables given the version tokens a fill would be stamped with; True drops the
@@ -108,15 +138,45 @@ class CacheStore:
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
         self.app_ref: Callable[[], Any] = lambda: None
+        #: OpenTelemetry spans of misses and invalidations (``tracing.py``); None: off.
+        self.tracing: tracing.Tracing | None = None
+        #: The same, set only when every lookup gets a span (``CACHE_OTEL_TRACE_HITS``):
+        #: the hit path checks this one attribute.
+        self.lookup_tracing: tracing.Tracing | None = None
 
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
         """True when this thread must neither read nor fill (a ``bypass_checks`` hook says so)."""
-        # a loop, not any(<generator>): this runs twice on every cached-view hit
-        for check in self.bypass_checks:  # noqa: SIM110
-            if check():
-                return True
-        return False
+        return self.bypass_reason() is not None
+
+    def bypass_reason(self) -> str | None:
+        """Why this thread must neither read nor fill (the first ``bypass_checks`` hook
+        that says so), or None."""
+        # a loop, not a generator: this runs on every cached-view hit
+        for check in self.bypass_checks:
+            found = check()
+            if found:
+                return found if isinstance(found, str) else BYPASS_HOOK
+        return None
+
+    def bypassed(self, key: str | None, reason: str) -> None:
+        """Send ``cache_bypassed`` (callers check ``signals.cache_bypassed.receivers``)."""
+        signals.send(signals.cache_bypassed, self.app_ref(), key=key, reason=reason)
+
+    def watch_backend(self) -> Callable[[], None] | None:
+        """Send ``backend_state_changed`` on each transition of the backend's breaker;
+        returns the detach (``None``: the backend has no breaker)."""
+        listen = getattr(self.backend, "on_state_change", None)
+        if listen is None:
+            return None
+
+        def changed(state: str, error: str | None) -> None:
+            signal = signals.backend_state_changed
+            if signal.receivers:
+                signals.send(signal, self.app_ref(), state=state, error=error)
+
+        detach: Callable[[], None] = listen(changed)
+        return detach
 
     def report_error(self, what: str, exc: BaseException) -> None:
         """Count a backend error (``errors``) and log it, at most once a minute: the store's
@@ -168,12 +228,36 @@ class CacheStore:
         (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
         follow (disabled, bypassed, backend error).
         """
+        if self.lookup_tracing is not None:
+            return self._traced_read(self.lookup_tracing, key, tags, endpoint)
+        return self._read(key, tags, endpoint)
+
+    def _traced_read(
+        self,
+        tracer: tracing.Tracing,
+        key: str,
+        tags: Iterable[str] | None,
+        endpoint: str | None,
+    ) -> tuple[Any, tuple[str, ...] | None]:
+        norm = normalize_tags(tags)
+        with tracer.lookup(key, tags=norm, endpoint=endpoint) as span:
+            value, versions = self._read(key, norm, endpoint)
+            tracing.set_hit(span, value is not MISSING)
+            return value, versions
+
+    def _read(
+        self, key: str, tags: Iterable[str] | None, endpoint: str | None
+    ) -> tuple[Any, tuple[str, ...] | None]:
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, DISABLED)
             return MISSING, None
         norm = normalize_tags(tags)
-        if self.bypass_checks and self.must_bypass():
+        if self.bypass_checks and (why := self.bypass_reason()) is not None:
             self.metrics.incr("bypasses", endpoint=endpoint)
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, why)
             return MISSING, None
         if readcapture.capturing(self):
             # inside a computation capturing its reads: a hit would hide the reads
@@ -301,6 +385,8 @@ class CacheStore:
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
         if not self.enabled:
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, DISABLED)
             return False
         return self._fill(key, value, expiry, norm, versions, endpoint, payload)
 
@@ -324,18 +410,50 @@ class CacheStore:
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         if tags is None and versions is not None and self.settings.auto_tags:
+            return self._compute_reads(key, compute, expiry, norm, versions, endpoint)
+        if self.tracing is not None:
+            with self.tracing.compute(key, tags=norm, endpoint=endpoint) as span:
+                value = compute()
+                stored = versions is not None and self._fill(
+                    key, value, expiry, norm, versions, endpoint
+                )
+                reason = None if stored else "no versions" if versions is None else "refused"
+                tracing.set_result(span, "stored" if stored else "not_stored", reason)
+                return value
+        value = compute()
+        if versions is not None:  # None: disabled, bypassed or unreachable when read
+            self._fill(key, value, expiry, norm, versions, endpoint)
+        return value
+
+    def _compute_reads(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        expiry: int,
+        norm: tuple[str, ...],
+        versions: tuple[str, ...],
+        endpoint: str | None,
+    ) -> T:
+        """``get_or_set``'s miss with automatic dependencies: compute capturing its reads,
+        store it with them (or not: tables unknown, a token unreadable)."""
+        span_cm = (
+            self.tracing.compute(key, tags=norm, endpoint=endpoint)
+            if self.tracing is not None
+            else contextlib.nullcontext()
+        )
+        with span_cm as span:
             with self.capture_reads(key) as capture:
                 value = compute()
             stamped = self.stamp_reads(capture, norm, versions, key)
             if stamped is None:
                 why = "reads_unknown" if capture.unknown else "bypasses"
                 self.metrics.incr(why, endpoint=endpoint)
-                return value
-            self._fill(key, value, expiry, stamped[0], stamped[1], endpoint)
-            return value
-        value = compute()
-        if versions is not None:  # None: disabled, bypassed or unreachable when read
-            self._fill(key, value, expiry, norm, versions, endpoint)
+                stored = False
+            else:
+                stored = self._fill(key, value, expiry, stamped[0], stamped[1], endpoint)
+            if span is not None:
+                reason = None if stored else capture.unknown or "refused"
+                tracing.set_result(span, "stored" if stored else "not_stored", reason)
         return value
 
     def _fill(
@@ -353,8 +471,10 @@ class CacheStore:
         those versions (both counted as ``bypasses``). ``versions=None``: the ones this
         thread's last missing :meth:`get` of ``key`` saw with the same tags, else read now.
         A backend error is a ``False``; an unserialisable value raises ``TypeError``."""
-        if self.bypass_checks and self.must_bypass():
+        if self.bypass_checks and (why := self.bypass_reason()) is not None:
             self.metrics.incr("bypasses", endpoint=endpoint)
+            if signals.cache_bypassed.receivers:
+                self.bypassed(key, why)
             return False
         if versions is None:
             remembered = self._captures().pop(key, None)
@@ -365,6 +485,8 @@ class CacheStore:
                 versions = self.backend.versions(tags)
             if self.fill_checks and any(check(versions) for check in self.fill_checks):
                 self.metrics.incr("bypasses", endpoint=endpoint)
+                if signals.cache_bypassed.receivers:
+                    self.bypassed(key, SNAPSHOT)
                 return False
             if payload is None:
                 payload = encode(value, self.settings.compress_min_bytes, codec=self.codec)
@@ -434,14 +556,24 @@ class CacheStore:
         if defer and self.deferrers and any(d(wanted) for d in self.deferrers):
             self.metrics.incr("deferred_invalidations", len(wanted))
             return ()
-        try:
-            self.backend.invalidate(wanted)
-        except BackendError as exc:
-            self.report_error("invalidation", exc)
+        if self.tracing is not None:
+            with self.tracing.invalidation(wanted, source) as span:
+                delivered = self._deliver(wanted)
+                tracing.set_result(span, "sent" if delivered else "backend error")
+        else:
+            self._deliver(wanted)
         self.metrics.incr("invalidations", len(wanted))
         if signals.tags_invalidated.receivers:
             signals.send(signals.tags_invalidated, self.app_ref(), tags=wanted, source=source)
         return wanted
+
+    def _deliver(self, tags: tuple[str, ...]) -> bool:
+        try:
+            self.backend.invalidate(tags)
+        except BackendError as exc:
+            self.report_error("invalidation", exc)
+            return False
+        return True
 
     def clear(self) -> int:
         """Remove everything under this app's prefix (raises BackendError if unreachable)."""

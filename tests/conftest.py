@@ -46,6 +46,14 @@ def _check_services() -> None:
             pytest.exit(f"DATABASE_URL={DATABASE_URL} does not answer: {exc}", returncode=3)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The package's own pytest plugin (dataroom_cache fixtures): pytest loads it through the
+    # pytest11 entry point of the installed package; an install made before the entry point
+    # existed (editable, metadata not rebuilt) does not declare it, so load it by module.
+    if not config.pluginmanager.has_plugin("dataroom_cache"):
+        config.pluginmanager.import_plugin("flask_dataroom_cache.pytest_plugin")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if REDIS_URL or DATABASE_URL:
         _check_services()
@@ -153,3 +161,56 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     assert DATABASE_URL is not None
     with pg_schema(DATABASE_URL) as url:
         yield url
+
+
+# -- signals ----------------------------------------------------------------------------
+@pytest.fixture
+def listen() -> Iterator[Callable[[Any, Flask], list[dict[str, Any]]]]:
+    """``listen(signal, app)``: the keyword arguments of every send of ``signal`` with
+    ``app`` as sender, in order (disconnected at teardown)."""
+    connected: list[tuple[Any, Any, Flask]] = []
+
+    def connect(signal: Any, app: Flask) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            assert sender is app
+            seen.append(kwargs)
+
+        signal.connect(receiver, sender=app, weak=False)
+        connected.append((signal, receiver, app))
+        return seen
+
+    yield connect
+    for signal, receiver, _app in connected:
+        signal.disconnect(receiver)
+
+# -- OpenTelemetry ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[Any]:
+    """The global tracer provider set to an SDK provider exporting to memory, for one test;
+    the API's globals are reset afterwards (set once per process otherwise), so no other
+    test runs with a provider configured."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    def reset() -> None:  # what opentelemetry's own test utilities do between tests
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
+        trace._TRACER_PROVIDER = None
+
+    reset()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        provider.shutdown()
+        reset()

@@ -18,15 +18,19 @@ older than the tag's last change, whichever process made that change
 
 Backends raise :class:`BackendError` on infrastructure failure; the store and the
 resilient wrapper turn those into misses and queued invalidations.
+
+``inspect`` is the one read that changes nothing (no token created, no entry dropped, no
+LRU or TTL touched): what ``flask dataroom-cache inspect`` reports, as a :class:`RawEntry`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Backend", "BackendError", "Lookup", "token_prefix", "token_time"]
+__all__ = ["Backend", "BackendError", "Lookup", "RawEntry", "token_prefix", "token_time"]
 
 
 def token_prefix() -> str:
@@ -52,6 +56,26 @@ Lookup = tuple[bytes | None, tuple[str, ...] | None]
 
 class BackendError(Exception):
     """The backend could not be reached or answered with an error."""
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One stored entry as :meth:`Backend.inspect` read it, without changing anything."""
+
+    #: The value as the store encoded it (what ``set`` was given).
+    payload: bytes
+    #: The tags the entry carries (normalised: sorted, the epoch tag included).
+    tags: tuple[str, ...]
+    #: The version token of each tag captured when the value was computed, in order.
+    versions: tuple[str, ...]
+    #: Each tag's token now, in order; ``None``: missing (a read would create a new one,
+    #: so the entry is stale).
+    current: tuple[str | None, ...]
+    #: Seconds the backend keeps the entry; ``inf``: no expiry; ``None``: unknown.
+    ttl: float | None
+    #: False when the value under the key is not in the backend's entry format (written
+    #: by something else): a read would drop it. ``tags`` etc. are then empty.
+    framed: bool = True
 
 
 @runtime_checkable
@@ -82,6 +106,10 @@ class Backend(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove one entry (a no-op if absent)."""
+
+    def inspect(self, key: str) -> RawEntry | None:
+        """The entry under ``key`` with its tags, captured and current tokens and TTL, or
+        ``None`` if absent or expired. Read-only: creates no token, drops nothing."""
 
     def invalidate(self, tags: Sequence[str]) -> None:
         """Give every tag a fresh token, so entries stamped with the old one miss."""

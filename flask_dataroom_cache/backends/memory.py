@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import Lookup, token_prefix
+from .base import Lookup, RawEntry, token_prefix
 
 __all__ = ["MemoryBackend"]
 
@@ -116,6 +116,17 @@ class MemoryBackend:
     def delete(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)
+
+    def inspect(self, key: str) -> RawEntry | None:
+        with self._lock:  # a plain read: no LRU move, no token created, nothing dropped
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            expires, tags, tokens, payload = entry
+            left = expires - self._clock()
+            if left <= 0:
+                return None
+            return RawEntry(payload, tags, tokens, tuple(self._tags.get(t) for t in tags), left)
 
     def invalidate(self, tags: Sequence[str]) -> None:
         base = f"{token_prefix()}{self._nonce}."  # one clock read per call, not per tag

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +67,10 @@ class Metrics:
         self._by_endpoint: dict[str, dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(COUNTERS, 0)
         )
+        #: Also given every increment, after it was counted: ``sink(name, amount,
+        #: endpoint)``, the endpoint as exported (``OTHER_ENDPOINT`` for the total only).
+        #: Prometheus's multiprocess mode (``multiprocess.py``); None: nothing.
+        self.sink: Callable[[str, int, str], None] | None = None
 
     def incr(self, name: str, amount: int = 1, endpoint: str | None = None) -> None:
         with self._lock:
@@ -75,9 +80,12 @@ class Metrics:
                     endpoint not in self._by_endpoint
                     and len(self._by_endpoint) >= self.max_endpoints
                 ):
-                    return  # counted in the total only (reported under OTHER_ENDPOINT)
-                per = self._by_endpoint[endpoint]
-                per[name] = per.get(name, 0) + amount
+                    endpoint = None  # counted in the total only (reported under OTHER_ENDPOINT)
+                else:
+                    per = self._by_endpoint[endpoint]
+                    per[name] = per.get(name, 0) + amount
+        if self.sink is not None:
+            self.sink(name, amount, OTHER_ENDPOINT if endpoint is None else endpoint)
 
     def backend_event(self, name: str) -> None:
         """Hook for the backend (``errors``, ``fallback_serves``): attributed to the

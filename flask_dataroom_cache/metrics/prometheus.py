@@ -18,9 +18,28 @@ from .counters import OTHER_ENDPOINT, backend_stats
 if TYPE_CHECKING:  # pragma: no cover
     from ..state import CacheState
 
-__all__ = ["register_prometheus"]
+__all__ = ["COUNTER_DOCS", "counter_doc", "register_prometheus"]
 
 _BREAKER_STATES = ("closed", "open", "recovering")
+
+#: The help text of each counter (``dataroom_cache_{name}_total``); a counter another
+#: module adds gets a generic one.
+COUNTER_DOCS = {
+    "hits": "Cache lookups answered from the cache",
+    "misses": "Cache lookups that went to the database",
+    "bypasses": "Lookups/fills skipped (uncommitted changes, no-cache)",
+    "sets": "Entries stored",
+    "set_rejected": "Fills refused because a tag changed during the computation",
+    "invalidations": "Tags invalidated (delivered or queued)",
+    "deferred_invalidations": "Tags deferred to the end of a transaction",
+    "errors": "Cache backend errors",
+    "fallback_serves": "Hits served by the local fallback while the backend was down",
+    "stale_hits": "Stale entries served while revalidating (stale_while_revalidate)",
+}
+
+
+def counter_doc(name: str) -> str:
+    return COUNTER_DOCS.get(name, f"Cache counter {name}")
 _COLLECTORS: weakref.WeakKeyDictionary[Any, _AppsCollector] = weakref.WeakKeyDictionary()
 _COLLECTORS_LOCK = threading.Lock()
 
@@ -63,22 +82,11 @@ class _AppsCollector:
 
         ep_labels = ["app", "prefix", "endpoint"]
         be_labels = ["app", "prefix", "backend"]
-        docs = {
-            "hits": "Cache lookups answered from the cache",
-            "misses": "Cache lookups that went to the database",
-            "bypasses": "Lookups/fills skipped (uncommitted changes, no-cache)",
-            "sets": "Entries stored",
-            "set_rejected": "Fills refused because a tag changed during the computation",
-            "invalidations": "Tags invalidated (delivered or queued)",
-            "deferred_invalidations": "Tags deferred to the end of a transaction",
-            "errors": "Cache backend errors",
-            "fallback_serves": "Hits served by the local fallback while the backend was down",
-            "stale_hits": "Stale entries served while revalidating (stale_while_revalidate)",
-        }
+        docs = dict(COUNTER_DOCS)
         states = self._states()
         for _, _, state in states:  # counters added by other modules: exported too
             for name in state.metrics.counts()[0]:
-                docs.setdefault(name, f"Cache counter {name}")
+                docs.setdefault(name, counter_doc(name))
         families = {
             name: CounterMetricFamily(f"dataroom_cache_{name}", doc, labels=ep_labels)
             for name, doc in docs.items()
@@ -126,7 +134,9 @@ def register_prometheus(state: CacheState, app_label: str, registry: Any = None)
     """Expose ``state``'s counters on ``registry`` (default: a new per-app registry).
 
     Idempotent per (registry, app). Returns the registry, e.g. for
-    ``prometheus_client.generate_latest(registry)``.
+    ``prometheus_client.generate_latest(registry)``. In prometheus_client's multiprocess
+    mode (``PROMETHEUS_MULTIPROC_DIR``), the sum over every worker instead
+    (``multiprocess.register``).
     """
     try:
         from prometheus_client import CollectorRegistry
@@ -134,6 +144,16 @@ def register_prometheus(state: CacheState, app_label: str, registry: Any = None)
         raise RuntimeError(
             "Prometheus metrics need prometheus_client: pip install 'flask-dataroom-cache[metrics]'"
         ) from None
+    from .multiprocess import register, sink_of
+
+    sink = sink_of(state)
+    if sink is not None:  # PROMETHEUS_MULTIPROC_DIR: every worker's counters, summed
+        if app_label != sink.app_label:
+            raise ValueError(
+                f"with PROMETHEUS_MULTIPROC_DIR the app label is the app's name "
+                f"({sink.app_label!r}, fixed when init_app started counting), not {app_label!r}"
+            )
+        return register(sink, registry)
     if registry is None:
         registry = state.prometheus_registry
         if registry is None:

@@ -16,6 +16,10 @@ A write, step by step (``docs/transactions.md`` tells the story), each step one 
     textual.py      textual SQL: a write to which tracked tables
     ddl.py          schema changes (DDL): the namespace epoch after they commit
     rows.py         the tracked tables, and the tags of rows given as values
+    autorows.py     automatic tags (issue 17): rows of any table -> ~t/~r/~c/~e, the bound
+    autoflush.py    flushed objects of any mapped class -> automatic tags
+    autostatements.py  Core and ORM DML -> automatic tags (rows read on their bind)
+    autocascades.py rows the database cascades to, any table -> automatic tags
     core.py         engine events: Core statements -> tags, routed to session or connection
     connection.py   engine events: a connection's transactions, the per-connection record
     commit_hook.py  dialect.do_commit wrapped: tags go out right after the DBAPI COMMIT
@@ -44,6 +48,9 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ..rules import Registry
 from ..state import EXTENSION_KEY
+from .autoflush import AutoFlush
+from .autorows import AutoWrites
+from .autostatements import AutoStatements
 from .capture import ReadListener
 from .cascades import CascadeGraph
 from .connection import ConnectionEvents
@@ -131,7 +138,17 @@ class Tracker:
             self.store.settings.snapshot_clock_skew_ms / 1000.0,
             backend_nonces(self.store.backend),
         )
-        self.delivery = Delivery(self.store, self.snapshot)
+        settings = self.store.settings
+        #: Automatic tags of written rows (issue 17); None when ``CACHE_AUTO_TAGS`` is off.
+        self.auto: AutoWrites | None = None
+        auto_flush = auto_statements = None
+        if settings.auto_tags:
+            self.auto = AutoWrites(state.extension.value_columns, settings.auto_tags_max_rows)
+            auto_flush = AutoFlush(self.auto)
+            auto_statements = AutoStatements(self.auto)
+        self.delivery = Delivery(
+            self.store, self.snapshot, self.auto.bounded if self.auto is not None else None
+        )
         owners: weakref.WeakKeyDictionary[Connection, SessionState] = weakref.WeakKeyDictionary()
         #: Session factories listened on (kept alive until detached), and engines.
         self._targets: list[Any] = []
@@ -148,6 +165,8 @@ class Tracker:
             owners=owners,
             engines=self._engines,
             attach_engine=self.attach_engine,
+            auto_flush=auto_flush,
+            auto_statements=auto_statements,
         )
         self.core_statements = CoreStatements(
             key=self.key,
@@ -157,6 +176,7 @@ class Tracker:
             threads=self.threads,
             delivery=self.delivery,
             owners=owners,
+            auto=auto_statements,
         )
         self.connection_events = ConnectionEvents(
             key=self.key, delivery=self.delivery, owners=owners
@@ -194,7 +214,7 @@ class Tracker:
 
         def late(sender: Any, **_kw: Any) -> None:
             if self.attach_flask_sqlalchemy():
-                appcontext_pushed.disconnect(late, sender=app)
+                appcontext_pushed.disconnect(late)
                 self._late_hook = None
 
         self._late_hook = late  # keep a reference (and disconnect it on detach)
@@ -230,6 +250,11 @@ class Tracker:
         self.core_statements.attach(engine)
         self.connection_events.attach(engine)
         self.reads.attach(engine)
+
+    def backend_replaced(self) -> None:
+        """The store's backend was replaced (``testing.fresh_memory_cache``): the tokens
+        its new backend makes are this process's own (the snapshot rule's nonces)."""
+        self.snapshot.own_nonces = backend_nonces(self.store.backend)
 
     # -- detaching -------------------------------------------------------------------------------
     def detach(self) -> None:

@@ -4,7 +4,9 @@ SQLAlchemy's ``commit`` engine event fires *before* the COMMIT: a reader in betw
 store the old row under the new tag tokens. So each tracked engine's dialect gets a
 wrapper as its ``do_commit``: it calls the original, then tells every tracker listening on
 that dialect (:meth:`~.connection.ConnectionEvents.after_dbapi_commit`); if the COMMIT raises,
-it tells them that instead (:meth:`~.connection.ConnectionEvents.dbapi_commit_failed`).
+it tells them that instead (:meth:`~.connection.ConnectionEvents.dbapi_commit_failed`), and
+whether the COMMIT is in doubt: only the DBAPI's ``IntegrityError`` says the database refused
+it (rolled back); any other error (a lost connection) may have come after it committed.
 
 One wrapper per dialect, shared by every tracker of the process that listens on one of
 its engines (a dialect belongs to one ``create_engine``). Every patch has its unpatch:
@@ -37,16 +39,19 @@ class _CommitHook:
         self.listeners: tuple[weakref.ref[ConnectionEvents], ...] = ()
         hook = self  # the installed wrapper keeps its hook alive
         original = self.original
+        dbapi = getattr(dialect, "loaded_dbapi", None) or getattr(dialect, "dbapi", None)
+        refused: Any = getattr(dbapi, "IntegrityError", None) or ()
 
         def do_commit(dbapi_connection: Any) -> None:
             listeners = hook.listeners
             try:
                 original(dbapi_connection)
-            except BaseException:
+            except BaseException as exc:
+                in_doubt = not isinstance(exc, refused)
                 for ref in listeners:
                     found = ref()
                     if found is not None:
-                        found.dbapi_commit_failed()  # failed: nothing to send now
+                        found.dbapi_commit_failed(dbapi_connection, in_doubt)
                 raise
             for ref in listeners:
                 found = ref()

@@ -32,6 +32,7 @@ from .commit_hook import hook_commit, unhook_commit
 from .pending import PendingTags
 
 if TYPE_CHECKING:
+    from .autostatements import AfterUpdate
     from .delivery import Delivery
     from .rows import TableInfo
     from .session import SessionState
@@ -91,6 +92,9 @@ class ConnectionRecord:
     reselect: Reselect | None = None
     #: A DDL statement is running (``after_execute`` checks whether it committed itself).
     ran_ddl: bool = False
+    #: An UPDATE's rows to read again once it ran, for automatic tags
+    #: (``autostatements.py``; set by ``before_execute``, used by ``after_execute``).
+    auto_after: AfterUpdate | None = None
 
 
 def connection_record(conn: Connection, key: str) -> ConnectionRecord:
@@ -117,6 +121,9 @@ class _Committing:
     record: ConnectionRecord
     #: The session whose root transaction this COMMIT ends (its root tags go out too).
     session: SessionState | None
+    #: ``record.committed`` before this COMMIT's tags joined it (tags of an earlier
+    #: COMMIT whose delivery failed): what stays if the database refuses this one.
+    earlier: set[str]
 
 
 def _dbapi(conn: Connection) -> Any:
@@ -170,16 +177,18 @@ class ConnectionEvents:
         # this COMMIT, even if a session has begun on the connection again since.
         record: ConnectionRecord | None = conn.info.get(self.key)  # hot: every COMMIT
         tags = record.pending.drain() if record is not None else None
+        earlier: set[str] = set()
         if tags:
             assert record is not None
-            record.committed |= tags
+            earlier = record.committed
+            record.committed = earlier | tags
         owner = self.owners.get(conn)
         if owner is not None and not (owner.owned and owner.pending):
             owner = None
         if tags or owner is not None:
             if record is None:
                 record = connection_record(conn, self.key)
-            self._local.committing = _Committing(_dbapi(conn), record, owner)
+            self._local.committing = _Committing(_dbapi(conn), record, owner, earlier)
 
     def on_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
         """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
@@ -211,9 +220,33 @@ class ConnectionEvents:
                 log.exception("dataroom cache: sending a Core commit's tags failed")
                 record.committed |= tags
 
-    def dbapi_commit_failed(self) -> None:
-        """The commit hook: the DBAPI COMMIT raised: nothing to send now."""
+    def dbapi_commit_failed(self, dbapi_connection: Any, in_doubt: bool) -> None:
+        """The commit hook: the DBAPI COMMIT raised.
+
+        Refused by the database (``in_doubt`` False: an ``IntegrityError``, a deferred
+        constraint): the transaction rolled back, so its tags are dropped (tags of an
+        earlier COMMIT still waiting stay for the check-in). Anything else (a lost
+        connection, a timeout) leaves the COMMIT in doubt: the server may have committed
+        before the error reached us, so its tags and the session's are sent now,
+        over-invalidating if it did not (never stale: promise 1)."""
+        pending: _Committing | None = getattr(self._local, "committing", None)
         self._local.committing = None
+        if pending is None or pending.dbapi is not dbapi_connection:
+            return
+        record = pending.record
+        if not in_doubt:
+            record.committed = pending.earlier
+            return
+        tags, record.committed = record.committed, set()
+        owner = pending.session
+        if owner is not None and owner.session_ref() is not None:
+            tags |= owner.pending.take_all()
+        if tags:
+            try:
+                self.delivery.send(tags, "commit")
+            except Exception:
+                log.exception("dataroom cache: sending an in-doubt commit's tags failed")
+                record.committed |= tags
 
     def on_savepoint(self, conn: Connection, name: Any) -> None:
         """A Core SAVEPOINT opens a level, so rolling back to it drops only the tags
@@ -240,6 +273,7 @@ class ConnectionEvents:
         if record is not None:
             record.pending.drain()
             record.reselect = None
+            record.auto_after = None
             record.ran_ddl = False
         pending: _Committing | None = getattr(self._local, "committing", None)
         if pending is not None and pending.dbapi is _dbapi(conn):

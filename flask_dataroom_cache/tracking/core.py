@@ -24,6 +24,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import dml
@@ -31,12 +32,20 @@ from sqlalchemy.sql.elements import TextClause
 
 from ..tags import EPOCH_TAG
 from . import ddl, textual
+from .autocascades import cascade_tags, has_cascades
 from .connection import ConnectionRecord, Reselect, connection_record, find_record
 from .sqlexpr import is_autocommit, run_by_orm_session, running_flush_of
-from .statements import dml_tags, parameter_rows, reselect, update_needs_reselect
+from .statements import (
+    dml_tags,
+    parameter_rows,
+    reselect,
+    rows_condition,
+    update_needs_reselect,
+)
 
 if TYPE_CHECKING:
     from ..rules import Registry
+    from .autostatements import AutoStatements
     from .cascades import CascadeGraph
     from .delivery import Delivery
     from .rows import TableInfo, TrackedTables
@@ -87,7 +96,10 @@ class CoreStatements:
         threads: ThreadSessions,
         delivery: Delivery,
         owners: weakref.WeakKeyDictionary[Connection, SessionState],
+        auto: AutoStatements | None = None,
     ) -> None:
+        #: Automatic tags (``autostatements.py``); None when ``CACHE_AUTO_TAGS`` is off.
+        self.auto = auto
         self.key = key
         self.registry = registry
         self.tables = tables
@@ -120,6 +132,8 @@ class CoreStatements:
             elif ddl.is_ddl_element(clauseelement):
                 self.on_ddl(conn)
             return
+        if self.auto is not None:
+            self._auto_before(conn, clauseelement, multiparams, params, execution_options)
         if not self.registry:
             return
         if run_by_orm_session(clauseelement, execution_options):
@@ -182,6 +196,58 @@ class CoreStatements:
             connection_record(conn, self.key).reselect = Reselect(info, ids, owner)
         self.route(conn, owner, tags)
 
+    def _own_flush(self, conn: Connection, execution_options: Any) -> bool:
+        """A statement of a tracked session's unit of work on a mapped table (its objects
+        are tagged from their history, ``autoflush.py``)."""
+        owner = self.owners.get(conn)
+        return (
+            owner is not None
+            and bool(execution_options)
+            and execution_options.get("compiled_cache") is not None
+            and _in_unit_of_work(owner)
+        )
+
+    def _auto_before(
+        self, conn: Connection, stmt: Any, multiparams: Any, params: Any, options: Any
+    ) -> None:
+        """Automatic tags of an UPDATE / DELETE about to run (``autostatements.py``); the
+        flush's own DELETE: the rows the database cascades it to."""
+        auto = self.auto
+        assert auto is not None
+        if isinstance(stmt, dml.Insert):
+            return  # after it ran: on_after_execute
+        rows_params = parameter_rows(multiparams, params)
+        if self._own_flush(conn, options):
+            table = getattr(stmt, "table", None)
+            if isinstance(stmt, dml.Delete) and isinstance(table, sa.Table) and has_cascades(table):
+                tags: set[str] = set()
+                cond = rows_condition(table, stmt.whereclause, rows_params or None)
+                cascade_tags(auto.auto, table, cond, conn.execute, tags)
+                self.route(conn, self.owners.get(conn), tags)
+            return
+        tags, after = auto.before(stmt, rows_params, conn.execute)
+        if after is not None:
+            connection_record(conn, self.key).auto_after = after
+        if tags:
+            self.route(conn, self.owners.get(conn), tags)
+
+    def _auto_after(
+        self, conn: Connection, stmt: Any, options: Any, result: Any
+    ) -> None:
+        auto = self.auto
+        assert auto is not None
+        record = find_record(conn, self.key)
+        after = record.auto_after if record is not None else None
+        tags: set[str] | None = None
+        if after is not None:
+            assert record is not None
+            record.auto_after = None
+            tags = auto.after_update(after, conn.execute)
+        elif isinstance(stmt, dml.Insert) and not self._own_flush(conn, options):
+            tags = auto.inserted(stmt, result)
+        if tags:
+            self.route(conn, self.owners.get(conn), tags)
+
     def on_text(self, conn: Connection, sql: str) -> None:
         """Textual SQL (``text()``, ``exec_driver_sql``): a write bumps the types of the
         tracked tables it may change (``textual.py``) and counts as a flushed change of
@@ -189,10 +255,17 @@ class CoreStatements:
         if not textual.is_write(sql):
             if ddl.is_ddl_text(sql):
                 self.on_ddl(conn)
+            elif self.auto is not None and textual.is_call(sql):
+                owner = self.owners.get(conn)
+                if owner is not None:
+                    owner.has_written = True
+                self.route(conn, owner, {EPOCH_TAG})  # a procedure may write anything
             return
         owner = self.owners.get(conn)
         if owner is not None:
             owner.has_written = True
+        if self.auto is not None:
+            self.route(conn, owner, textual.auto_tags_for(sql, conn.dialect.name))
         if not self.registry:
             return
         tags = textual.tags_for(sql, self.tables, conn.dialect.name)
@@ -243,6 +316,8 @@ class CoreStatements:
         execution_options: Any,
         result: Any,
     ) -> None:
+        if self.auto is not None and isinstance(clauseelement, dml.UpdateBase):
+            self._auto_after(conn, clauseelement, execution_options, result)
         record: ConnectionRecord | None = conn.info.get(self.key)  # hot: every execute
         if record is None:
             return
@@ -278,4 +353,3 @@ class CoreStatements:
             tags, record.autocommit = record.autocommit, set()
             self.delivery.send(tags, "autocommit")  # autocommit: the statement is committed
 
-    # -- transactions ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
+from .autoflush import AutoFlush, LoadedValues
 from .connection import connection_record, find_record
 from .flush import FlushTags, OldValues
 from .pending import PendingTags
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from ..rules import Registry
+    from .autostatements import AutoStatements
     from .cascades import CascadeGraph
     from .delivery import Delivery
     from .rows import TrackedTables
@@ -84,6 +86,8 @@ class SessionState:
     pending: PendingTags = field(default_factory=PendingTags)
     #: What ``before_flush`` read for ``after_flush`` (``flush.py``).
     old_values: OldValues = field(default_factory=dict)
+    #: Value columns ``before_flush`` read for automatic tags (``autoflush.py``).
+    auto_loaded: LoadedValues = field(default_factory=dict)
     #: The transaction has written to the database (any table, tracked or not):
     #: ``invalidate_tags`` calls are deferred to its commit.
     has_written: bool = False
@@ -112,6 +116,7 @@ class SessionState:
         else:
             self.pending.reset(root)
         self.old_values.clear()
+        self.auto_loaded.clear()
         self.has_written = self.has_tracked_writes = False
         self.flush_context = None
         self.begin_seq = None
@@ -147,7 +152,12 @@ class SessionEvents:
         owners: weakref.WeakKeyDictionary[Connection, SessionState],
         engines: weakref.WeakSet[Engine],
         attach_engine: Callable[[Engine], None],
+        auto_flush: AutoFlush | None = None,
+        auto_statements: AutoStatements | None = None,
     ) -> None:
+        #: Automatic tags (``autoflush.py``, ``autostatements.py``); None when off.
+        self.auto_flush = auto_flush
+        self.auto_statements = auto_statements
         self.key = key
         self.app_ref = app_ref
         self.registry = registry
@@ -243,6 +253,7 @@ class SessionEvents:
         if state is not None:
             state.flush_context = None
             state.old_values.clear()
+            state.auto_loaded.clear()
 
     def on_commit(self, session: Session) -> None:
         state: SessionState | None = session.info.get(self.key)
@@ -287,7 +298,13 @@ class SessionEvents:
     # -- flushes ------------------------------------------------------------------------------
     def on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
         state = self.state_of(session)
-        if not state.owned or not self.registry:
+        if not state.owned:
+            return
+        if self.auto_flush is not None:
+            self.threads.adopt(state)
+            state.flush_context = weakref.ref(flush_context)
+            self.auto_flush.remember(session, state.auto_loaded)
+        if not self.registry:
             return
         self.threads.adopt(state)
         state.flush_context = weakref.ref(flush_context)
@@ -299,6 +316,11 @@ class SessionEvents:
             return
         self.threads.adopt(state)
         state.has_written = True
+        if self.auto_flush is not None:
+            auto: set[str] = set()
+            self.auto_flush.collect(flush_context, state.auto_loaded, auto)
+            if auto and state.pending.add(auto):
+                state.has_tracked_writes = True
         if not self.registry:
             return
         tags = self.flush.collect(session, flush_context, state.old_values)
@@ -327,7 +349,11 @@ class SessionEvents:
         info = self.tables.get(table) if table is not None else None
         assoc = self.tables.association(table) if info is None and table is not None else None
         cascade = orm_state.is_delete and table is not None and bool(self.cascades.edges(table))
-        if info is None and not cascade and assoc is None:
+        auto = self.auto_statements if not orm_state.is_insert else None
+        mapper = orm_state.bind_mapper if auto is not None else None
+        if mapper is None:
+            auto = None  # an INSERT: tagged once it ran (engine events)
+        if info is None and not cascade and assoc is None and auto is None:
             return None
         if session.get_transaction() is None:
             session.begin()  # what execute() would autobegin: the tags need a home
@@ -353,13 +379,28 @@ class SessionEvents:
             conn: Connection = session.connection(bind_arguments=binds)
             return conn
 
-        tags, ids = dml_tags(
-            info, assoc, self.cascades, stmt, rows_params, run, connection, cascade=cascade
-        )
+        if info is not None or cascade or assoc is not None:
+            tags, ids = dml_tags(
+                info, assoc, self.cascades, stmt, rows_params, run, connection, cascade=cascade
+            )
+        else:
+            tags, ids = set(), []
         result = None
+        if auto is not None:  # automatic tags: old rows now, new rows once it ran
+            auto_tags, after = auto.orm(mapper, stmt, rows_params, run)
+            tags |= auto_tags
+            local = auto.auto.local
+            local.orm = getattr(local, "orm", 0) + 1  # its Core statements: tagged here
+            try:
+                result = orm_state.invoke_statement()
+            finally:
+                local.orm -= 1
+            if after is not None:
+                tags |= auto.after_update(after, run)
         if info is not None and ids and update_needs_reselect(info, stmt):
-            result = orm_state.invoke_statement()
+            if result is None:
+                result = orm_state.invoke_statement()
             tags |= reselect(info, ids, run)
-        if state.pending.add(tags):
+        if tags and state.pending.add(tags):
             state.has_tracked_writes = True
         return result

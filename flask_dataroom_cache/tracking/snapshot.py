@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import token_time
 from ..rules import Registry
+from ..store import SNAPSHOT, UNCOMMITTED
 from .sqlexpr import unflushed_groups
 
 if TYPE_CHECKING:
@@ -136,20 +137,21 @@ class SnapshotRules:
         with self._lock:
             self.seq += 1
 
-    def must_bypass(self) -> bool:
-        """True while this thread's reads and fills must skip the cache."""
+    def must_bypass(self) -> str | None:
+        """Why this thread's reads and fills must skip the cache now (``store.
+        UNCOMMITTED`` or ``store.SNAPSHOT``), or None (a ``store.bypass_checks`` hook)."""
         states = getattr(self._local, "states", None)
         if not states:
-            return False
+            return None
         seq = self.seq
         for state in states:
             if state.has_tracked_writes:
-                return True
+                return UNCOMMITTED
             if state.begin_seq is not None and state.begin_seq < seq:
-                return True
+                return SNAPSHOT
             if self._unflushed(state):
-                return True
-        return False
+                return UNCOMMITTED
+        return None
 
     def _unflushed(self, state: SessionState) -> bool:
         """Changes to tracked objects not flushed yet: a compute reading them from the

@@ -26,6 +26,7 @@ __all__ = [
     "app_engines",
     "base_engine",
     "bind_columns",
+    "compiled_dml_table",
     "in_chunks",
     "insert_from_select",
     "is_autocommit",
@@ -36,6 +37,7 @@ __all__ = [
     "mapper_compiled_cache",
     "modified_states",
     "multi_values_rows",
+    "plain_table",
     "run_by_orm_session",
     "running_flush_of",
     "schema_prefixes",
@@ -141,6 +143,25 @@ def insert_from_select(stmt: Any) -> tuple[Any, list[str]] | None:
     if select is None or not names:
         return None
     return select, list(names)
+
+
+def compiled_dml_table(context: Any) -> Any:
+    """The table a compiled DML statement writes (an ORM bulk INSERT's per-table statement
+    names its entity's table, not the one it writes), None if unknown."""
+    compiled = getattr(context, "compiled", None)
+    state = getattr(compiled, "dml_compile_state", None)
+    table = getattr(state, "dml_table", None)
+    if not isinstance(table, sa.Table):
+        return None
+    return plain_table(table)
+
+
+def plain_table(table: sa.Table) -> sa.Table:
+    """The metadata's own ``Table`` for ``table`` (an ORM statement's may be an annotated
+    copy: same name, another object)."""
+    metadata = getattr(table, "metadata", None)
+    found = metadata.tables.get(table.key) if metadata is not None else None
+    return found if found is not None else table
 
 
 def is_upsert(stmt: Any) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from ..autotags import epoch_tag, table_tag
+from ..tags import EPOCH_TAG
 from .rows import TrackedTables, coarse_tags
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "TEXT_TARGET",
     "WRITE_CTE",
     "WRITE_SQL",
+    "auto_tags_for",
+    "is_call",
     "is_write",
     "tags_for",
 ]
@@ -65,6 +69,52 @@ TEXT_TARGET = re.compile(
 MORE_STATEMENTS = re.compile(
     r";\s*(?:" + _COMMENT + r"\s*|--[^\n]*(?:\n|$)\s*)*(?!/\*|--)[^;\s]", re.S
 )
+
+
+#: The target of a textual write with its schema, if named: (schema, table).
+_TARGET_FULL = re.compile(
+    LEAD
+    + _EXPLAIN
+    + r"(?:(?:insert|replace|upsert)(?:\s+or\s+\w+)?\s+into|merge\s+into|update(?:\s+or\s+\w+)?"
+    r"|delete\s+from)\s+(?:only\s+)?"
+    rf"(?:({_NAME})\s*\.\s*)?({_NAME})",
+    re.I | re.S,
+)
+#: A stored procedure or an anonymous block: what it writes is unknown.
+CALL_SQL = re.compile(LEAD + r"(?:call|exec|execute|do)\b", re.I | re.S)
+
+
+def is_call(sql: str) -> bool:
+    """``CALL proc()``, ``EXEC``, ``DO $$...$$``: it may write any table."""
+    return bool(CALL_SQL.match(sql))
+
+
+def _names(part: str, dialect_name: str) -> set[str]:
+    """The names a table named ``part`` in SQL may have in the metadata: as written and
+    lowercased (unquoted names fold), or exactly (quoted on PostgreSQL)."""
+    if part[0] in '"`[':
+        inner = part[1:-1]
+        return {inner} if dialect_name == "postgresql" else {inner, inner.lower()}
+    return {part, part.lower()}
+
+
+def auto_tags_for(sql: str, dialect_name: str) -> set[str]:
+    """The automatic tags of a textual write (``is_write``) or call: ``~e`` and ``~t`` of
+    the table it names plainly (its rows are unknown); the namespace epoch when the
+    target is not plain (a ``WITH ...`` write, several statements, a procedure)."""
+    target = _TARGET_FULL.match(sql)
+    if target is None or WRITE_CTE.match(sql) or MORE_STATEMENTS.search(sql):
+        return {EPOCH_TAG}
+    schema, name = target.group(1), target.group(2)
+    tags: set[str] = set()
+    for table in _names(name, dialect_name):
+        fulls = {table}
+        if schema is not None:
+            fulls = {f"{s}.{table}" for s in _names(schema, dialect_name)} | {table}
+        for full in fulls:
+            tags.add(epoch_tag(full))
+            tags.add(table_tag(full))
+    return tags
 
 
 def is_write(sql: str) -> bool:

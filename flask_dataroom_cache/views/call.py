@@ -26,7 +26,8 @@
    (:meth:`CachedCall.after_fill`).
 
 A refusal to store is counted per endpoint and reason (``ViewState.refusals``), and
-logged once per endpoint when the fix is in the app's code.
+logged once per endpoint when the fix is in the app's code; bypasses and refusals are
+sent as ``cache_bypassed``; a request being recorded (``recording``) logs each call.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from typing import TYPE_CHECKING, Any, cast
 from flask import Flask, Response
 from werkzeug.wrappers import Response as BaseResponse
 
+from .. import signals
 from ..state import EXTENSION_KEY, CacheState
 from ..store import MISSING, CacheStore
 from ..tags import normalize_tags
-from . import context, entry, fill, flight, keying, policy, returns
+from ..tracing import set_result
+from . import context, entry, fill, flight, keying, nested, policy, recording, returns
 from .fill import PendingFill
 from .identity import request_identity
 from .options import Options
@@ -74,8 +77,11 @@ class CachedCall:
         "kwargs",
         "nested_refusal",
         "opts",
+        "outcome",
         "pending",
+        "reason",
         "record",
+        "refusal",
         "routed",
         "state",
         "store",
@@ -128,6 +134,12 @@ class CachedCall:
         self.pending: PendingFill | None = None
         #: This request's record (set on a miss).
         self.record: context.RequestRecord | None = None
+        #: What the call did (``HIT``, ``MISS``, ``BYPASS``; ``""``: no lookup) and why
+        #: (the bypass or refusal reason, ``stale``), for the debug panel (``recording``).
+        self.outcome = ""
+        self.reason: str | None = None
+        #: Why this call's entry was last refused (``policy``), for the compute span.
+        self.refusal: str | None = None
 
     # -- the request ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -144,8 +156,18 @@ class CachedCall:
         environ = req.environ
         outer: CachedCall | None = environ.get(context.ACTIVE_KEY)
         if outer is not None:  # called by a cached view: its response is the outer's
-            self.check_nested(outer)
+            nested.check(self, outer)
             return self.view(*self.args, **self.kwargs)
+        log_ = environ.get(recording.RECORDER_KEY)
+        if log_ is not None:  # the debug panel records this request
+            return recording.timed(self, log_, self.lookup)
+        return self.lookup()
+
+    def lookup(self) -> Any:
+        """The call of a GET request's cached view or function: bypass, hit or miss."""
+        ctx = self.ctx
+        req = ctx.request
+        environ = req.environ
         app = self.app = ctx.app
         state = app.extensions.get(EXTENSION_KEY)
         if state is None:
@@ -168,15 +190,18 @@ class CachedCall:
         if not opts.shared:
             self.identity = request_identity(state, self.endpoint)
             if self.identity is None:
-                return self.bypass(fill=False)  # anonymous: never a shared "user"
+                return self.bypass(False, policy.ANONYMOUS)  # never a shared "user"
         elif "HTTP_AUTHORIZATION" in environ and not opts.ignore_authorization:
-            return self.bypass(fill=False)  # a shared answer may depend on credentials
+            # a shared answer may depend on credentials
+            return self.bypass(False, policy.AUTHORIZATION)
 
         if opts.unless is not None and opts.unless():
-            return self.bypass(fill=False)
+            return self.bypass(False, policy.UNLESS)
         store = self.store
-        if not store.enabled or (store.bypass_checks and store.must_bypass()):
-            return self.bypass(fill=False)
+        if not store.enabled:
+            return self.bypass(False, policy.DISABLED)
+        if store.bypass_checks and (why := store.bypass_reason()) is not None:
+            return self.bypass(False, why)
         try:
             if self.func is not None and not self.routed:
                 self.key, self.tag_list = keying.function_entry(
@@ -208,10 +233,10 @@ class CachedCall:
                 log.warning(
                     "cannot build a cache key or tags for %r; not caching", self.func_name()
                 )
-            return self.bypass(fill=False)
+            return self.bypass(False, policy.NO_KEY)
         normalize_tags(self.tag_list)  # a bad tag is a programming error: raise, not a miss
         if state.settings.honor_no_cache and policy.client_no_cache(environ):
-            return self.bypass(fill=True)
+            return self.bypass(True, policy.CLIENT_NO_CACHE)
 
         found = self.read()
         if found is not None:
@@ -220,40 +245,10 @@ class CachedCall:
                 if fresh is not None:
                     return fresh
                 store.metrics.incr("stale_hits", endpoint=self.endpoint)
+                self.reason = "stale"
                 return self.hit(found, environ, stale=True)
             return self.hit(found, environ)
         return flight.compute_once(self, environ)
-
-    def check_nested(self, outer: CachedCall) -> None:
-        """A cached view function called while ``outer`` (a cached view) runs: it runs
-        directly, and its response becomes part of the outer's, whose entry is not
-        stored when that would lose what this one declares (``policy.nested_verdict``)."""
-        self.ctx = outer.ctx
-        self.endpoint = outer.endpoint
-        self.routed = False
-        if not outer.key:
-            return  # the outer bypassed the cache: it stores nothing anyway
-        opts = self.opts
-
-        def inner_tags() -> list[str] | None:
-            try:
-                return keying.entry_tags(
-                    opts, self.endpoint, self.identity, None, (self.view, self.args, self.kwargs)
-                )
-            except Exception:
-                return None
-
-        reason = policy.nested_verdict(
-            opts,
-            outer.opts,
-            "HTTP_AUTHORIZATION" in self.ctx.request.environ,
-            lambda: bool(opts.unless and opts.unless()),
-            inner_tags,
-            outer.tag_list,
-        )
-        if reason != policy.STORED:
-            outer.nested_refusal = reason  # refused when the outer's response is checked
-            outer.warn(reason, outer.func_name())
 
     def called_by_another_view(self, app: Flask) -> bool:
         """True when this cached function is not the request's route view (another view
@@ -296,13 +291,19 @@ class CachedCall:
     def hit(
         self, found: entry.Entry | returns.ValueEntry, environ: dict[str, Any], stale: bool = False
     ) -> Any:
+        self.outcome = "HIT"
         if isinstance(found, returns.ValueEntry):
             return found.value  # decoded by this read: the caller's own copy
         inm = environ.get("HTTP_IF_NONE_MATCH") if self.routed else None
         return entry.hit_response(self.app.response_class, found, inm, stale)
 
-    def bypass(self, fill: bool) -> Any:
+    def bypass(self, fill: bool, reason: str) -> Any:
+        """Answer without reading the cache (``reason``: a ``policy`` bypass reason);
+        ``fill``: the view's answer still refills the entry (a client ``no-cache``)."""
         self.store.metrics.incr("bypasses", endpoint=self.endpoint)
+        self.outcome, self.reason = "BYPASS", reason
+        if signals.cache_bypassed.receivers:
+            signals.send(signals.cache_bypassed, self.app, key=self.key or None, reason=reason)
         if fill:
             return self.compute(self.ctx.request.environ, "BYPASS")
         result = self.call_view()
@@ -326,7 +327,22 @@ class CachedCall:
             environ.pop(context.ACTIVE_KEY, None)
 
     def compute(self, environ: dict[str, Any], outcome: str) -> Any:
-        """Capture versions, run the view, keep the response for storing if it may be."""
+        """Capture versions, run the view, keep the response for storing if it may be;
+        inside a ``dataroom_cache.compute`` span when tracing is on (``tracing.py``)."""
+        self.outcome = outcome
+        tracer = self.store.tracing
+        if tracer is None:
+            return self.compute_now(environ, outcome)
+        with tracer.compute(
+            self.key, tags=normalize_tags(self.tag_list), endpoint=self.endpoint, outcome=outcome
+        ) as span:
+            result = self.compute_now(environ, outcome)
+            kept = self.pending is not None
+            set_result(span, "kept" if kept else "not_stored", None if kept else self.refusal)
+            return result
+
+    def compute_now(self, environ: dict[str, Any], outcome: str) -> Any:
+        """:meth:`compute`'s work."""
         tags = self.tag_list
         versions = None
         if self.ctx.request.method == "GET":
@@ -375,6 +391,7 @@ class CachedCall:
             return result
         resp = returns.make_response(self.app, result, self.func_name())
         if resp.status_code != 200:
+            self.refusal = policy.STATUS
             resp.headers["X-Cache"] = outcome
             return resp
         reason = policy.verdict(policy.VIEW, self.opts, resp, facts)
@@ -404,7 +421,11 @@ class CachedCall:
     def refused(self, reason: str, detail: Response | str | None = None) -> None:
         """Count a refusal to store, and warn if it is worth it (``detail``: the response
         refused, or the type name of a value)."""
+        self.refusal = reason
         self.views.count_refusal(self.endpoint, reason)
+        self.reason = reason
+        if signals.cache_bypassed.receivers:
+            signals.send(signals.cache_bypassed, self.app, key=self.key or None, reason=reason)
         name = self.func_name() if reason == policy.VALUE_CHANGES else self.endpoint
         self.warn(reason, name, detail)
 

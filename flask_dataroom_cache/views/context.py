@@ -43,6 +43,7 @@ __all__ = [
     "RequestRecord",
     "after_request_count",
     "current_context",
+    "current_record",
     "end_request",
     "record_of",
     "request_finished",
@@ -115,6 +116,12 @@ def record_of(ctx: RequestContext) -> RequestRecord:
     if record is None:
         record = RequestRecord()
         setattr(ctx, _RECORD_ATTR, record)
+    return record
+
+
+def current_record(ctx: RequestContext) -> RequestRecord | None:
+    """The :class:`RequestRecord` of ``ctx`` if it has one (never creates it)."""
+    record: RequestRecord | None = getattr(ctx, _RECORD_ATTR, None)
     return record
 
 

@@ -30,9 +30,10 @@ The plain value a cached function returns to the view calling it is checked at
 :data:`VIEW` by the rules about the call only (versions, ``after_this_request``, nested
 calls, ``skip()``, the session), then at :data:`FINAL` with the route's final response.
 
-Also here: the request rule that makes a miss refill without reading
-(:func:`client_no_cache`), and the header parsing the rules share (every line of
-``Cache-Control`` and ``Vary``, not only the first).
+Also here: why a request is not answered from the cache at all (the ``BYPASS`` reasons,
+sent with ``cache_bypassed`` and shown by the debug panel), the request rule that makes a
+miss refill without reading (:func:`client_no_cache`), and the header parsing the rules
+share (every line of ``Cache-Control`` and ``Vary``, not only the first).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from werkzeug.datastructures import Headers
 
+from ..store import BYPASS_HOOK, DISABLED, DISABLED_BLOCK, SNAPSHOT, UNCOMMITTED
 from .httpheaders import cache_control_directives
 from .keying import query_covers
 from .options import Options
@@ -51,8 +53,11 @@ if TYPE_CHECKING:
     from flask import Response
 
 __all__ = [
+    "BYPASS_REASONS",
+    "DISABLED",
     "FINAL",
     "STORED",
+    "UNCOMMITTED",
     "VIEW",
     "Facts",
     "client_no_cache",
@@ -72,6 +77,28 @@ VIEW: Moment = "view"
 FINAL: Moment = "final"
 
 STORED = "stored"
+# -- why a request is not answered from the cache (X-Cache: BYPASS)
+ANONYMOUS = "anonymous"  # no identity on a per-user view
+AUTHORIZATION = "Authorization on a shared view"  # without ignore_authorization
+UNLESS = "unless"  # the view's unless() holds
+NO_KEY = "no key"  # the key or the tags cannot be built
+CLIENT_NO_CACHE = "client no-cache"  # CACHE_HONOR_NO_CACHE: runs the view, then refills
+#: Every reason a request bypasses the cache (the store's: ``DISABLED``: the cache is
+#: off; ``UNCOMMITTED``: this thread's session holds uncommitted tracked changes;
+#: ``SNAPSHOT``: its transaction began before a commit this process invalidated;
+#: ``DISABLED_BLOCK``: inside ``cache.disabled()``; ``BYPASS_HOOK``: another bypass check).
+BYPASS_REASONS = (
+    ANONYMOUS,
+    AUTHORIZATION,
+    UNLESS,
+    DISABLED,
+    UNCOMMITTED,
+    SNAPSHOT,
+    DISABLED_BLOCK,
+    BYPASS_HOOK,
+    NO_KEY,
+    CLIENT_NO_CACHE,
+)
 # -- why not: both moments
 STATUS = "status"  # not a 200 (view), not a 200 or a 304 (final)
 NO_STORE = "no-store"  # Cache-Control: no-store

@@ -82,6 +82,10 @@ BAD_VALUES = [
     ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", -1),
     ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "soon"),
     ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", True),
+    ("CACHE_AUTO_TAGS", "sometimes"),
+    ("CACHE_AUTO_TAGS_MAX_ROWS", 0),
+    ("CACHE_OTEL_ENABLED", "maybe"),
+    ("CACHE_OTEL_TRACE_HITS", 2),
 ]
 
 
@@ -295,6 +299,10 @@ EVERY_KEY = [
     ("CACHE_COMPRESS_MIN_BYTES", "0", "compress_min_bytes", 0),
     ("CACHE_PENDING_MAX", "13", "pending_max", 13),
     ("CACHE_SNAPSHOT_CLOCK_SKEW_MS", "250", "snapshot_clock_skew_ms", 250.0),
+    ("CACHE_AUTO_TAGS", "false", "auto_tags", False),
+    ("CACHE_AUTO_TAGS_MAX_ROWS", "50", "auto_tags_max_rows", 50),
+    ("CACHE_OTEL_ENABLED", "false", "otel", False),  # default: on (opentelemetry-api here)
+    ("CACHE_OTEL_TRACE_HITS", "true", "otel_trace_hits", True),
 ]
 
 

@@ -15,14 +15,11 @@ skipped without them, failed with ``REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +32,8 @@ from typing import Any
 
 import pytest
 from conftest import pg_schema
+
+from .gunicorn_server import gunicorn
 
 pytestmark = pytest.mark.e2e
 
@@ -55,13 +54,6 @@ def _require_services() -> None:
     if REQUIRED:
         pytest.fail(reason + ", and REQUIRE_SERVICES=1")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- HTTP client ------------------------------------------------------------------------------
@@ -234,49 +226,11 @@ def server(request: pytest.FixtureRequest, pg_schema_url: str, tmp_path: Path) -
         timeout=60,
     )
     assert init.returncode == 0, init.stderr
-    port = _free_port()
-    log = open(tmp_path / "gunicorn.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "3",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--graceful-timeout",
-            "5",
-            "example_app:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = ["--workers", "3", "--graceful-timeout", "5", "example_app:create_app()"]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (
-                "gunicorn exited:\n" + (tmp_path / "gunicorn.log").read_text()
-            )
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/datarooms")
-                if conn.getresponse().status == 401:
-                    conn.close()
-                    break
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
-        yield port
+        with gunicorn(args, env, tmp_path / "gunicorn.log") as (_proc, port):
+            yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         client = redis.Redis.from_url(REDIS_URL or "")
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for i in range(0, len(keys), 1000):

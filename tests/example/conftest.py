@@ -37,6 +37,12 @@ def example_app(database_url: str, cache_config: dict[str, Any], tmp_path: Path)
         db.engine.dispose()
 
 
+@pytest.fixture
+def dataroom_cache_app(example_app: Flask) -> Flask:
+    """The app of the package's ``dataroom_cache`` fixture (pytest_plugin.py)."""
+    return example_app
+
+
 class Api:
     """A test client acting as one user (``user_id=None``: no header at all)."""
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskClient
 
+from flask_dataroom_cache.testing import assert_hit, assert_miss
+
 from .conftest import UPLOAD_LIMIT, Api, error_code, make_user
 
 
@@ -40,8 +42,7 @@ def upload(api: Api, room: str, name: str, data: bytes = b"x", folder_id: str | 
 def test_users_and_rooms(client: FlaskClient, alice: Api, bob: Api) -> None:
     assert uuid.UUID(alice.user_id or "")
     assert alice.items("/api/datarooms") == []
-    first = alice.get("/api/datarooms")
-    assert first.headers["X-Cache"] == "HIT"
+    assert_hit(alice.get("/api/datarooms"))
 
     created = alice.ok(alice.post("/api/datarooms", json={"name": "  Deal  "}), 201)
     assert set(created) == {"id", "name", "createdAt", "updatedAt", "role"}
@@ -51,8 +52,9 @@ def test_users_and_rooms(client: FlaskClient, alice: Api, bob: Api) -> None:
     assert bob.items("/api/datarooms") == []  # not bob's
 
     got = alice.get(f"/api/datarooms/{room}")
-    assert got.status_code == 200 and got.headers["X-Cache"] == "MISS"
-    assert alice.get(f"/api/datarooms/{room}").headers["X-Cache"] == "HIT"
+    assert got.status_code == 200
+    assert_miss(got)
+    assert_hit(alice.get(f"/api/datarooms/{room}"))
     assert got.get_json() == created
 
     renamed = alice.ok(alice.patch(f"/api/datarooms/{room}", json={"name": "Deal 2"}))

@@ -18,6 +18,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_dataroom_cache import DataRoomCache, contents_tag, dataroom_tag, get_cache_key
+from flask_dataroom_cache.autotags import AUTO_PREFIXES
 from flask_dataroom_cache.store import CacheStore
 
 from .models import Base, File, Folder, declare
@@ -55,7 +56,13 @@ class CountingBackend:
         self.invalidated.clear()
 
     def all_invalidated(self) -> set[str]:
-        return {t for batch in self.invalidated for t in batch}
+        """The declared (semantic) tags sent: automatic ones (``~t:`` ...) are left out
+        (``auto_invalidated``; tests/tracking/test_auto_tags.py checks them)."""
+        return {t for batch in self.invalidated for t in batch if not t.startswith(AUTO_PREFIXES)}
+
+    def auto_invalidated(self) -> set[str]:
+        """The automatic tags sent (issue 17)."""
+        return {t for batch in self.invalidated for t in batch if t.startswith(AUTO_PREFIXES)}
 
 
 def sqlite_fk(engine: sa.Engine) -> None:
@@ -163,7 +170,10 @@ def make_env(cache_config: dict[str, Any], database_url: str) -> Iterator[Callab
 
 
 @pytest.fixture
-def env(make_env: Callable[..., Env]) -> Iterator[Env]:
-    e = make_env()
+def env(make_env: Callable[..., Env], request: pytest.FixtureRequest) -> Iterator[Env]:
+    config: dict[str, Any] = {}
+    if request.node.get_closest_marker("auto_tags_off"):  # declared tags only
+        config["CACHE_AUTO_TAGS"] = False
+    e = make_env(**config)
     with e.app.app_context():
         yield e

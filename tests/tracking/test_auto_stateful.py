@@ -183,6 +183,7 @@ def make_machine(env: Env) -> type[RuleBasedStateMachine]:
             if not self.articles:
                 return
             article = data.draw(st.sampled_from(self.articles))
+            s.flush()  # Core statements do not autoflush the session's pending links
             conn = s.connection()
             if add:
                 exists = conn.execute(

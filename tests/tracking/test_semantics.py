@@ -219,6 +219,7 @@ def test_no_uncommitted_data_enters_the_cache(env: Env) -> None:
     assert "uncommitted" not in env.contents(1, 10)["files"]
 
 
+@pytest.mark.auto_tags_off  # untracked writes send automatic tags otherwise (issue 17)
 def test_commit_with_nothing_tracked_makes_zero_backend_calls(env: Env) -> None:
     seed(env)
     s = env.session
@@ -478,7 +479,9 @@ def test_two_apps_in_one_process_do_not_interfere(make_env: Any) -> None:
 
 
 def test_track_session_plain_sqlalchemy(make_env: Any, database_url: str) -> None:
-    env = make_env()
+    # declared tags only: an untracked factory's writes on the engine send automatic
+    # tags otherwise (issue 17, test_auto_tags.py)
+    env = make_env(CACHE_AUTO_TAGS=False)
     with env.app.app_context():
         seed(env)
     engine = sa.create_engine(database_url)

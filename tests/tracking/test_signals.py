@@ -65,7 +65,7 @@ def test_a_raising_receiver_never_fails_the_commit(env: Env) -> None:
         env.session.commit()  # must not raise
         assert env.session.query(DataRoom).count() == 1
     finally:
-        signals.tags_invalidated.disconnect(bad, sender=env.app)
+        signals.tags_invalidated.disconnect(bad)
 
 
 def test_another_apps_receiver_hears_nothing(env: Env, make_env: Any) -> None:
@@ -81,7 +81,7 @@ def test_another_apps_receiver_hears_nothing(env: Env, make_env: Any) -> None:
         env.session.commit()
         assert heard == []
     finally:
-        signals.tags_invalidated.disconnect(receiver, sender=other.app)
+        signals.tags_invalidated.disconnect(receiver)
 
 
 def test_entry_stored_names_the_key_and_its_tags(env: Env) -> None:
@@ -98,4 +98,41 @@ def test_entry_stored_names_the_key_and_its_tags(env: Env) -> None:
         assert [(k, ttl) for k, _, ttl in stored] == [("k1", 30)]
         assert "a:1" in stored[0][1]  # with the epoch tag every entry carries
     finally:
-        signals.entry_stored.disconnect(receiver, sender=env.app)
+        signals.entry_stored.disconnect(receiver)
+
+
+# -- cache_bypassed: the store's own reasons ---------------------------------------------
+def test_uncommitted_changes_bypass_the_read_and_the_fill(env: Env, listen: Any) -> None:
+    from flask_dataroom_cache.store import UNCOMMITTED
+
+    seen = listen(signals.cache_bypassed, env.app)
+    env.session.add(DataRoom(name="r"))
+    env.session.flush()  # tracked changes not committed: this thread must not read or fill
+    assert env.store.get_or_set("k-unc", lambda: 1, tags=["a:1"]) == 1
+    assert env.store.set("k-unc", 2, tags=["a:1"]) is False
+    assert seen == [{"key": "k-unc", "reason": UNCOMMITTED}] * 2
+    env.session.rollback()
+
+
+def test_a_fill_refused_by_the_snapshot_rule(env: Env, listen: Any) -> None:
+    from flask_dataroom_cache.store import SNAPSHOT
+
+    seen = listen(signals.cache_bypassed, env.app)
+    env.store.fill_checks.append(lambda versions: True)
+    try:
+        assert env.store.set("k-snap", 1, tags=["a:1"]) is False
+    finally:
+        env.store.fill_checks.pop()
+    assert seen == [{"key": "k-snap", "reason": SNAPSHOT}]
+    assert env.store.set("k-snap", 1, tags=["a:1"]) is True
+    assert len(seen) == 1
+
+
+def test_a_disabled_cache_bypasses_reads_and_fills(make_env: Any, listen: Any) -> None:
+    from flask_dataroom_cache.store import DISABLED
+
+    env = make_env(CACHE_ENABLED=False)
+    seen = listen(signals.cache_bypassed, env.app)
+    assert env.store.get_or_set("k-off", lambda: 1) == 1
+    assert env.store.set("k-off", 1) is False
+    assert seen == [{"key": "k-off", "reason": DISABLED}] * 2

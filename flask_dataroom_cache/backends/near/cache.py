@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..base import Backend, Lookup
+from ..base import Backend, Lookup, RawEntry
 from .broadcast import Acks, Broadcaster
 from .copies import LocalCopies
 from .registry import PeerRegistry
@@ -244,6 +244,10 @@ class NearCache:
         self.inner.delete(key)
         self._copies.apply((), (key,), False)
         self._broadcast(keys=(key,))
+
+    def inspect(self, key: str) -> RawEntry | None:
+        """The Redis entry (the authority; an L1 copy is only ever a copy of a valid one)."""
+        return self.inner.inspect(key)
 
     def invalidate(self, tags: Sequence[str]) -> None:
         if not tags:

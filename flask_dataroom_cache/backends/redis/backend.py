@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ..base import BackendError, Lookup, token_prefix
+from ..base import BackendError, Lookup, RawEntry, token_prefix
 from ..lua import load_script
 from . import resp
 from .connection import NoScriptError, RedisError, ResponseError, url_options
@@ -32,6 +32,7 @@ from .layout import (
     entry_header,
     frame,
     glob_escape,
+    parse_frame,
     remaining,
     token_key_prefix,
 )
@@ -265,6 +266,33 @@ class RedisBackend:
             self.client.delete(key)
         except RedisError as exc:
             raise BackendError(f"redis DEL failed: {exc}") from exc
+
+    def inspect(self, key: str) -> RawEntry | None:
+        return self._inspect(key, self._tagv, transaction=True)
+
+    def _inspect(self, full_key: str, tagv: str, *, transaction: bool) -> RawEntry | None:
+        """Read-only: ``GET`` + ``PTTL`` of the entry (one ``MULTI``/``EXEC`` where the
+        client allows it), then ``MGET`` of its tags' tokens (in the entry's slot on a
+        Cluster). No script: nothing is created or dropped."""
+        try:
+            pipe = self.client.pipeline(transaction=transaction)
+            pipe.get(full_key)
+            pipe.pttl(full_key)
+            raw, pttl = pipe.execute()
+            if raw is None:
+                return None
+            raw = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+            parsed = parse_frame(raw)
+            if parsed is None:
+                return RawEntry(raw, (), (), (), remaining(pttl), framed=False)
+            tags, versions, payload = parsed
+            current: list[Any] = []
+            if tags:
+                current = self.client.execute_command("MGET", *(tagv + t for t in tags))
+        except RedisError as exc:
+            raise BackendError(f"redis inspect failed: {exc}") from exc
+        tokens = tuple(None if t is None else decode_tokens((t,))[0] for t in current)
+        return RawEntry(payload, tags, versions, tokens, remaining(pttl))
 
     def invalidate(self, tags: Sequence[str]) -> None:
         if not tags:

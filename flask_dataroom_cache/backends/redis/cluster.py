@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from ..base import BackendError, Lookup
+from ..base import BackendError, Lookup, RawEntry
 from ..lua import load_script
 from .backend import RedisBackend
 from .connection import RedisError
@@ -196,6 +196,16 @@ class ClusterRedisBackend(RedisBackend):
             self.client.delete(self._full_key(key))
         except RedisError as exc:
             raise BackendError(f"redis DEL failed: {exc}") from exc
+
+    def inspect(self, key: str) -> RawEntry | None:
+        """The entry in its shard group, checked against that group's token copies (the
+        ones a read compares). ``key`` as the app knows it, or as stored (``{P:sN}...``)."""
+        head = "{" + self.prefix + ":s"
+        if key.startswith(head) and "}" in key:
+            key = key[key.index("}") + 1 :]
+        g = self._group(key)
+        # the entry and its tokens share one slot; a cluster pipeline is not a MULTI
+        return self._inspect(self._groups[g] + key, self._group_tagv[g], transaction=False)
 
     def invalidate(self, tags: Sequence[str]) -> None:
         if not tags:

@@ -22,6 +22,7 @@ __all__ = [
     "entry_header",
     "frame",
     "glob_escape",
+    "parse_frame",
     "remaining",
     "token_key_prefix",
 ]
@@ -41,6 +42,23 @@ def frame(tags: Sequence[str], versions: Sequence[str], payload: bytes) -> bytes
     """An entry: ``payload`` stamped with ``tags`` and the tokens (``versions``) they had."""
     head = "\n".join([str(len(tags)), *tags, *versions, ""])
     return head.encode("utf-8") + payload
+
+
+def parse_frame(raw: bytes) -> tuple[tuple[str, ...], tuple[str, ...], bytes] | None:
+    """``(tags, versions, payload)`` of an entry :func:`frame` wrote; ``None`` for anything
+    else (``get.lua`` drops such a value on a read). The same rules as the script."""
+    head, sep, rest = raw.partition(b"\n")
+    if not sep or not head.isdigit() or int(head) > 64:
+        return None
+    n = int(head)
+    parts = rest.split(b"\n", 2 * n)
+    if len(parts) != 2 * n + 1:
+        return None
+    try:
+        names = tuple(p.decode("utf-8") for p in parts[: 2 * n])
+    except UnicodeDecodeError:
+        return None
+    return names[:n], names[n:], parts[-1]
 
 
 def decode_tokens(replies: Iterable[Any]) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..base import Backend, BackendError, Lookup
+from ..base import Backend, BackendError, Lookup, RawEntry
 from .breaker import CircuitBreaker
 from .recovery import Recovery
 from .undelivered import UndeliveredInvalidations
@@ -122,6 +122,20 @@ class ResilientBackend:
     @property
     def epoch_bumps(self) -> int:
         return self._undelivered.epoch_bumps
+
+    def on_state_change(self, listener: Callable[[str, str | None], None]) -> Callable[[], None]:
+        """Call ``listener(state, error)`` when the breaker opens (``"open"``, the error
+        that opened it) and when the backend is back (``"closed"``, ``None``); returns
+        the function that removes it. Not called for a breaker that starts open (the
+        backend was unreachable at start: the factory logs that)."""
+        listeners = self._breaker.listeners
+        listeners.append(listener)
+
+        def remove() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return remove
 
     def breaker_stats(self) -> dict[str, Any]:
         """The breaker's state and counters, for ``stats()`` and the Prometheus collector."""
@@ -257,6 +271,12 @@ class ResilientBackend:
                 self._breaker.success()
                 return
         self._queue(keys=[key])
+
+    def inspect(self, key: str) -> RawEntry | None:
+        """The primary's entry, read directly (an inspection is an operator's question
+        about the shared cache: it raises :class:`BackendError` rather than answer from
+        the fallback or count towards the breaker)."""
+        return self.primary.inspect(key)
 
     def invalidate(self, tags: Sequence[str]) -> None:
         if not tags:

@@ -11,6 +11,12 @@ Quiet logs: one warning when the breaker opens (reason, consecutive errors), one
 when the backend is back (duration, and the tallies of the outage, :class:`Outage`: errors,
 skipped operations, delivered invalidations); individual errors at debug level only.
 Thread-safe; it never does I/O but logging.
+
+Listeners (:attr:`CircuitBreaker.listeners`, added through
+``ResilientBackend.on_state_change``) hear each transition as ``(state, error)``:
+``("open", reason)`` when it opens, ``("closed", None)`` when the backend is back. The
+store turns them into the ``backend_state_changed`` signal (backends import nothing
+above them, so the breaker only calls what it is given).
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ class CircuitBreaker:
         self.errors = 0
         self.times_opened = 0
         self.outage = Outage()
+        #: Called with ``(state, error)`` on each transition (:meth:`announce`), outside
+        #: the lock, in the thread that made it (a request, or the background prober).
+        self.listeners: list[Callable[[str, str | None], None]] = []
         if start_open:  # unreachable at start: the factory has logged it, open silently
             self.is_open = True
             self.open_until = clock() + cooldown
@@ -127,6 +136,7 @@ class CircuitBreaker:
             "" if count == 1 else "s",
             " and the local fallback cache" if self.fallback else "",
         )
+        self.announce("open", reason)
 
     def close(self) -> bool:
         """Close after a successful probe. True if it was open until now. The caller holds
@@ -149,6 +159,15 @@ class CircuitBreaker:
             outage.skipped,
             outage.delivered,
         )
+
+    def announce(self, state: str, error: str | None) -> None:
+        """Tell the listeners about a transition (``"open"`` with its reason, or
+        ``"closed"``); a listener that raises is logged and never breaks the caller."""
+        for listener in list(self.listeners):
+            try:
+                listener(state, error)
+            except Exception:
+                log.exception("cache backend %s: a state listener raised; ignored", self.name)
 
     def rewind(self) -> None:
         """End the cooldown now (``close()`` of the backend: one last probe)."""

@@ -148,6 +148,7 @@ class Recovery:
                 self.fallback.clear()
             if was_open:
                 self._breaker.log_back()
+                self._breaker.announce("closed", None)
             return True
         finally:
             self._probe_lock.release()

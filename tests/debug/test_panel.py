@@ -1,0 +1,153 @@
+"""The Flask-DebugToolbar panel, rendered by the toolbar through the test client: the rows
+of each section for a miss then a hit, a commit's invalidations, a bypass, and no
+recording for a request (or an app) the panel does not watch."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask, request
+from flask_debugtoolbar import DebugToolbarExtension
+from markupsafe import escape
+
+from flask_dataroom_cache import DataRoomCache, dataroom_tag
+from flask_dataroom_cache.views.recording import RECORDER_KEY
+
+PANEL = "flask_dataroom_cache.debug.CachePanel"
+PAGE = "<!doctype html><html><head><title>room</title></head><body><h1>{}</h1></body></html>"
+
+
+def toolbar_config(**extra: Any) -> dict[str, Any]:
+    return {
+        "DEBUG_TB_ENABLED": True,
+        "SECRET_KEY": "test",
+        "DEBUG_TB_INTERCEPT_REDIRECTS": False,
+        "DEBUG_TB_PANELS": [PANEL],
+        **extra,
+    }
+
+
+@pytest.fixture
+def site(make_app: Callable[..., tuple[Flask, DataRoomCache]]) -> tuple[Flask, DataRoomCache]:
+    app, cache = make_app(**toolbar_config())
+
+    @cache.identity
+    def user() -> str | None:
+        return request.headers.get("X-User-Id")
+
+    @app.get("/rooms/<room_id>")
+    @cache.cached(tags=lambda room_id: [dataroom_tag(room_id)])
+    def room(room_id: str) -> str:
+        return PAGE.format(escape(room_id))
+
+    @app.post("/rooms/<room_id>")
+    def rename(room_id: str) -> str:
+        cache.invalidate_tags(dataroom_tag(room_id))
+        return PAGE.format("renamed")
+
+    DebugToolbarExtension(app)
+    return app, cache
+
+
+def panel_html(body: str) -> str:
+    """The panel's content in a toolbar page."""
+    match = re.search(
+        r'id="flDebugDataroomCachePanel-content".*?<div class="flDebugScroll">'
+        r"(.*?)</div>\s*</div>\s*</div>",
+        body,
+        re.S,
+    )
+    assert match, "the panel is not in the page"
+    return match.group(1)
+
+
+def rows(html: str, table: str) -> list[str]:
+    found = re.search(rf'<table id="dataroom-cache-{table}">(.*?)</table>', html, re.S)
+    assert found, table
+    body = found.group(1)
+    return [re.sub(r"\s+", " ", r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)][1:]
+
+
+def test_a_miss_then_a_hit(site: tuple[Flask, DataRoomCache]) -> None:
+    app, _ = site
+    client = app.test_client()
+    first = client.get("/rooms/r1", headers={"X-User-Id": "u1"})
+    assert first.headers["X-Cache"] == "MISS"
+    html = panel_html(first.get_data(as_text=True))
+    lookups = rows(html, "lookups")
+    assert len(lookups) == 1 and "MISS" in lookups[0] and "view <code>room</code>" in lookups[0]
+    assert "dataroom:r1" in lookups[0]
+    stored = rows(html, "stored")
+    assert len(stored) == 1 and "pending" in stored[0] and "dataroom:r1" in stored[0]
+    key = re.search(r"<code>([^<]*room[^<]*)</code>", stored[0])
+    assert key is not None
+
+    second = client.get("/rooms/r1", headers={"X-User-Id": "u1"})
+    assert second.headers["X-Cache"] == "HIT"
+    html = panel_html(second.get_data(as_text=True))
+    lookups = rows(html, "lookups")
+    assert len(lookups) == 1 and "<strong>HIT</strong>" in lookups[0]
+    assert f"<code>{key.group(1)}</code>" in lookups[0]  # the key the miss stored
+    (nothing,) = rows(html, "stored")
+    assert "Nothing stored" in nothing
+    backend = " ".join(rows(html, "backend"))
+    assert "breaker" in backend and "near cache (L1)" in backend
+
+
+def test_a_bypass_and_an_invalidation(site: tuple[Flask, DataRoomCache]) -> None:
+    app, _ = site
+    client = app.test_client()
+    html = panel_html(client.get("/rooms/r1").get_data(as_text=True))  # anonymous
+    lookups = rows(html, "lookups")
+    assert "BYPASS" in lookups[0] and "anonymous" in lookups[0] and "(not built)" in lookups[0]
+    assert "anonymous" in rows(html, "skipped")[0]
+    html = panel_html(client.post("/rooms/r1").get_data(as_text=True))
+    (inv,) = rows(html, "invalidations")
+    assert "api" in inv and "dataroom:r1" in inv
+
+
+def test_nothing_is_recorded_without_the_panel(
+    make_app: Callable[..., tuple[Flask, DataRoomCache]],
+) -> None:
+    app, cache = make_app(**toolbar_config(DEBUG_TB_PANELS=[]))
+    seen: list[Any] = []
+
+    @app.get("/page")
+    @cache.cached(shared=True)
+    def page() -> str:
+        seen.append(request.environ.get(RECORDER_KEY))
+        return PAGE.format("x")
+
+    DebugToolbarExtension(app)
+    assert app.test_client().get("/page").headers["X-Cache"] == "MISS"
+    assert seen == [None]
+
+
+def test_two_apps_record_their_own_requests(
+    site: tuple[Flask, DataRoomCache], make_app: Callable[..., tuple[Flask, DataRoomCache]]
+) -> None:
+    app, _ = site
+    other, other_cache = make_app(**toolbar_config())
+
+    @other.get("/other")
+    @other_cache.cached(shared=True, tags=["other:1"])
+    def other_page() -> str:
+        return PAGE.format("other")
+
+    DebugToolbarExtension(other)
+
+    @app.get("/both")
+    def both() -> str:
+        # a request of the first app that writes to the second app's cache: the
+        # first app's panel must not list the second app's entry
+        with other.app_context():
+            other_cache.set("from-first", 1, tags=["other:1"])
+        return PAGE.format("both")
+
+    html = panel_html(app.test_client().get("/both").get_data(as_text=True))
+    assert "from-first" not in html
+    html = panel_html(other.test_client().get("/other").get_data(as_text=True))
+    assert "MISS" in rows(html, "lookups")[0]
