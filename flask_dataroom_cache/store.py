@@ -323,7 +323,7 @@ class CacheStore:
 
     def capture_reads(self, key: str | None = None) -> readcapture.CaptureScope:
         """A context manager capturing the reads of the computation run inside it
-        (automatic dependencies, docs/auto-tags-reads.md); :meth:`stamp_reads` of what it
+        (automatic dependencies, docs/auto-tags.md); :meth:`stamp_reads` of what it
         yields gives the entry's tags and versions. Any compute path wraps its
         computation in it. ``key``: the entry computed; when this thread's missing read
         of it named the tags it was last stored with, their tokens (read before the
