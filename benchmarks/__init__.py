@@ -23,11 +23,13 @@ MODULES = [
     "bench_tracking",
     "bench_autowrite",
     "bench_views",
+    "bench_async",
     "bench_example",
     "bench_scale",
     "bench_ops",
     "bench_signals",
     "bench_observability",
+    "bench_memoize",
     "bench_autotags",
 ]
 

@@ -79,10 +79,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # session when it is initialised.
     db.init_app(app)
     cache.init_app(app)
+    from . import asyncdb
+
+    asyncdb.init_app(app)  # the async route's tracked AsyncSession factory
 
     # warm registers @cache.warmer; openapi adds GET /api/openapi.json, pages the HTML
-    # room overview and metrics GET /metrics (when prometheus_client is installed)
-    from . import api, cli, errors, metrics, openapi, pages, warm  # noqa: F401
+    # room overview, metrics GET /metrics (when prometheus_client is installed) and
+    # asyncapi the async folder tree
+    from . import api, asyncapi, cli, errors, metrics, openapi, pages, warm  # noqa: F401
 
     errors.register(app)
     app.register_blueprint(api.bp)

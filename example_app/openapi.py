@@ -196,6 +196,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "updatedAt": TIMESTAMP,
         }
     ),
+    "TreeFile": _object({"id": ID, "name": NAME_OUT, "size": {"type": "integer", "minimum": 0}}),
+    "TreeFolder": _object(
+        {
+            "id": ID,
+            "name": NAME_OUT,
+            "folders": {"type": "array", "items": _ref("TreeFolder")},
+            "files": {"type": "array", "items": _ref("TreeFile")},
+        }
+    ),
+    "Tree": _object(
+        {
+            "folders": {"type": "array", "items": _ref("TreeFolder")},
+            "files": {"type": "array", "items": _ref("TreeFile")},
+        }
+    ),
     "DataRoomList": _items("DataRoom"),
     "MemberList": _items("Member"),
     "FolderList": _items("Folder"),
@@ -315,6 +330,16 @@ PATHS: dict[str, dict[str, Any]] = {
             {**_ok("204", "removed", None), **_errors("401", "403", "404", "409")},
             params=[ROOM_ID, USER_ID],
         )
+    },
+    "/api/datarooms/{room_id}/tree": {
+        "get": _op(
+            "The data room's whole folder tree (an async view, read through AsyncSession)",
+            {
+                **_ok("200", "root folders and files, each level sorted by name, then id", "Tree"),
+                **_errors("401", "404"),
+            },
+            params=[ROOM_ID],
+        ),
     },
     "/api/datarooms/{room_id}/folders": {
         "get": _op(

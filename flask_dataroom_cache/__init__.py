@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import (
+        aget_or_set,
         cache_delete,
         cache_get,
         cache_set,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 #: Each public name and the module it is imported from on first use.
 _EXPORTS: dict[str, str] = {
+    "aget_or_set": "api",
     "cache_delete": "api",
     "cache_get": "api",
     "cache_set": "api",
@@ -66,6 +68,7 @@ __all__ = [
     "DataRoomCache",
     "MissingIdentityError",
     "Settings",
+    "aget_or_set",
     "cache_delete",
     "cache_get",
     "cache_set",

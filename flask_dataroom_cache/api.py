@@ -6,7 +6,7 @@ so code written against the original ``utils.cache`` module keeps working.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
@@ -18,6 +18,7 @@ from .tags import dataroom_tag, entity_tag, list_tag, user_tag
 from .tags import get_cache_tags as get_cache_tags
 
 __all__ = [
+    "aget_or_set",
     "cache_delete",
     "cache_get",
     "cache_set",
@@ -68,6 +69,18 @@ def get_or_set(
 ) -> T:
     """Return the cached value or compute and store it (versions captured before compute)."""
     return DataRoomCache.state().store.get_or_set(key, compute, ttl, tags)
+
+
+async def aget_or_set(
+    key: str,
+    compute: Callable[[], Awaitable[T] | T],
+    ttl: int | None = None,
+    tags: Iterable[str] | None = None,
+) -> T:
+    """The awaitable twin of :func:`get_or_set`: ``compute`` is awaited (``docs/async.md``)."""
+    from .asyncstore import aget_or_set as run
+
+    return await run(DataRoomCache.state().store, key, compute, ttl, tags)
 
 
 def invalidate_tags(*tags: str) -> None:

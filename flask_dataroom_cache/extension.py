@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from flask import Flask, current_app
 
@@ -30,12 +30,14 @@ from .store import CacheStore
 
 if TYPE_CHECKING:
     from .inspection import EntryReport
+    from .memoize import Memoized
     from .tracking import Tracker
 
 __all__ = ["EXTENSION_KEY", "CacheState", "DataRoomCache"]
 
 log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
+P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
@@ -164,6 +166,18 @@ class DataRoomCache:
     ) -> T:
         return self.store.get_or_set(key, compute, ttl, tags)
 
+    async def aget_or_set(
+        self,
+        key: str,
+        compute: Callable[[], Awaitable[T] | T],
+        ttl: int | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> T:
+        """The awaitable twin of :meth:`get_or_set` (``asyncstore``, ``docs/async.md``)."""
+        from .asyncstore import aget_or_set
+
+        return await aget_or_set(self.store, key, compute, ttl, tags)
+
     def delete(self, key: str) -> None:
         self.store.delete(key)
 
@@ -290,6 +304,40 @@ class DataRoomCache:
             query=query,
             lock_timeout=lock_timeout,
             ignore_authorization=ignore_authorization,
+        )
+
+    # -- memoized functions (flask_dataroom_cache/memoize/) -----------------------------
+    @overload
+    def memoize(self, timeout: Callable[P, T], /) -> Memoized[P, T]: ...
+
+    @overload
+    def memoize(
+        self,
+        timeout: int | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+        lock: bool = False,
+        stale_while_revalidate: int = 0,
+    ) -> Callable[[Callable[P, T]], Memoized[P, T]]: ...
+
+    def memoize(
+        self,
+        timeout: int | Callable[..., Any] | None = None,
+        *,
+        tags: Iterable[str] | Callable[..., Iterable[str]] | None = None,
+        lock: bool = False,
+        stale_while_revalidate: int = 0,
+    ) -> Any:
+        """Cache any function or method by its arguments (``@cache.memoize(...)``, or bare
+        ``@cache.memoize``); the result has ``invalidate(*args, **kwargs)``,
+        ``invalidate_all()`` and ``uncached(*args, **kwargs)``.
+
+        See :mod:`flask_dataroom_cache.memoize` and ``docs/memoize.md``.
+        """
+        from . import memoize
+
+        return memoize.decorator(
+            self, timeout, tags=tags, lock=lock, stale_while_revalidate=stale_while_revalidate
         )
 
     def identity(self, fn: Callable[[], Any]) -> Callable[[], Any]:

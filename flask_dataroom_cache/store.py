@@ -24,12 +24,14 @@ This is where DESIGN.md's read-side promises are kept:
 One name per step: :meth:`CacheStore.read` is the one read (value and, on a miss, the
 versions to stamp on what is computed next); :meth:`~CacheStore.get` is the documented read
 built on it; every write of a computed value (``set``, ``get_or_set``, and so the view
-decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._fill`.
+decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._fill`; every
+miss the store's callers compute (``get_or_set``, ``@cache.memoize``) runs in one compute
+step, :meth:`CacheStore.compute_and_fill`, once per key in the process (single flight,
+``flights.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -38,10 +40,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from . import readcapture, signals, tracing
+from .asyncflight import Flights as AsyncFlights
 from .autotags import AUTO_PREFIXES
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
+from .flights import Flights, run_once
 from .metrics import Metrics
 from .serialization import CodecError, decode, encode
 from .tags import MAX_TAGS_PER_ENTRY, normalize_tags
@@ -122,6 +126,15 @@ class CacheStore:
         #: thread runs to take over what the worker held (the tracker's open sessions),
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
+        #: Keys being computed by ``aget_or_set`` in this process (``asyncflight``).
+        self.async_flights = AsyncFlights()
+        #: Callables returning True when this thread must not wait for another's
+        #: computation of a key (single flight, a lock): it holds what that computation
+        #: may need (the tracker: an open SQLite transaction). It computes instead.
+        self.wait_checks: list[Callable[[], bool]] = []
+        #: Keys being computed in this process by ``get_or_set`` and ``@cache.memoize``
+        #: (single flight, ``flights.py``; the view decorator has its own).
+        self.flights = Flights()
         #: Called with each new :class:`~.readcapture.ReadCapture` of this store, in the
         #: computing thread, before the computation runs (the tracker: what this thread's
         #: sessions hold in memory must be read again, or the capture refuses).
@@ -177,6 +190,14 @@ class CacheStore:
 
         detach: Callable[[], None] = listen(changed)
         return detach
+
+    def must_not_wait(self) -> bool:
+        """True when this thread must compute a missing key rather than wait for another
+        thread or process computing it (a ``wait_checks`` hook says so)."""
+        for check in self.wait_checks:  # noqa: SIM110
+            if check():
+                return True
+        return False
 
     def report_error(self, what: str, exc: BaseException) -> None:
         """Count a backend error (``errors``) and log it, at most once a minute: the store's
@@ -401,6 +422,8 @@ class CacheStore:
     ) -> T:
         """Return the cached value, or compute, store (race-free) and return it.
 
+        Concurrent misses of ``key`` in this process compute once (single flight,
+        ``flights.run_once``): the others wait for the leader and read what it stored.
         Without ``tags`` (and with ``CACHE_AUTO_TAGS``, the default), the entry depends
         on what ``compute`` read (automatic dependencies, docs/auto-tags.md); with
         ``tags``, on those tags only; ``tags=[]``: on its TTL only."""
@@ -409,52 +432,83 @@ class CacheStore:
         value, versions = self.read(key, norm, endpoint)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
-        if tags is None and versions is not None and self.settings.auto_tags:
-            return self._compute_reads(key, compute, expiry, norm, versions, endpoint)
-        if self.tracing is not None:
-            with self.tracing.compute(key, tags=norm, endpoint=endpoint) as span:
-                value = compute()
-                stored = versions is not None and self._fill(
-                    key, value, expiry, norm, versions, endpoint
-                )
-                reason = None if stored else "no versions" if versions is None else "refused"
-                tracing.set_result(span, "stored" if stored else "not_stored", reason)
-                return value
-        value = compute()
-        if versions is not None:  # None: disabled, bypassed or unreachable when read
-            self._fill(key, value, expiry, norm, versions, endpoint)
-        return value
+        auto = tags is None and self.settings.auto_tags
+        if versions is None:  # disabled, bypassed or unreachable: nothing will be stored
+            return self.compute_and_fill(key, compute, expiry, norm, None, endpoint=endpoint)
+        seen: list[tuple[str, ...] | None] = [versions]
 
-    def _compute_reads(
+        def lead() -> T:
+            return self.compute_and_fill(
+                key, compute, expiry, norm, seen[0], endpoint=endpoint, auto=auto
+            )
+
+        def reread() -> Any:
+            found, seen[0] = self.read(key, norm, endpoint)
+            return found
+
+        wait = 0.0 if self.wait_checks and self.must_not_wait() else None
+        return run_once(self.flights, key, lead, reread, MISSING, wait)
+
+    def compute_and_fill(
         self,
         key: str,
         compute: Callable[[], T],
         expiry: int,
-        norm: tuple[str, ...],
-        versions: tuple[str, ...],
-        endpoint: str | None,
+        tags: tuple[str, ...],
+        versions: Sequence[str] | None,
+        *,
+        endpoint: str | None = None,
+        stored: Callable[[T], Any] | None = None,
+        auto: bool = False,
     ) -> T:
-        """``get_or_set``'s miss with automatic dependencies: compute capturing its reads,
-        store it with them (or not: tables unknown, a token unreadable)."""
-        span_cm = (
-            self.tracing.compute(key, tags=norm, endpoint=endpoint)
-            if self.tracing is not None
-            else contextlib.nullcontext()
-        )
-        with span_cm as span:
+        """The compute step of a miss (``get_or_set``, ``@cache.memoize``): run
+        ``compute()``, then fill ``key`` with what it returned (``stored(value)`` when
+        given: what to keep of it, :data:`MISSING` to keep nothing), stamped with
+        ``versions``, the tokens of ``tags`` read *before* ``compute`` ran. ``None``:
+        nothing is stored (disabled, bypassed, or the backend could not say). Inside a
+        ``dataroom_cache.compute`` span when tracing is on (``tracing.py``). ``auto``:
+        the entry also depends on what ``compute`` reads (automatic dependencies,
+        :meth:`capture_reads`), and is not stored when the tables read cannot be known."""
+        if self.tracing is None:
+            return self._compute_and_fill(
+                key, compute, expiry, tags, versions, endpoint, stored, auto
+            )[0]
+        with self.tracing.compute(key, tags=tags, endpoint=endpoint) as span:
+            value, done = self._compute_and_fill(
+                key, compute, expiry, tags, versions, endpoint, stored, auto
+            )
+            reason = None if done else "no versions" if versions is None else "refused"
+            tracing.set_result(span, "stored" if done else "not_stored", reason)
+            return value
+
+    def _compute_and_fill(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        expiry: int,
+        tags: tuple[str, ...],
+        versions: Sequence[str] | None,
+        endpoint: str | None,
+        stored: Callable[[T], Any] | None,
+        auto: bool = False,
+    ) -> tuple[T, bool]:
+        if auto and versions is not None:
             with self.capture_reads(key) as capture:
                 value = compute()
-            stamped = self.stamp_reads(capture, norm, versions, key)
-            if stamped is None:
+            stamped = self.stamp_reads(capture, tags, versions, key)
+            if stamped is None:  # tables unknown, or a token could not be read
                 why = "reads_unknown" if capture.unknown else "bypasses"
                 self.metrics.incr(why, endpoint=endpoint)
-                stored = False
-            else:
-                stored = self._fill(key, value, expiry, stamped[0], stamped[1], endpoint)
-            if span is not None:
-                reason = None if stored else capture.unknown or "refused"
-                tracing.set_result(span, "stored" if stored else "not_stored", reason)
-        return value
+                return value, False
+            tags, versions = stamped
+        else:
+            value = compute()
+        done = False
+        if versions is not None:
+            data = value if stored is None else stored(value)
+            if data is not MISSING:
+                done = self._fill(key, data, expiry, tags, versions, endpoint)
+        return value, done
 
     def _fill(
         self,

@@ -55,6 +55,7 @@ RESERVED_NAMESPACES: dict[str, str] = {
     "user": "user:{id} is the per-user tag every per-user cached view carries",
     "type": "type:{entity} is the tag of every entry of an entity type",
     EPOCH_TAG: "the epoch tag every entry carries",
+    "~memo": "~memo:{function} and ~memo:{entry} are the tags of memoized functions",
 }
 MAX_TAGS_PER_ENTRY = 64
 

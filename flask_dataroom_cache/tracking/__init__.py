@@ -39,7 +39,7 @@ global ``Session`` class.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, has_app_context
@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from ..rules import Registry
 from ..state import EXTENSION_KEY
+from .asyncsessions import sync_engines, sync_target
 from .autoflush import AutoFlush
 from .autorows import AutoWrites
 from .autostatements import AutoStatements
@@ -152,6 +153,8 @@ class Tracker:
         owners: weakref.WeakKeyDictionary[Connection, SessionState] = weakref.WeakKeyDictionary()
         #: Session factories listened on (kept alive until detached), and engines.
         self._targets: list[Any] = []
+        #: Undoes what attaching changed on an ``async_sessionmaker`` (``asyncsessions``).
+        self._undo: list[Callable[[], None]] = []
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
         self.session_events = SessionEvents(
             key=self.key,
@@ -189,6 +192,7 @@ class Tracker:
         self.store.deferrers.append(self.snapshot.defer)
         self.store.fill_checks.append(self.snapshot.refuse_fill)
         self.store.handovers.append(self.threads.hand_over)
+        self.store.wait_checks.append(self.snapshot.must_not_wait)
 
     # -- attaching ------------------------------------------------------------------------------
     def attach_flask_sqlalchemy(self) -> bool:
@@ -220,8 +224,14 @@ class Tracker:
         self._late_hook = late  # keep a reference (and disconnect it on detach)
         appcontext_pushed.connect(late, sender=app, weak=False)
 
-    def attach(self, target: Any, engines: Iterable[Engine] = ()) -> None:
-        """Listen on a sessionmaker / scoped_session / Session (not the Session class)."""
+    def attach(self, target: Any, engines: Iterable[Any] = ()) -> None:
+        """Listen on a sessionmaker / scoped_session / Session (not the Session class), or
+        their asyncio twins (through the sync objects they wrap: ``asyncsessions``)."""
+        found = sync_target(target)
+        if found.undo is not None:
+            self._undo.append(found.undo)
+        target = found.target
+        engines = [*sync_engines(engines), *found.engines]
         if isinstance(target, scoped_session):
             target = target.session_factory
         if isinstance(target, type):
@@ -231,7 +241,6 @@ class Tracker:
             )
         if not isinstance(target, sessionmaker | Session):
             raise TypeError(f"cannot track {target!r}")
-        engines = list(engines)
         bind = target.kw.get("bind") if isinstance(target, sessionmaker) else target.bind
         if isinstance(bind, Engine):
             engines.append(bind)
@@ -267,6 +276,9 @@ class Tracker:
         for target in self._targets:
             self.session_events.detach(target)
         self._targets.clear()
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
         for engine in list(self._engines):
             self.core_statements.detach(engine)
             self.connection_events.detach(engine)
@@ -279,6 +291,7 @@ class Tracker:
             (self.store.deferrers, self.snapshot.defer),
             (self.store.fill_checks, self.snapshot.refuse_fill),
             (self.store.handovers, self.threads.hand_over),
+            (self.store.wait_checks, self.snapshot.must_not_wait),
         ):
             if check in hooks:
                 hooks.remove(check)  # type: ignore[arg-type]

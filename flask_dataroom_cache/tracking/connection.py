@@ -20,7 +20,6 @@ object). Listeners on each tracked engine (and its pool)::
 from __future__ import annotations
 
 import logging
-import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .commit_hook import hook_commit, unhook_commit
 from .pending import PendingTags
+from .tasklocal import TaskLocal
 
 if TYPE_CHECKING:
     from .autostatements import AfterUpdate
@@ -148,9 +148,10 @@ class ConnectionEvents:
         self.key = key
         self.delivery = delivery
         self.owners = owners
-        #: ``.committing``: this thread's :class:`_Committing`, between the ``commit``
-        #: event and the commit hook.
-        self._local = threading.local()
+        #: This thread's (asyncio task's) :class:`_Committing`, between the ``commit``
+        #: event and the commit hook: an async driver's COMMIT awaits, and another task
+        #: of the loop may commit meanwhile.
+        self._committing: TaskLocal[_Committing] = TaskLocal()
 
     def attach(self, engine: Engine) -> None:
         for name, method in TRANSACTION_EVENTS.items():
@@ -188,7 +189,7 @@ class ConnectionEvents:
         if tags or owner is not None:
             if record is None:
                 record = connection_record(conn, self.key)
-            self._local.committing = _Committing(_dbapi(conn), record, owner, earlier)
+            self._committing.set(_Committing(_dbapi(conn), record, owner, earlier))
 
     def on_commit_twophase(self, conn: Connection, xid: Any, is_prepared: bool) -> None:
         """A two-phase COMMIT (``do_commit_twophase``, not wrapped): the tags go out when
@@ -199,10 +200,10 @@ class ConnectionEvents:
 
     def after_dbapi_commit(self, dbapi_connection: Any) -> None:
         """The commit hook, right after a DBAPI COMMIT succeeded: deliver its tags."""
-        pending: _Committing | None = getattr(self._local, "committing", None)
+        pending = self._committing.get()
         if pending is None:
             return
-        self._local.committing = None
+        self._committing.set(None)
         if pending.dbapi is not dbapi_connection:
             return  # another connection's COMMIT: that one's own check-in resends
         record = pending.record
@@ -229,8 +230,8 @@ class ConnectionEvents:
         connection, a timeout) leaves the COMMIT in doubt: the server may have committed
         before the error reached us, so its tags and the session's are sent now,
         over-invalidating if it did not (never stale: promise 1)."""
-        pending: _Committing | None = getattr(self._local, "committing", None)
-        self._local.committing = None
+        pending = self._committing.get()
+        self._committing.set(None)
         if pending is None or pending.dbapi is not dbapi_connection:
             return
         record = pending.record
@@ -275,9 +276,9 @@ class ConnectionEvents:
             record.reselect = None
             record.auto_after = None
             record.ran_ddl = False
-        pending: _Committing | None = getattr(self._local, "committing", None)
+        pending = self._committing.get()
         if pending is not None and pending.dbapi is _dbapi(conn):
-            self._local.committing = None
+            self._committing.set(None)
 
     def on_checkin(self, dbapi_conn: Any, pool_record: Any) -> None:
         info = getattr(pool_record, "info", None)

@@ -2,7 +2,9 @@
 
 The store asks three questions of the tracker (its hooks), answered here from this
 thread's tracked sessions (:class:`ThreadSessions`: registered by ``session.py`` when a
-transaction begins, dropped when it ends, handed over between threads):
+transaction begins, dropped when it ends, handed over between threads). "This thread" is
+the running asyncio task when there is one (``tasklocal.py``): an ``AsyncSession``'s
+events fire in the task that awaits it, and two tasks of one loop are two units of work.
 
 * :meth:`SnapshotRules.must_bypass` (``store.bypass_checks``): reads skip the cache and
   fills are dropped while a session holds uncommitted tracked changes, flushed or not
@@ -16,6 +18,9 @@ transaction begins, dropped when it ends, handed over between threads):
 * :meth:`SnapshotRules.defer` (``store.deferrers``): ``invalidate_tags`` while a session
   has an open transaction with changes joins that transaction's pending tags (it follows
   its savepoints, commit and rollback); otherwise it is delivered now.
+* :meth:`SnapshotRules.must_not_wait` (``store.wait_checks``): a thread holding an open
+  SQLite transaction must not wait for another thread's (or process's) computation of a
+  key: its lock may be what that computation waits for.
 
 The commit sequence (:attr:`SnapshotRules.seq`) is bumped before every delivery
 (``delivery.py``) and every immediate invalidation; a session records it when its
@@ -33,6 +38,7 @@ from ..backends.base import token_time
 from ..rules import Registry
 from ..store import SNAPSHOT, UNCOMMITTED
 from .sqlexpr import unflushed_groups
+from .tasklocal import TaskLocal
 
 if TYPE_CHECKING:
     from .session import SessionState
@@ -57,39 +63,45 @@ def backend_nonces(backend: Any) -> tuple[str, ...]:
 
 
 class ThreadSessions:
-    """Per thread, the tracked sessions with an open transaction (one tracker's)."""
+    """Per thread (per asyncio task inside a loop), the tracked sessions with an open
+    transaction (one tracker's)."""
 
     def __init__(self) -> None:
-        #: ``.states``: a WeakSet of :class:`SessionState`, per thread.
-        self.local = threading.local()
+        #: A WeakSet of :class:`SessionState` per task, else per thread.
+        self.local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
+        #: Every tracked session that began a transaction here and is still alive (the
+        #: read capture isolates computations from their identity maps: ``capture.py``).
+        self.seen_local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
 
     def current(self) -> weakref.WeakSet[SessionState] | None:
-        return getattr(self.local, "states", None)  # type: ignore[no-any-return]
+        return self.local.get()
 
     def register(self, state: SessionState) -> None:
-        """``state`` began a transaction in this thread."""
-        mine: weakref.WeakSet[SessionState] | None = getattr(self.local, "states", None)
+        """``state`` began a transaction in this thread (task)."""
+        mine = self.local.get()
         if mine is None:
-            mine = self.local.states = weakref.WeakSet()
+            mine = weakref.WeakSet()
+            self.local.set(mine)
         mine.add(state)
         state.listed_in = mine
-        seen: weakref.WeakSet[SessionState] | None = getattr(self.local, "seen", None)
+        seen = self.seen_local.get()
         if seen is None:
-            seen = self.local.seen = weakref.WeakSet()
+            seen = weakref.WeakSet()
+            self.seen_local.set(seen)
         seen.add(state)
 
     def seen(self) -> list[SessionState]:
         """The tracked sessions that ever began a transaction in this thread and are
         still alive (their identity maps may hold what a computation reads without SQL)."""
-        seen: weakref.WeakSet[SessionState] | None = getattr(self.local, "seen", None)
+        seen = self.seen_local.get()
         return list(seen) if seen else []
 
     def adopt(self, state: SessionState) -> None:
-        """A session used by another thread than the one that began its transaction
-        (handed over): its state moves to this thread's, where the bypass, fill and
-        deferral checks look."""
+        """A session used by another thread (task) than the one that began its
+        transaction (handed over, or awaited by another task): its state moves to this
+        one's, where the bypass, fill and deferral checks look."""
         listed = state.listed_in
-        if listed is not None and listed is not getattr(self.local, "states", None):
+        if listed is not None and listed is not self.local.get():
             listed.discard(state)
             self.register(state)
 
@@ -97,7 +109,7 @@ class ThreadSessions:
         """``store.handovers``: run in a thread that worked for another (an async view in
         asgiref's loop thread) as it ends; the other thread calls the result to adopt the
         sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
-        states = list(getattr(self.local, "states", None) or ())
+        states = list(self.local.get() or ())
 
         def adopt() -> None:
             for state in states:
@@ -119,9 +131,9 @@ class SnapshotRules:
         self, registry: Registry, threads: ThreadSessions, skew: float, nonces: tuple[str, ...]
     ) -> None:
         self.registry = registry
-        #: ``.states``: this thread's tracked sessions (read directly: every cache read
-        #: asks :meth:`must_bypass`)
-        self._local = threads.local
+        #: This thread's (task's) tracked sessions (every cache read asks
+        #: :meth:`must_bypass`)
+        self._current = threads.local.get
         #: Allowed clock disagreement between processes, in seconds
         #: (``CACHE_SNAPSHOT_CLOCK_SKEW_MS``).
         self.skew = skew
@@ -137,10 +149,26 @@ class SnapshotRules:
         with self._lock:
             self.seq += 1
 
+    def must_not_wait(self) -> bool:
+        """True while a tracked session of this thread (or task) holds an open transaction
+        on a SQLite connection. Its shared lock keeps a writer from committing, and a
+        writer waiting to commit keeps new readers out: a thread computing a key this one
+        waited for (single flight, ``lock=True``) could be waiting on this very
+        transaction, so this thread computes instead of waiting. (PostgreSQL readers
+        block no one.)"""
+        states = self._current()
+        if not states:
+            return False
+        for state in states:
+            for conn in state.connections:
+                if conn.dialect.name == "sqlite" and conn.in_transaction():
+                    return True
+        return False
+
     def must_bypass(self) -> str | None:
-        """Why this thread's reads and fills must skip the cache now (``store.
+        """Why this thread's (or task's) reads and fills must skip the cache now (``store.
         UNCOMMITTED`` or ``store.SNAPSHOT``), or None (a ``store.bypass_checks`` hook)."""
-        states = getattr(self._local, "states", None)
+        states = self._current()
         if not states:
             return None
         seq = self.seq
@@ -176,7 +204,7 @@ class SnapshotRules:
         the allowed clock skew): the value may come from a snapshot older than the change
         the token stands for. Tokens this process made are covered exactly by the commit
         sequence (:meth:`must_bypass`), so a tag created by this very read never refuses."""
-        states = getattr(self._local, "states", None)
+        states = self._current()
         if not states:
             return False
         began = min((s.began_at for s in states if s.began_at is not None), default=None)
@@ -197,7 +225,7 @@ class SnapshotRules:
     def defer(self, tags: tuple[str, ...]) -> bool:
         """Keep ``tags`` for the commit of this thread's open transaction with changes
         (True); else note an immediate delivery (False: the store sends them now)."""
-        states = getattr(self._local, "states", None)
+        states = self._current()
         if states:
             for state in states:
                 session = state.session_ref()

@@ -4,7 +4,8 @@ The identity function is, in order: the app's own (``CacheState.identity``), the
 registered with ``@cache.identity``, else Flask-Login's ``current_user`` when the app uses
 Flask-Login. It returns the user's id (``str``, ``int`` or ``UUID``), or ``None`` (or
 ``""``/``False``) for an anonymous request, which bypasses the cache: an anonymous reader
-is never a shared "user". A per-user view with no identity function at all is an error
+is never a shared "user". It may be an ``async def`` function (awaited: ``awaiting``).
+A per-user view with no identity function at all is an error
 (:class:`MissingIdentityError`), not a silently shared entry.
 """
 
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import Any
 
 from flask import current_app
 
 from ..state import CacheState
+from .awaiting import run_awaitable
 
 __all__ = ["MissingIdentityError", "identity_function", "request_identity"]
 
@@ -66,6 +69,8 @@ def request_identity(state: CacheState, endpoint: str | None) -> str | None:
             "@cache.cached(shared=True) if its response is the same for everyone"
         )
     ident = fn()
+    if type(ident) is not str and isawaitable(ident):  # an async identity function
+        ident = run_awaitable(ident)
     if ident is None or ident == "" or ident is False:
         return None
     if isinstance(ident, bool) or not isinstance(ident, str | int | uuid.UUID):

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .awaiting import sync_callable
+
 __all__ = ["Options"]
 
 #: An HTTP header name (RFC 9110 token).
@@ -64,7 +66,8 @@ class Options:
         if isinstance(vary, str):
             vary = (vary,)
         self.timeout = timeout
-        self.tags = tags if tags is None or callable(tags) else tuple(tags)
+        # a tags or unless callable may be async: awaited where it is called (awaiting)
+        self.tags = sync_callable(tags) if callable(tags) else None if tags is None else tuple(tags)
         self.shared = bool(shared)
         names = [part.strip() for h in vary for part in str(h).split(",")]
         for name in names:
@@ -80,7 +83,7 @@ class Options:
             else h.upper().replace("-", "_")
             for h in self.vary
         )
-        self.unless = unless
+        self.unless = sync_callable(unless)
         self.lock = bool(lock)
         #: ``stale_while_revalidate``, in seconds (0: off).
         self.swr = swr

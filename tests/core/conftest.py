@@ -3,13 +3,14 @@ command counter that wraps that client (no MONITOR: other test runs share the se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from flask_dataroom_cache import CacheStore, DataRoomCache
+from flask_dataroom_cache import CacheStore, DataRoomCache, aget_or_set, get_or_set
 from flask_dataroom_cache.backends.memory import MemoryBackend
 from flask_dataroom_cache.backends.redis import RedisBackend
 
@@ -113,3 +114,20 @@ def cache_config(cache_config: dict[str, Any]) -> dict[str, Any]:
     expects a hit). Timeouts themselves are tested with explicit values."""
     cache_config["CACHE_REDIS_SOCKET_TIMEOUT"] = 2.0
     return cache_config
+
+
+@pytest.fixture(params=["get_or_set", "aget_or_set"])
+def any_get_or_set(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``get_or_set``, or ``aget_or_set`` run to completion in an event loop of its own
+    (its ``compute`` made an ``async def``): one test body checks both (issue 14)."""
+    if request.param == "get_or_set":
+        return get_or_set
+
+    def run(key: str, compute: Callable[[], Any], ttl: int | None = None, tags: Any = None) -> Any:
+        async def acompute() -> Any:
+            await asyncio.sleep(0)
+            return compute()
+
+        return asyncio.run(aget_or_set(key, acompute, ttl, tags))
+
+    return run

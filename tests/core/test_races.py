@@ -71,9 +71,9 @@ def _interleave(app: Flask, reader: Callable[[Callable[[], str]], Any]) -> dict[
 KEY_TAGS = ["file:1", "file:list"]
 
 
-def test_get_or_set_race_is_closed(app: Flask) -> None:
+def test_get_or_set_race_is_closed(app: Flask, any_get_or_set: Callable[..., Any]) -> None:
     key = get_cache_key("file", 1)
-    out = _interleave(app, lambda query: get_or_set(key, query, tags=KEY_TAGS))
+    out = _interleave(app, lambda query: any_get_or_set(key, query, tags=KEY_TAGS))
     assert out["result"] == "old"  # the reader itself returns what it read
     assert cache_get(key, KEY_TAGS) is None  # ...but it was not stored as fresh
     assert get_or_set(key, lambda: out["db"].value, tags=KEY_TAGS) == "new"
@@ -96,12 +96,14 @@ def test_get_compute_set_race_is_closed(app: Flask) -> None:
     assert cache_get(key, KEY_TAGS) == "new"
 
 
-def test_stale_entry_present_before_the_race_is_not_served(app: Flask) -> None:
+def test_stale_entry_present_before_the_race_is_not_served(
+    app: Flask, any_get_or_set: Callable[..., Any]
+) -> None:
     """The entry exists, expires by invalidation while a reader recomputes it."""
     key = get_cache_key("file", 1)
     assert cache_set(key, "older", tags=KEY_TAGS)
     invalidate_tags("file:list")
-    out = _interleave(app, lambda query: get_or_set(key, query, tags=KEY_TAGS))
+    out = _interleave(app, lambda query: any_get_or_set(key, query, tags=KEY_TAGS))
     assert out["result"] == "old"
     assert cache_get(key, KEY_TAGS) is None
 

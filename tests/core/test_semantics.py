@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -111,7 +112,7 @@ def test_invalidate_cache(
         assert cache_get(keys[tag], [tag]) == tag, tag
 
 
-def test_get_or_set(app: Flask) -> None:
+def test_get_or_set(app: Flask, any_get_or_set: Callable[..., Any]) -> None:
     calls: list[int] = []
 
     def compute() -> dict[str, int]:
@@ -120,22 +121,22 @@ def test_get_or_set(app: Flask) -> None:
 
     key = get_cache_key("folder", "list", dataRoomId="r")
     tags = [dataroom_tag("r")]
-    assert get_or_set(key, compute, tags=tags) == {"n": 1}
-    assert get_or_set(key, compute, tags=tags) == {"n": 1}
+    assert any_get_or_set(key, compute, tags=tags) == {"n": 1}
+    assert any_get_or_set(key, compute, tags=tags) == {"n": 1}
     assert len(calls) == 1
     invalidate_tags(dataroom_tag("r"))
-    assert get_or_set(key, compute, tags=tags) == {"n": 2}
+    assert any_get_or_set(key, compute, tags=tags) == {"n": 2}
     assert cache_get(key, tags) == {"n": 2}
     # None is a value: cached and served without recomputing.
     nones: list[int] = []
     none_key = get_cache_key("none")
-    assert get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
-    assert get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
+    assert any_get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
+    assert any_get_or_set(none_key, lambda: nones.append(1), tags=tags) is None
     assert nones == [1]
     # An exception in compute propagates and stores nothing.
     with pytest.raises(ZeroDivisionError):
-        get_or_set(get_cache_key("boom"), lambda: 1 // 0)
-    assert get_or_set(get_cache_key("boom"), lambda: "ok") == "ok"
+        any_get_or_set(get_cache_key("boom"), lambda: 1 // 0)
+    assert any_get_or_set(get_cache_key("boom"), lambda: "ok") == "ok"
 
 
 def test_get_compute_set_pattern_stores_the_captured_versions(app: Flask) -> None:

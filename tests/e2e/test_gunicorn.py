@@ -1,5 +1,7 @@
 """End to end: the example app under gunicorn (3 workers) on PostgreSQL + Redis, driven by
-several client threads; no read issued after a write's response may show older data.
+several client threads; no read issued after a write's response may show older data. The
+reads include the async route (``GET .../tree``: an async view reading through a tracked
+``AsyncSession``, issue 14), judged on every file and folder it shows.
 
 How staleness is judged. Every object the test changes (a file's name+folder or its
 absence once deleted, a folder's name, a membership) is *owned* by one client thread, so
@@ -358,7 +360,7 @@ def test_no_stale_reads_under_gunicorn(server: int, request: pytest.FixtureReque
                 with stats.lock:
                     stats.requests += 1
                 kind = rng.choice(
-                    ["file", "list", "folders", "folder", "guest_room", "guest_rooms"]
+                    ["file", "list", "folders", "folder", "guest_room", "guest_rooms", "tree"]
                 )
                 sent = time.monotonic()
                 if kind == "file":
@@ -425,6 +427,40 @@ def test_no_stale_reads_under_gunicorn(server: int, request: pytest.FixtureReque
                         f"folder {fid} -> {data['name']}",
                         headers.get("x-cache") == "HIT",
                     )
+                elif kind == "tree":  # the async view (AsyncSession), every file and folder
+                    code, data, headers = client.request(
+                        "GET", f"/api/datarooms/{room}/tree", owner
+                    )
+                    answered = time.monotonic()
+                    assert code == 200, data
+                    placed: dict[str, tuple[str, str | None]] = {}
+                    named: dict[str, str] = {}
+                    todo = [(data, None)]
+                    while todo:
+                        node, parent = todo.pop()
+                        placed.update({f["id"]: (f["name"], parent) for f in node["files"]})
+                        for sub in node["folders"]:
+                            named[sub["id"]] = sub["name"]
+                            todo.append((sub, sub["id"]))
+                    hit = headers.get("x-cache") == "HIT"
+                    for fid, tracked in all_files():
+                        observe(
+                            tracked,
+                            sent,
+                            answered,
+                            lambda v, p=placed.get(fid): v == p,  # noqa: B008
+                            f"tree: file {fid} -> {placed.get(fid)}",
+                            hit,
+                        )
+                    for fid, tracked in folders.items():
+                        observe(
+                            tracked,
+                            sent,
+                            answered,
+                            lambda v, n=named.get(fid, ""): v == n,  # noqa: B008
+                            f"tree: folder {fid} -> {named.get(fid)}",
+                            hit,
+                        )
                 elif kind == "guest_room":
                     code, data, headers = client.request("GET", f"/api/datarooms/{room}", guest)
                     answered = time.monotonic()

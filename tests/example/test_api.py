@@ -475,3 +475,53 @@ def test_database_cascades_without_the_orm(example_app: Flask, alice: Api, room:
         for table in ("folders", "files", "memberships"):
             count = db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar()
             assert count == 0, table
+
+
+# -- the async route ------------------------------------------------------------------------
+def test_async_tree(client: FlaskClient, alice: Api, bob: Api, room: str) -> None:
+    """``GET .../tree`` is an async view reading through a tracked ``AsyncSession``
+    (issue 14): cached per user like the sync GETs, fresh after every sync write."""
+    tree = f"/api/datarooms/{room}/tree"
+    first = alice.get(tree)
+    assert first.status_code == 200 and first.headers["X-Cache"] == "MISS"
+    assert first.get_json() == {"folders": [], "files": []}
+    assert alice.get(tree).headers["X-Cache"] == "HIT"
+    legal = folder(alice, room, "Legal")
+    contracts = folder(alice, room, "Contracts", legal)
+    readme = upload(alice, room, "README.txt", b"hello")
+    nda = upload(alice, room, "nda.pdf", b"pdf", contracts)
+    got = alice.get(tree)
+    assert got.headers["X-Cache"] == "MISS"
+    assert got.get_json() == {
+        "folders": [
+            {
+                "id": legal,
+                "name": "Legal",
+                "folders": [
+                    {
+                        "id": contracts,
+                        "name": "Contracts",
+                        "folders": [],
+                        "files": [{"id": nda, "name": "nda.pdf", "size": 3}],
+                    }
+                ],
+                "files": [],
+            }
+        ],
+        "files": [{"id": readme, "name": "README.txt", "size": 5}],
+    }
+    etag = got.headers["ETag"]
+    assert alice.get(tree, headers={"If-None-Match": etag}).status_code == 304
+    # a rename deep in the tree, a move, a delete: each shows on the next read
+    alice.ok(alice.patch(f"/api/folders/{contracts}", json={"name": "Agreements"}))
+    assert alice.ok(alice.get(tree))["folders"][0]["folders"][0]["name"] == "Agreements"
+    alice.ok(alice.patch(f"/api/files/{nda}", json={"folderId": None}))
+    assert [f["name"] for f in alice.ok(alice.get(tree))["files"]] == ["README.txt", "nda.pdf"]
+    alice.ok(alice.delete(f"/api/folders/{legal}"), 204)
+    assert alice.ok(alice.get(tree))["folders"] == []
+    # per user: not a member is a 404 (never cached), a new member sees the tree
+    assert error_code(bob.get(tree), 404) == "not_found"
+    add_member(alice, room, bob, "viewer")
+    assert [f["name"] for f in bob.ok(bob.get(tree))["files"]] == ["README.txt", "nda.pdf"]
+    assert error_code(alice.get(f"/api/datarooms/{uuid.uuid4()}/tree"), 404)
+    assert error_code(Api(client, None).get(tree), 401)

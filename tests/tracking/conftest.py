@@ -93,6 +93,9 @@ def sqlite_fk(engine: sa.Engine) -> None:
 class Env:
     """One app: ``db``, ``cache``, ``store``, counting ``backend``, view helpers."""
 
+    #: ``"sync"``: ``session`` is Flask-SQLAlchemy's; ``"async"``: ``asyncenv.AsyncEnv``.
+    kind = "sync"
+
     def __init__(self, app: Flask, db: SQLAlchemy, cache: DataRoomCache) -> None:
         self.app = app
         self.db = db
@@ -104,6 +107,10 @@ class Env:
     @property
     def session(self) -> Any:
         return self.db.session
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args)`` where the session works (this thread; an async env: its task)."""
+        return fn(*args, **kwargs)
 
     # -- cached views built with the same tag functions ---------------------------------
     def contents(self, room_id: int, folder_id: int | None) -> dict[str, list[str]]:
@@ -177,3 +184,29 @@ def env(make_env: Callable[..., Env], request: pytest.FixtureRequest) -> Iterato
     e = make_env(**config)
     with e.app.app_context():
         yield e
+
+
+@pytest.fixture(params=["sync", "async"])
+def any_env(
+    request: pytest.FixtureRequest, make_env: Callable[..., Env], database_url: str
+) -> Iterator[Env]:
+    """:func:`env`, with ``session`` a Flask-SQLAlchemy session or an ``AsyncSession``
+    (issue 14): one scenario, both kinds of session."""
+    config: dict[str, Any] = {}
+    if request.node.get_closest_marker("auto_tags_off"):  # declared tags only
+        config["CACHE_AUTO_TAGS"] = False
+    e = make_env(**config)
+    if request.param == "sync":
+        with e.app.app_context():
+            yield e
+        return
+    pytest.importorskip("greenlet")
+    pytest.importorskip("aiosqlite" if database_url.startswith("sqlite") else "psycopg")
+    from .asyncenv import AsyncEnv
+
+    with e.app.app_context():
+        async_env = AsyncEnv(e, database_url)
+        try:
+            yield async_env
+        finally:
+            async_env.close()

@@ -20,6 +20,7 @@ from flask import Flask
 from sqlalchemy.orm import joinedload, selectinload
 
 from flask_dataroom_cache import signals
+from flask_dataroom_cache.autotags import AUTO_PREFIXES
 
 from .conftest import Env
 from .models import DataRoom, File, Folder, Membership
@@ -64,7 +65,7 @@ def plain(value: Any) -> Any:
 
 
 def deps(tags: tuple[str, ...]) -> set[str]:
-    return {t for t in tags if t.startswith("~") and t != "~epoch"}
+    return {t for t in tags if t.startswith(AUTO_PREFIXES)}
 
 
 def s_(env: Env) -> Any:
@@ -504,3 +505,23 @@ def test_a_recomputation_reads_no_token_again(seeded: Env) -> None:
     calls: list[int] = []
     assert env.store.get_or_set("k", lambda: calls.append(1) or "x") == first
     assert calls == []
+
+
+def test_memoize_without_tags_depends_on_what_it_read(
+    seeded: Env, stored: list[tuple[str, tuple[str, ...]]]
+) -> None:
+    env = seeded
+
+    @env.cache.memoize()
+    def file_name(file_id: int) -> str:
+        return str(env.session.get(File, file_id).name)
+
+    @env.cache.memoize(tags=[])
+    def file_name_ttl_only(file_id: int) -> str:
+        return str(env.session.get(File, file_id).name)
+
+    assert file_name(100) == "a.txt"
+    assert file_name_ttl_only(100) == "a.txt"
+    auto, ttl_only = stored[0][1], stored[1][1]
+    assert deps(auto) == {"~e:files", "~r:files:100"}
+    assert deps(ttl_only) == set()

@@ -63,7 +63,8 @@ def is_cached(env: Env, scope: int | None) -> bool:
 # -- transaction semantics ---------------------------------------------------------------
 
 
-def test_tags_sent_once_after_outermost_commit(env: Env) -> None:
+def test_tags_sent_once_after_outermost_commit(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.get(Folder, 10).name = "A-renamed"
@@ -89,7 +90,8 @@ def test_tags_sent_once_after_outermost_commit(env: Env) -> None:
     assert "type:folder" not in batch
 
 
-def test_sent_before_commit_returns(env: Env) -> None:
+def test_sent_before_commit_returns(any_env: Env) -> None:
+    env = any_env
     seed(env)
     fill(env, None)
     assert is_cached(env, None)
@@ -100,7 +102,8 @@ def test_sent_before_commit_returns(env: Env) -> None:
     assert env.contents(1, None)["folders"] == ["B", "Z"]
 
 
-def test_rollback_discards_everything(env: Env) -> None:
+def test_rollback_discards_everything(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.get(Folder, 10).name = "gone"
@@ -113,7 +116,8 @@ def test_rollback_discards_everything(env: Env) -> None:
     assert env.backend.calls["invalidate"] == 0
 
 
-def test_failed_commit_sends_nothing(env: Env) -> None:
+def test_failed_commit_sends_nothing(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.get(Folder, 20).name = "B2"
@@ -124,7 +128,8 @@ def test_failed_commit_sends_nothing(env: Env) -> None:
     assert env.backend.calls["invalidate"] == 0
 
 
-def test_savepoint_rollback_discarded_release_kept(env: Env) -> None:
+def test_savepoint_rollback_discarded_release_kept(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.get(Folder, 10).name = "kept"
@@ -142,7 +147,8 @@ def test_savepoint_rollback_discarded_release_kept(env: Env) -> None:
     assert contents_tag(11) not in sent
 
 
-def test_savepoints_nested_three_deep(env: Env) -> None:
+def test_savepoints_nested_three_deep(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     with s.begin_nested():  # level 1, released
@@ -173,15 +179,16 @@ def test_savepoints_nested_three_deep(env: Env) -> None:
     assert contents_tag(20) not in sent
 
 
-def test_invalidate_deferred_inside_transaction_immediate_outside(env: Env) -> None:
+def test_invalidate_deferred_inside_transaction_immediate_outside(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
-    invalidate_tags("manual:1")  # no transaction with changes: now
+    env.call(invalidate_tags, "manual:1")  # no transaction with changes: now
     assert env.backend.invalidated == [("manual:1",)]
     env.backend.reset()
     s.add(Note(id=1, text="x"))  # an untracked change still counts as "changes"
-    invalidate_tags("manual:2")
-    invalidate_cache("file", 5, data_room_id=1)
+    env.call(invalidate_tags, "manual:2")
+    env.call(invalidate_cache, "file", 5, data_room_id=1)
     assert env.backend.calls["invalidate"] == 0
     s.commit()
     assert env.backend.calls["invalidate"] == 1
@@ -190,19 +197,20 @@ def test_invalidate_deferred_inside_transaction_immediate_outside(env: Env) -> N
     env.backend.reset()
     s.add(Note(id=2, text="y"))
     sp = s.begin_nested()
-    invalidate_tags("manual:3")
+    env.call(invalidate_tags, "manual:3")
     sp.rollback()
     s.commit()
     assert "manual:3" not in env.backend.all_invalidated()
     # read-only transaction: immediate
     env.backend.reset()
     s.get(Folder, 10)
-    invalidate_tags("manual:4")
+    env.call(invalidate_tags, "manual:4")
     assert env.backend.invalidated == [("manual:4",)]
     s.rollback()
 
 
-def test_no_uncommitted_data_enters_the_cache(env: Env) -> None:
+def test_no_uncommitted_data_enters_the_cache(any_env: Env) -> None:
+    env = any_env
     seed(env)
     fill(env, 10)
     s = env.session
@@ -220,7 +228,8 @@ def test_no_uncommitted_data_enters_the_cache(env: Env) -> None:
 
 
 @pytest.mark.auto_tags_off  # untracked writes send automatic tags otherwise (issue 17)
-def test_commit_with_nothing_tracked_makes_zero_backend_calls(env: Env) -> None:
+def test_commit_with_nothing_tracked_makes_zero_backend_calls(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.add(Note(id=5, text="untracked"))
@@ -344,7 +353,8 @@ def test_membership_changes_invalidate_the_user(env: Env) -> None:
 # -- bulk paths ---------------------------------------------------------------------------
 
 
-def test_bulk_orm_update_and_delete(env: Env) -> None:
+def test_bulk_orm_update_and_delete(any_env: Env) -> None:
+    env = any_env
     seed(env)
     fill(env, 10, 11, 20)
     s = env.session
@@ -386,7 +396,8 @@ def test_legacy_query_update_and_delete(env: Env) -> None:
     assert {entity_tag("file", 101), contents_tag(11)} <= env.backend.all_invalidated()
 
 
-def test_bulk_orm_insert(env: Env) -> None:
+def test_bulk_orm_insert(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.execute(sa.insert(File), [{"id": 500, "data_room_id": 1, "folder_id": 20, "name": "i1"}])
@@ -437,7 +448,31 @@ def test_core_statements_on_tracked_tables(env: Env) -> None:
     assert env.contents(1, 11)["files"] == []
 
 
-def test_commit_with_open_savepoints_keeps_their_tags(env: Env) -> None:
+def test_core_dml_through_the_session(any_env: Env) -> None:
+    """Core statements on a tracked table run through the session (``session.execute``,
+    ``session.connection().execute``): part of its transaction, sent with its commit,
+    dropped by its rollback."""
+    env = any_env
+    seed(env)
+    files = File.__table__
+    s = env.session
+    s.execute(sa.update(files).where(files.c.id == 100).values(name="core"))
+    assert env.backend.calls["invalidate"] == 0
+    s.commit()
+    assert {"type:file", entity_tag("file", 100), contents_tag(10)} <= env.backend.all_invalidated()
+    assert env.contents(1, 10)["files"] == ["core"]
+    env.backend.reset()
+    s.execute(sa.delete(files).where(files.c.id == 100))
+    s.rollback()
+    assert env.backend.calls["invalidate"] == 0
+    s.connection().execute(sa.insert(files).values(id=601, data_room_id=1, folder_id=20, name="c"))
+    s.commit()
+    assert {"type:file", contents_tag(20), dataroom_tag(1)} <= env.backend.all_invalidated()
+    assert env.contents(1, 20)["files"] == ["c"]
+
+
+def test_commit_with_open_savepoints_keeps_their_tags(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.begin_nested()

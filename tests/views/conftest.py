@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from flask import Flask, jsonify, request
 
 from flask_dataroom_cache import DataRoomCache, dataroom_tag
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def flavour(kind: str) -> Callable[[F], F]:
+    """The function as it is (``"sync"``), or an ``async def`` doing the same after an
+    ``await`` (``"async"``): one test body runs a sync and an async view, identity, tags
+    or unless (issue 14: async views cache exactly like sync ones)."""
+
+    def decorate(fn: F) -> F:
+        if kind == "sync":
+            return fn
+
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+@pytest.fixture(params=["sync", "async"])
+def view_kind(request: pytest.FixtureRequest) -> str:
+    """``"sync"`` or ``"async"``: what :func:`flavour` makes of a view (and its callables)."""
+    pytest.importorskip("asgiref")  # flask[async]
+    return str(request.param)
 
 
 @dataclass
@@ -34,17 +64,22 @@ class ViewsApp:
 def views_app(make_app: Callable[..., tuple[Flask, DataRoomCache]]) -> Callable[..., ViewsApp]:
     """``views_app(**config)``: an app whose identity is the ``X-User-Id`` header."""
 
-    def factory(identity: bool = True, **config: Any) -> ViewsApp:
+    def factory(identity: bool = True, kind: str = "sync", **config: Any) -> ViewsApp:
+        """``kind="async"``: the two views, their tags callable and the identity function
+        are ``async def`` (:func:`flavour`)."""
         app, cache = make_app(**config)
         va = ViewsApp(app, cache)
+        as_kind = flavour(kind)
         if identity:
 
             @cache.identity
+            @as_kind
             def current_user_id() -> str | None:
                 return request.headers.get("X-User-Id")
 
         @app.get("/rooms/<room_id>/items")
-        @cache.cached(tags=lambda room_id: [dataroom_tag(room_id)])
+        @cache.cached(tags=as_kind(lambda room_id: [dataroom_tag(room_id)]))
+        @as_kind
         def items(room_id: str) -> Any:
             va.calls["items"] += 1
             return jsonify(
@@ -56,6 +91,7 @@ def views_app(make_app: Callable[..., tuple[Flask, DataRoomCache]]) -> Callable[
 
         @app.get("/public/<int:page>")
         @cache.cached(shared=True, tags=["public"])
+        @as_kind
         def public(page: int) -> Any:
             va.calls["public"] += 1
             return jsonify(page=page, n=va.calls["public"])

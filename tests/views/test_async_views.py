@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from typing import Any
 
 import pytest
 from flask import jsonify, request
 from flask.views import MethodView, View
 
-from flask_dataroom_cache import invalidate_tags
+from flask_dataroom_cache import DataRoomCache, invalidate_tags
 
 from .conftest import ViewsApp
 
@@ -139,3 +140,54 @@ def test_async_view_without_asgiref_fails_at_decoration(
 
     with pytest.raises(TypeError, match=r"flask\[async\]"):
         va.cache.cached(shared=True)(view)
+
+
+def test_waiters_of_an_async_view_hold_no_event_loop(views_app: Any) -> None:
+    """The cache's work for an async view, waiting in a single flight included, runs in
+    the request's thread, outside any event loop (docs/async.md): while the leader
+    computes in its loop and a follower waits for it, a third request (an async view too)
+    is answered; then the follower reads what the leader stored."""
+    va: ViewsApp = views_app()
+    release = threading.Event()
+    entered = threading.Event()
+
+    @va.app.get("/a/slow")
+    @va.cache.cached(shared=True)
+    async def slow() -> Any:
+        va.calls["slow"] += 1
+        entered.set()
+        await asyncio.to_thread(release.wait, 30)
+        return jsonify(n=va.calls["slow"])
+
+    @va.app.get("/a/other")
+    @va.cache.cached(shared=True)
+    async def other() -> Any:
+        await asyncio.sleep(0)
+        return jsonify(other=True)
+
+    flights = DataRoomCache.state(va.app).views.flights
+    arrived = threading.Semaphore(0)
+    lead = flights.lead
+
+    def counting_lead(key: str) -> Any:
+        found = lead(key)
+        arrived.release()
+        return found
+
+    flights.lead = counting_lead  # type: ignore[method-assign]
+    out: dict[str, Any] = {}
+    leader = threading.Thread(target=lambda: out.setdefault("leader", va.get("/a/slow")))
+    leader.start()
+    assert entered.wait(30)
+    follower = threading.Thread(target=lambda: out.setdefault("follower", va.get("/a/slow")))
+    follower.start()
+    assert arrived.acquire(timeout=30) and arrived.acquire(timeout=30)  # both in flight
+    third = va.get("/a/other")  # answered while the other two are in flight
+    assert third.status_code == 200 and third.get_json() == {"other": True}
+    assert leader.is_alive() and follower.is_alive()
+    release.set()
+    leader.join(30)
+    follower.join(30)
+    assert out["leader"].headers["X-Cache"] == "MISS"
+    assert out["follower"].headers["X-Cache"] == "HIT"
+    assert va.calls["slow"] == 1

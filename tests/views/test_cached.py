@@ -22,12 +22,12 @@ from flask_dataroom_cache import DataRoomCache, MissingIdentityError, user_tag
 from flask_dataroom_cache.backends.base import BackendError
 from flask_dataroom_cache.testing import assert_hit, assert_miss
 
-from .conftest import ViewsApp
+from .conftest import ViewsApp, flavour
 
 
 # -- hits, misses, keys -----------------------------------------------------------------------
-def test_miss_then_hit_same_body(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_miss_then_hit_same_body(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     first = va.get("/rooms/r1/items")
     assert first.status_code == 200
     assert_miss(first)
@@ -48,8 +48,8 @@ def test_strong_etag_is_hash_of_body(views_app: Any) -> None:
     assert va.get("/rooms/r1/items").headers["ETag"] == etag
 
 
-def test_two_users_never_see_each_others_entries(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_two_users_never_see_each_others_entries(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     a1 = va.get("/rooms/r1/items", user="alice")
     b1 = va.get("/rooms/r1/items", user="bob")
     assert_miss(a1)
@@ -272,11 +272,12 @@ def test_shared_view_is_not_stored_when_a_hook_read_the_session(views_app: Any) 
     assert va.get("/hello").headers["X-Cache"] == "MISS"
 
 
-def test_non_get_methods_pass_through(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_non_get_methods_pass_through(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
 
     @va.app.route("/both", methods=["GET", "POST"])
     @va.cache.cached(shared=True)
+    @flavour(view_kind)
     def both() -> Any:
         va.calls["both"] += 1
         return jsonify(n=va.calls["both"])
@@ -323,8 +324,8 @@ def test_per_user_view_without_identity_provider_fails_loudly(views_app: Any) ->
     assert va.get("/public/1").headers["X-Cache"] == "HIT"
 
 
-def test_anonymous_request_on_per_user_view_bypasses(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_anonymous_request_on_per_user_view_bypasses(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     first = va.get("/rooms/r1/items", user=None)
     assert first.status_code == 200
     assert first.headers["X-Cache"] == "BYPASS"
@@ -586,11 +587,12 @@ def test_default_cache_control(views_app: Any) -> None:
     assert va.get("/own").headers["Cache-Control"] == "public, max-age=30"
 
 
-def test_skip_inside_view_prevents_storing(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_skip_inside_view_prevents_storing(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
 
     @va.app.get("/maybe/<int:n>")
     @va.cache.cached()
+    @flavour(view_kind)
     def maybe(n: int) -> Any:
         va.calls["maybe"] += 1
         if n == 0:
@@ -605,11 +607,12 @@ def test_skip_inside_view_prevents_storing(views_app: Any) -> None:
 
 
 @pytest.mark.parametrize("status", [201, 204, 301, 401, 403, 404, 500])
-def test_only_200_is_stored(views_app: Any, status: int) -> None:
-    va: ViewsApp = views_app()
+def test_only_200_is_stored(views_app: Any, status: int, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
 
     @va.app.get("/status")
     @va.cache.cached(shared=True)
+    @flavour(view_kind)
     def status_view() -> Any:
         va.calls["status"] += 1
         return Response("x" if status != 204 else "", status=status)
@@ -683,8 +686,8 @@ def test_authorization_never_served_or_stored_on_shared_views(views_app: Any) ->
 
 
 # -- conditional requests and HEAD ------------------------------------------------------------
-def test_if_none_match_gives_304_on_hit(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_if_none_match_gives_304_on_hit(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     etag = va.get("/rooms/r1/items").headers["ETag"]
     resp = va.get("/rooms/r1/items", headers={"If-None-Match": etag})
     assert resp.status_code == 304
@@ -699,11 +702,14 @@ def test_if_none_match_gives_304_on_hit(views_app: Any) -> None:
     assert other.headers["X-Cache"] == "HIT"
 
 
-def test_if_none_match_gives_304_on_miss_when_fresh_etag_matches(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_if_none_match_gives_304_on_miss_when_fresh_etag_matches(
+    views_app: Any, view_kind: str
+) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
 
     @va.app.get("/stable")
     @va.cache.cached(shared=True, tags=["stable"])
+    @flavour(view_kind)
     def stable() -> Any:
         va.calls["stable"] += 1
         return jsonify(same=True)
@@ -738,8 +744,8 @@ def test_304_on_miss_keeps_the_views_cookies(views_app: Any) -> None:
     assert va.calls["prefs"] == 2
 
 
-def test_head_is_served_from_the_get_entry(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_head_is_served_from_the_get_entry(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     get = va.get("/rooms/r1/items")
     head = va.app.test_client().head("/rooms/r1/items", headers={"X-User-Id": "u1"})
     assert head.status_code == 200
@@ -759,8 +765,8 @@ def test_head_miss_is_not_stored(views_app: Any) -> None:
 
 
 # -- tags -------------------------------------------------------------------------------------
-def test_tag_invalidation_makes_the_next_request_a_miss(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_tag_invalidation_makes_the_next_request_a_miss(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     va.get("/rooms/r1/items")
     va.get("/rooms/r2/items")
     with va.app.app_context():
@@ -772,8 +778,8 @@ def test_tag_invalidation_makes_the_next_request_a_miss(views_app: Any) -> None:
     assert va.get("/rooms/r1/items").headers["X-Cache"] == "HIT"
 
 
-def test_static_tags_and_user_tag(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_static_tags_and_user_tag(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     va.get("/public/1")
     va.get("/rooms/r1/items", user="alice")
     va.get("/rooms/r1/items", user="bob")
@@ -787,13 +793,16 @@ def test_static_tags_and_user_tag(views_app: Any) -> None:
     assert va.get("/public/1").headers["X-Cache"] == "MISS"
 
 
-def test_tags_callable_may_read_the_request(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_tags_callable_may_read_the_request(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
 
     @va.app.get("/rooms/<room_id>/folders")
     @va.cache.cached(
-        tags=lambda room_id: [f"dataroom:{room_id}", f"folder:{request.args.get('p', 'root')}"]
+        tags=flavour(view_kind)(
+            lambda room_id: [f"dataroom:{room_id}", f"folder:{request.args.get('p', 'root')}"]
+        )
     )
+    @flavour(view_kind)
     def folders(room_id: str) -> Any:
         va.calls["folders"] += 1
         return jsonify(room=room_id, parent=request.args.get("p"))
@@ -829,11 +838,14 @@ def test_bad_options_fail_at_decoration() -> None:
 
 
 # -- bypasses ----------------------------------------------------------------------------------
-def test_unless_bypasses(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_unless_bypasses(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
 
     @va.app.get("/u")
-    @va.cache.cached(shared=True, unless=lambda: request.args.get("fresh") == "1")
+    @va.cache.cached(
+        shared=True, unless=flavour(view_kind)(lambda: request.args.get("fresh") == "1")
+    )
+    @flavour(view_kind)
     def u() -> Any:
         va.calls["u"] += 1
         return jsonify(n=va.calls["u"])
@@ -863,8 +875,8 @@ def test_client_no_cache_honoured_when_enabled_and_refills(views_app: Any) -> No
     assert hit.get_json()["n"] == 3  # the forced fresh read refilled the entry
 
 
-def test_store_bypass_hook_bypasses_and_never_fills(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_store_bypass_hook_bypasses_and_never_fills(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     va.get("/public/1")
     flag = {"on": True}
     va.store.bypass_checks.append(lambda: flag["on"])

@@ -11,11 +11,12 @@ import pytest
 from flask import Flask, jsonify
 
 from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache import flights as flights_module
 from flask_dataroom_cache.keys import build_key
 from flask_dataroom_cache.views import call as call_module
 from flask_dataroom_cache.views import flight as flight_module
 
-from .conftest import ViewsApp
+from .conftest import ViewsApp, flavour
 
 
 class CountingFlights(flight_module.Flights):
@@ -43,13 +44,14 @@ def _flights(va: ViewsApp) -> CountingFlights:
     return flights
 
 
-def test_fifty_threads_missing_one_key_run_the_view_once(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_fifty_threads_missing_one_key_run_the_view_once(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     flights = _flights(va)
     threads_n = 50
 
     @va.app.get("/slow")
     @va.cache.cached(tags=["slow"])
+    @flavour(view_kind)
     def slow() -> Any:
         va.calls["slow"] += 1
         # hold the flight until every request has reached it
@@ -82,13 +84,14 @@ def test_fifty_threads_missing_one_key_run_the_view_once(views_app: Any) -> None
 
 
 def test_followers_compute_themselves_when_nothing_was_stored(
-    views_app: Any, monkeypatch: pytest.MonkeyPatch
+    views_app: Any, monkeypatch: pytest.MonkeyPatch, view_kind: str
 ) -> None:
-    va: ViewsApp = views_app()
+    va: ViewsApp = views_app(kind=view_kind)
     flights = _flights(va)
 
     @va.app.get("/skipme")
     @va.cache.cached()
+    @flavour(view_kind)
     def skipme() -> Any:
         va.calls["skipme"] += 1
         va.cache.skip()
@@ -110,15 +113,16 @@ def test_followers_compute_themselves_when_nothing_was_stored(
 
 
 def test_follower_stops_waiting_after_the_flight_timeout(
-    views_app: Any, monkeypatch: pytest.MonkeyPatch
+    views_app: Any, monkeypatch: pytest.MonkeyPatch, view_kind: str
 ) -> None:
-    va: ViewsApp = views_app()
+    va: ViewsApp = views_app(kind=view_kind)
     monkeypatch.setattr(flight_module, "FLIGHT_WAIT", 0.05)
     release = threading.Event()
     flights = _flights(va)
 
     @va.app.get("/stuck")
     @va.cache.cached(shared=True)
+    @flavour(view_kind)
     def stuck() -> Any:
         va.calls["stuck"] += 1
         if va.calls["stuck"] == 1:
@@ -179,12 +183,13 @@ def _lock_key(app: Flask, path_key: str) -> str:
     return f"{prefix}:~lock:{path_key[len(prefix) + 1 :]}"
 
 
-def test_lock_true_takes_and_releases_the_backend_lock(views_app: Any) -> None:
-    va: ViewsApp = views_app()
+def test_lock_true_takes_and_releases_the_backend_lock(views_app: Any, view_kind: str) -> None:
+    va: ViewsApp = views_app(kind=view_kind)
     seen: list[bool] = []
 
     @va.app.get("/locked")
     @va.cache.cached(shared=True, lock=True)
+    @flavour(view_kind)
     def locked() -> Any:
         va.calls["locked"] += 1
         key = build_key(va.store.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
@@ -200,13 +205,14 @@ def test_lock_true_takes_and_releases_the_backend_lock(views_app: Any) -> None:
 
 
 def test_lock_held_elsewhere_waits_then_computes(
-    views_app: Any, monkeypatch: pytest.MonkeyPatch
+    views_app: Any, monkeypatch: pytest.MonkeyPatch, view_kind: str
 ) -> None:
-    va: ViewsApp = views_app()
+    va: ViewsApp = views_app(kind=view_kind)
     monkeypatch.setattr(flight_module, "LOCK_WAIT", 0.1)
 
     @va.app.get("/locked")
     @va.cache.cached(shared=True, lock=True)
+    @flavour(view_kind)
     def locked() -> Any:
         va.calls["locked"] += 1
         return jsonify(n=va.calls["locked"])
@@ -243,7 +249,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
     key = build_key(store_a.settings.key_prefix, "~view", "locked", {"~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
-    real_sleep = flight_module.time.sleep
+    real_sleep = flights_module.time.sleep
     filled = []
 
     def sleep_and_let_a_finish(seconds: float) -> None:
@@ -253,7 +259,7 @@ def test_lock_waiter_reads_what_the_other_process_stored(
             assert apps["a"].test_client().get("/locked").headers["X-Cache"] == "MISS"
         real_sleep(0)
 
-    monkeypatch.setattr(flight_module.time, "sleep", sleep_and_let_a_finish)
+    monkeypatch.setattr(flights_module.time, "sleep", sleep_and_let_a_finish)
     resp = apps["b"].test_client().get("/locked")
     assert resp.headers["X-Cache"] == "HIT"
     assert resp.get_json() == {"by": "a"}
@@ -292,7 +298,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
     key = build_key(store_a.settings.key_prefix, "~view", "room", {"rid": "x", "~h": "localhost"})
     assert store_a.add(_lock_key(apps["a"], key), 1, 5)  # process A is "computing"
 
-    real_sleep = flight_module.time.sleep
+    real_sleep = flights_module.time.sleep
     sleeps: list[float] = []
 
     def sleep_and_let_a_finish(seconds: float) -> None:
@@ -302,7 +308,7 @@ def test_lock_waiter_takes_the_lock_when_the_holder_stored_nothing(
             assert apps["a"].test_client().get("/rooms/x").status_code == 404
         real_sleep(0)
 
-    monkeypatch.setattr(flight_module.time, "sleep", sleep_and_let_a_finish)
+    monkeypatch.setattr(flights_module.time, "sleep", sleep_and_let_a_finish)
     started = time.monotonic()
     resp = apps["b"].test_client().get("/rooms/x")
     assert resp.status_code == 404
@@ -368,15 +374,16 @@ def test_swr_serves_stale_while_another_request_recomputes(
 
 
 def test_swr_serves_stale_to_other_threads_during_the_refresh(
-    views_app: Any, monkeypatch: pytest.MonkeyPatch
+    views_app: Any, monkeypatch: pytest.MonkeyPatch, view_kind: str
 ) -> None:
-    va: ViewsApp = views_app()
+    va: ViewsApp = views_app(kind=view_kind)
     clock = Clock(monkeypatch)
     inside = threading.Event()
     release = threading.Event()
 
     @va.app.get("/swr2")
     @va.cache.cached(timeout=10, stale_while_revalidate=300, shared=True)
+    @flavour(view_kind)
     def swr2() -> Any:
         va.calls["swr2"] += 1
         if va.calls["swr2"] == 2:

@@ -10,6 +10,7 @@ import pytest
 from flask import jsonify
 
 from flask_dataroom_cache import DataRoomCache
+from flask_dataroom_cache import flights as flights_module
 from flask_dataroom_cache.backends.memory import MemoryBackend
 from flask_dataroom_cache.keys import build_key
 from flask_dataroom_cache.views import flight as flight_module
@@ -133,12 +134,12 @@ def test_waiters_poll_for_the_lock_timeout(views_app: Any, monkeypatch: pytest.M
     LOCK_WAIT: a view declared slower than that is worth waiting for."""
     va: ViewsApp = views_app()
     clock = [0.0]
-    monkeypatch.setattr(flight_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(flights_module.time, "monotonic", lambda: clock[0])
 
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    monkeypatch.setattr(flight_module.time, "sleep", sleep)
+    monkeypatch.setattr(flights_module.time, "sleep", sleep)
 
     @va.app.get("/slow")
     @va.cache.cached(shared=True, lock=True, lock_timeout=20)

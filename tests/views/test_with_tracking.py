@@ -145,3 +145,70 @@ def test_async_view_flushing_uncommitted_changes_is_not_stored(tracked: Any) -> 
     again = client.get("/async/rooms/1/folders", headers={"X-User-Id": "u1"})
     assert again.headers["X-Cache"] != "HIT"
     assert calls["async"] == 2
+
+
+def test_async_view_writing_through_an_async_session(tracked: Any, database_url: str) -> None:
+    """An async view reads and writes through a tracked ``AsyncSession`` (issue 14): its
+    cached reads hit; inside the view, after a flush, its own reads bypass; the commit's
+    invalidations are out before ``await session.commit()`` returns, so the next GET, of
+    the sync view too, misses and sees the change. ``NullPool``: under Flask each async
+    view runs in an event loop of its own, and a pooled async connection belongs to the
+    loop that opened it (``docs/async.md``)."""
+    pytest.importorskip("asgiref")
+    pytest.importorskip("greenlet")
+    pytest.importorskip("aiosqlite" if database_url.startswith("sqlite") else "psycopg")
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    from sqlalchemy.pool import NullPool
+    from tracking.asyncenv import async_url
+
+    app, _db, get, calls = tracked
+    cache = DataRoomCache.state(app).extension
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    cache.track_session(maker, app=app)
+    seen: dict[str, Any] = {}
+
+    async def names(session: Any, room_id: int) -> list[str]:
+        q = sa.select(Folder.name).where(Folder.data_room_id == room_id)
+        return sorted((await session.scalars(q)).all())
+
+    @app.get("/async/rooms/<int:room_id>/names")
+    @cache.cached(tags=lambda room_id: [dataroom_tag(room_id)])
+    async def room_names(room_id: int) -> Any:
+        calls["async names"] += 1
+        async with maker() as session:
+            return jsonify(await names(session, room_id))
+
+    @app.post("/async/rooms/<int:room_id>/folders")
+    async def add_folder(room_id: int) -> Any:
+        async with maker() as session:
+            session.add(Folder(data_room_id=room_id, parent_id=None, name=request.args["name"]))
+            await session.flush()
+            seen["bypass after flush"] = cache.store.must_bypass()
+            seen["read after flush"] = await cache.aget_or_set(
+                "names-in-view", lambda: names(session, room_id), tags=[dataroom_tag(room_id)]
+            )
+            await session.commit()
+            seen["bypass after commit"] = cache.store.must_bypass()
+        return "", 201
+
+    client = app.test_client()
+    user = {"X-User-Id": "u1"}
+    assert client.get("/async/rooms/1/names", headers=user).get_json() == ["a"]
+    assert client.get("/async/rooms/1/names", headers=user).headers["X-Cache"] == "HIT"
+    assert get().get_json() == ["a"]  # the sync view's entry
+    assert client.post("/async/rooms/1/folders?name=b", headers=user).status_code == 201
+    assert seen == {
+        "bypass after flush": True,
+        "read after flush": ["a", "b"],  # its own write, read past the cache
+        "bypass after commit": False,
+    }
+    with app.app_context():
+        assert cache.store.get("names-in-view", [dataroom_tag(1)]) is None  # never stored
+    after = client.get("/async/rooms/1/names", headers=user)
+    assert after.headers["X-Cache"] == "MISS" and after.get_json() == ["a", "b"]
+    assert get().get_json() == ["a", "b"]
+    assert calls["async names"] == 2
+    import asyncio
+
+    asyncio.run(engine.dispose())

@@ -1,0 +1,104 @@
+"""SQLAlchemy's asyncio objects, as the sync objects the tracker listens on.
+
+An ``AsyncSession`` wraps a sync ``Session`` (``.sync_session``) and runs it in a greenlet
+inside the awaiting task; an ``AsyncEngine`` wraps a sync ``Engine`` (``.sync_engine``).
+SQLAlchemy's events are registered on those sync objects (its asyncio docs, "Using events
+with the asyncio extension"), so ``track_session`` turns:
+
+* an ``async_scoped_session`` into its ``async_sessionmaker``;
+* an ``async_sessionmaker`` into the ``sessionmaker`` its sessions are made by: the one
+  given as ``sync_session_class=`` (SQLAlchemy's documented recipe), else one made here
+  for the class it would use (``Session``) and set as its ``sync_session_class`` (undone
+  on detach): listening on the ``Session`` class itself would track every app;
+* an ``AsyncSession`` into its ``sync_session``;
+* an ``AsyncEngine`` (its ``bind``, its ``binds``, ``engines=``) into its ``sync_engine``.
+
+The events then run as they do for sync sessions, in the task that awaits the session
+(``tasklocal.py``); the commit hook wraps the sync engine's dialect ``do_commit``, so the
+tags go out before ``await session.commit()`` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+__all__ = ["SyncTarget", "sync_engines", "sync_target"]
+
+try:
+    from sqlalchemy.ext.asyncio import (
+        AsyncEngine,
+        AsyncSession,
+        async_scoped_session,
+        async_sessionmaker,
+    )
+except ImportError:  # pragma: no cover - SQLAlchemy without its asyncio extension
+    AsyncEngine = AsyncSession = async_scoped_session = async_sessionmaker = None  # type: ignore[assignment,misc]
+
+
+@dataclass
+class SyncTarget:
+    """What to listen on for one ``track_session`` target, and how to undo the rest."""
+
+    #: The sync ``sessionmaker`` / ``Session`` (or the target as given, if not asyncio).
+    target: Any
+    #: The sync engines the target is bound to.
+    engines: list[Engine] = field(default_factory=list)
+    #: Undoes a ``sync_session_class`` set on an ``async_sessionmaker`` (detach).
+    undo: Callable[[], None] | None = None
+
+
+def _is(obj: Any, cls: Any) -> bool:
+    return cls is not None and isinstance(obj, cls)
+
+
+def sync_engines(binds: Iterable[Any]) -> list[Engine]:
+    """The sync engines of ``binds`` (``AsyncEngine.sync_engine``; others as they are)."""
+    found: list[Engine] = []
+    for bind in binds:
+        if _is(bind, AsyncEngine):
+            bind = bind.sync_engine
+        if isinstance(bind, Engine):
+            found.append(bind)
+    return found
+
+
+def sync_target(target: Any) -> SyncTarget:
+    """The sync object to listen on for ``target`` (unchanged when it is not asyncio)."""
+    if isinstance(target, type) and AsyncSession is not None:
+        if issubclass(target, AsyncSession):
+            raise TypeError(
+                "track_session() takes an async_sessionmaker, async_scoped_session or "
+                "AsyncSession instance, not a class: listening on a class would track "
+                "every app in the process"
+            )
+        return SyncTarget(target)
+    if _is(target, async_scoped_session):
+        target = target.session_factory
+    if _is(target, AsyncSession):
+        # other binds reach the engine listeners when the session begins on them
+        return SyncTarget(target.sync_session, sync_engines([target.bind]))
+    if not _is(target, async_sessionmaker):
+        return SyncTarget(target)
+    kw = target.kw
+    engines = sync_engines([kw.get("bind"), *(kw.get("binds") or {}).values()])
+    given = kw.get("sync_session_class")
+    if isinstance(given, sessionmaker):
+        return SyncTarget(given, engines)
+    cls = given or target.class_.sync_session_class
+    maker: sessionmaker[Any] = sessionmaker(class_=cls)
+    had = "sync_session_class" in kw
+
+    def undo() -> None:
+        if kw.get("sync_session_class") is maker:
+            if had:
+                kw["sync_session_class"] = given
+            else:
+                del kw["sync_session_class"]
+
+    kw["sync_session_class"] = maker
+    return SyncTarget(maker, engines, undo)

@@ -1,0 +1,246 @@
+"""Tasks of one event loop writing through ``AsyncSession`` and reading through
+``aget_or_set`` (issue 14).
+
+* Writers and readers are tasks interleaved at every await, in one thread: a writer
+  publishes a file's version once ``await session.commit()`` returned; every read a reader
+  starts afterwards must be at least that new, and at rest the cache agrees with the
+  database.
+* The per-task rule: one task's open transaction with changes makes *its* reads bypass
+  and defers *its* ``invalidate_tags``; another task of the same loop reads and fills the
+  cache as usual, and its invalidations go out at once (not into the first task's
+  transaction, which may roll back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flask_dataroom_cache import (
+    aget_or_set,
+    contents_tag,
+    dataroom_tag,
+    entity_tag,
+    get_cache_key,
+    invalidate_tags,
+)
+
+from .conftest import Env, sqlite_fk
+from .models import DataRoom, File, Folder
+
+pytest.importorskip("greenlet")
+
+WRITERS = 2
+READERS = 3
+FILES_PER_WRITER = 3
+COMMITS_PER_WRITER = 25
+FOLDERS = (10, 20)
+TIMEOUT = 120
+
+
+@pytest.fixture
+def async_maker(env: Env, database_url: str) -> Iterator[Any]:
+    """A tracked ``async_sessionmaker`` on the env's database (async driver)."""
+    pytest.importorskip("aiosqlite" if database_url.startswith("sqlite") else "psycopg")
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from .asyncenv import async_url
+
+    engine = create_async_engine(async_url(database_url))
+    sqlite_fk(engine.sync_engine)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    env.cache.track_session(maker, app=env.app)
+    yield maker
+    asyncio.run(engine.dispose())
+
+
+def _version(name: str) -> tuple[int, int]:
+    file_part, version = name.split("-v")
+    return int(file_part[1:]), int(version)
+
+
+def _seed(env: Env) -> dict[int, int]:
+    s = env.session
+    s.add(DataRoom(id=1, name="R"))
+    s.add_all([Folder(id=f, data_room_id=1, name=f"d{f}") for f in FOLDERS])
+    s.flush()
+    files = [100 + w * 10 + i for w in range(WRITERS) for i in range(FILES_PER_WRITER)]
+    for n, fid in enumerate(files):
+        s.add(File(id=fid, data_room_id=1, folder_id=FOLDERS[n % 2], name=f"f{fid}-v0"))
+    s.commit()
+    env.backend.reset()
+    return dict.fromkeys(files, 0)
+
+
+def test_tasks_reading_after_a_commit_never_see_older_data(env: Env, async_maker: Any) -> None:
+    committed = _seed(env)
+    errors: list[str] = []
+    done = asyncio.Event()
+
+    async def folder_files(folder: int) -> list[str]:
+        async def fresh() -> list[str]:
+            async with async_maker() as s:
+                q = sa.select(File.name).where(File.folder_id == folder)
+                return sorted((await s.scalars(q)).all())
+
+        key = get_cache_key("afiles", folder)
+        return await aget_or_set(key, fresh, tags=[contents_tag(folder), dataroom_tag(1)])
+
+    async def file_name(fid: int) -> str:
+        async def fresh() -> str:
+            async with async_maker() as s:
+                return (await s.scalar(sa.select(File.name).where(File.id == fid))) or ""
+
+        key = get_cache_key("afile", fid)
+        return await aget_or_set(key, fresh, tags=[entity_tag("file", fid)])
+
+    async def writer(w: int) -> None:
+        rng = random.Random(w)
+        for _ in range(COMMITS_PER_WRITER):
+            fid = 100 + w * 10 + rng.randrange(FILES_PER_WRITER)
+            for attempt in range(200):
+                try:
+                    async with async_maker() as s:
+                        f = await s.get(File, fid)
+                        assert f is not None
+                        version = _version(f.name)[1]
+                        f.name = f"f{fid}-v{version + 1}"
+                        if rng.random() < 0.5:
+                            f.folder_id = FOLDERS[1] if f.folder_id == FOLDERS[0] else FOLDERS[0]
+                        await s.flush()
+                        await asyncio.sleep(0)  # other tasks run while this one is dirty
+                        await s.commit()
+                    break
+                except sa.exc.OperationalError as exc:  # SQLite: another writer's lock
+                    if "locked" not in str(exc) or attempt == 199:
+                        raise
+                    await asyncio.sleep(0.001 * rng.randint(1, 10))
+            committed[fid] = version + 1  # published once commit() returned
+            await asyncio.sleep(0)
+
+    async def reader(r: int) -> None:
+        rng = random.Random(100 + r)
+        while not done.is_set():
+            expected = dict(committed)
+            if rng.random() < 0.5:
+                seen = [n for folder in FOLDERS for n in await folder_files(folder)]
+            else:
+                seen = [await file_name(fid) for fid in expected]
+            for name in seen:
+                fid, version = _version(name)
+                if version < expected[fid]:
+                    errors.append(f"reader {r} saw {name}, committed v{expected[fid]}")
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        readers = [asyncio.create_task(reader(r)) for r in range(READERS)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(writer(w) for w in range(WRITERS))), TIMEOUT)
+        finally:
+            done.set()
+            await asyncio.wait_for(asyncio.gather(*readers), TIMEOUT)
+        # at rest, every cached read agrees with the database
+        async with async_maker() as s:
+            for folder in FOLDERS:
+                q = sa.select(File.name).where(File.folder_id == folder)
+                assert await folder_files(folder) == sorted((await s.scalars(q)).all())
+            for fid in committed:
+                assert await file_name(fid) == f"f{fid}-v{committed[fid]}"
+
+    asyncio.run(main())
+    assert not errors, errors[:5]
+    totals = env.store.metrics.snapshot()["total"]
+    assert totals["hits"] > 0 and totals["sets"] > 0
+
+
+def test_one_tasks_open_changes_leave_the_other_tasks_alone(env: Env, async_maker: Any) -> None:
+    _seed(env)
+    key = get_cache_key("afiles", 10)
+    tags = [contents_tag(10)]
+    dirty = asyncio.Event()
+    checked = asyncio.Event()
+
+    async def writer() -> None:
+        async with async_maker() as s:
+            f = await s.get(File, 100)
+            assert f is not None
+            f.name = "f100-uncommitted"
+            await s.flush()
+            # this task's own reads bypass (they would see its uncommitted row) ...
+            assert env.store.must_bypass()
+            invalidate_tags("manual:writer")  # ... and its invalidations wait for commit
+            assert "manual:writer" not in env.backend.all_invalidated()
+            dirty.set()
+            await checked.wait()
+            await s.rollback()
+        assert "manual:writer" not in env.backend.all_invalidated()  # rolled back: dropped
+
+    async def other() -> None:
+        await dirty.wait()
+        try:
+            assert not env.store.must_bypass()  # another task: no bypass
+            assert await aget_or_set(key, lambda: "filled", tags=tags) == "filled"
+            assert await aget_or_set(key, lambda: "again", tags=tags) == "filled"  # a hit
+            invalidate_tags("manual:other")  # not deferred into the writer's transaction
+            assert "manual:other" in env.backend.all_invalidated()
+        finally:
+            checked.set()
+
+    async def main() -> None:
+        await asyncio.wait_for(asyncio.gather(writer(), other()), TIMEOUT)
+
+    asyncio.run(main())
+    assert "manual:other" in env.backend.all_invalidated()
+
+
+def test_a_task_with_an_older_snapshot_does_not_fill(env: Env, async_maker: Any) -> None:
+    """The snapshot rule, per task: a reader task whose transaction began before another
+    task's commit still reads its snapshot (correct for it) but must not store it under
+    the new tag versions; a task beginning after the commit fills."""
+    from .test_snapshot import snapshot_engine
+
+    engine = async_maker.kw["bind"]
+    snapshot_engine(engine.sync_engine)
+    _seed(env)
+    key = get_cache_key("afile", 100)
+    tags = [entity_tag("file", 100)]
+    began = asyncio.Event()
+    committed = asyncio.Event()
+
+    async def name_in(session: Any) -> str:
+        return (await session.scalar(sa.select(File.name).where(File.id == 100))) or ""
+
+    async def reader() -> str:
+        async with async_maker() as session:
+            assert await name_in(session) == "f100-v0"  # the snapshot is taken
+            began.set()
+            await committed.wait()
+            return await aget_or_set(key, lambda: name_in(session), tags=tags)
+
+    async def writer() -> None:
+        await began.wait()
+        async with async_maker() as session:
+            f = await session.get(File, 100)
+            assert f is not None
+            f.name = "f100-v1"
+            await session.commit()
+        committed.set()
+
+    async def main() -> None:
+        got, _ = await asyncio.wait_for(asyncio.gather(reader(), writer()), TIMEOUT)
+        assert got == "f100-v0"  # its snapshot...
+        assert env.backend.calls["set"] == 0  # ...not stored
+        fresh = await aget_or_set(key, lambda: _fresh_name(async_maker), tags=tags)
+        assert fresh == "f100-v1" and env.backend.calls["set"] == 1
+
+    asyncio.run(main())
+
+
+async def _fresh_name(async_maker: Any) -> str:
+    async with async_maker() as session:
+        return (await session.scalar(sa.select(File.name).where(File.id == 100))) or ""
