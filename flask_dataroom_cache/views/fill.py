@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
-from . import context, entry, policy, returns
+from . import context, entry, outcome, policy, returns
 
 if TYPE_CHECKING:
     from .call import CachedCall
@@ -111,7 +111,7 @@ def keep(
     headers = entry.stored_headers(resp) if resp is not None else []
     reason = policy.headers_verdict(headers)
     if reason != policy.STORED:
-        call.refused(reason)
+        outcome.refused(call, reason)
         return
     record = call.use_record()
     pending = PendingFill(call, headers, etag, body, tags, versions)
@@ -131,7 +131,7 @@ def keep_value(call: CachedCall, value: Any, tags: list[str], versions: Any) -> 
     gives it back identical (type and value); else it is not stored (warned once)."""
     payload = returns.encode_value(value, call.store.codec)
     if payload is None:
-        call.refused(policy.VALUE_CHANGES, type(value).__name__)
+        outcome.refused(call, policy.VALUE_CHANGES, type(value).__name__)
         return
     keep(call, None, None, payload, tags, versions)
 
@@ -141,5 +141,5 @@ def final_verdict(call: CachedCall, final: Response) -> str:
     _modified, accessed = context.session_facts(call.ctx)
     reason = policy.verdict(policy.FINAL, call.opts, final, policy.Facts(session_accessed=accessed))
     if reason != policy.STORED:
-        call.refused(reason, final)
+        outcome.refused(call, reason, final)
     return reason

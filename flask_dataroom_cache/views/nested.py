@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import keying, policy
+from . import keying, outcome, policy
 
 if TYPE_CHECKING:
     from .call import CachedCall
@@ -44,4 +44,4 @@ def check(inner: CachedCall, outer: CachedCall) -> None:
     )
     if reason != policy.STORED:
         outer.nested_refusal = reason  # refused when the outer's response is checked
-        outer.warn(reason, outer.func_name())
+        outcome.warn(outer, reason, outer.func_name())

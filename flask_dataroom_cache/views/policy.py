@@ -2,8 +2,9 @@
 
 Every rule set returns :data:`STORED` or the reason it refuses (a short, stable string:
 logged once per endpoint when the fix is in the app's code, counted per endpoint in
-``ViewState.refusals``). Nothing here logs, reads a request or touches the cache: the call
-(``call.py``) gathers the facts, asks, and acts on the answer.
+``ViewState.refusals``: ``outcome.py``). Nothing here logs, reads a request or touches
+the cache: the call gathers the facts (``bypass.py``, ``compute.py``, ``fill.py``), asks,
+and acts on the answer.
 
 One rule set, applied at two moments (:func:`verdict`):
 
