@@ -15,161 +15,49 @@ exception: a *shared* ``CACHE_KEY_PREFIX`` that is valid for Flask-Caching but n
 a prefix of our own is derived from it and a notice (logged once at ``init_app``) names
 ``DATAROOM_CACHE_KEY_PREFIX``.
 
-The module also knows Flask-Caching's own keys (:data:`FLASK_CACHING_KEYS`), to tell a
-user who left them in the config what our equivalent is.
+What a value may be (the parsers and validators, the key prefix rules, Flask-Caching's own
+keys, :data:`FLASK_CACHING_KEYS`, to tell a user who left them in the config what our
+equivalent is) is in ``configvalues.py``; this module reads, and builds :class:`Settings`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-__all__ = ["FLASK_CACHING_KEYS", "NAMESPACE", "ConfigError", "Settings"]
+from .configvalues import (
+    DEFAULT_PREFIX,
+    FLASK_CACHING_DEFAULT_PREFIX,
+    FLASK_CACHING_KEYS,
+    ConfigError,
+    as_bool,
+    as_fallback,
+    as_float,
+    as_int,
+    bad,
+    key_prefix,
+    shares_keys_with,
+    validate_redis_url,
+)
+
+__all__ = [
+    "FLASK_CACHING_KEYS",
+    "NAMESPACE",
+    "ConfigError",
+    "Settings",
+    "environment_redis_url",
+    "prometheus_multiproc_dir",
+    "shares_keys_with",
+    "validate_redis_url",
+]
 
 T = TypeVar("T")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+cluster", "redis+sentinel"}
-_FALLBACKS = ("none", "memory")
-_PREFIX_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
-
 #: Prepended to every key we read to make its namespaced twin (``DATAROOM_CACHE_TTL``).
 NAMESPACE = "DATAROOM_"
-DEFAULT_PREFIX = "dataroom"
-#: Flask-Caching's ``CACHE_KEY_PREFIX`` when it is not set (flask_caching ``init_app``).
-FLASK_CACHING_DEFAULT_PREFIX = "flask_cache_"
-
-#: Keys only Flask-Caching reads (flask_caching 2.x ``init_app`` and its backends), with
-#: what to use here instead. ``CACHE_KEY_PREFIX`` is read by both and is not listed.
-FLASK_CACHING_KEYS: Mapping[str, str] = {
-    "CACHE_TYPE": "REDIS_URL (unset: in-process memory) or CACHE_ENABLED=false",
-    "CACHE_DEFAULT_TIMEOUT": "CACHE_TTL",
-    "CACHE_THRESHOLD": "CACHE_MAX_ENTRIES",
-    "CACHE_REDIS_URL": "REDIS_URL",
-    "CACHE_REDIS_HOST": "REDIS_URL",
-    "CACHE_REDIS_PORT": "REDIS_URL",
-    "CACHE_REDIS_DB": "REDIS_URL",
-    "CACHE_REDIS_PASSWORD": "REDIS_URL",
-    "CACHE_REDIS_SENTINELS": "REDIS_URL (redis+sentinel://)",
-    "CACHE_REDIS_SENTINEL_MASTER": "REDIS_URL (redis+sentinel://)",
-    "CACHE_REDIS_SENTINEL_PASSWORD": "REDIS_URL (redis+sentinel://)",
-    "CACHE_REDIS_CLUSTER": "REDIS_URL (redis+cluster://)",
-    "CACHE_OPTIONS": "CACHE_REDIS_SOCKET_TIMEOUT",
-    "CACHE_ARGS": "none",
-    "CACHE_IGNORE_ERRORS": "none (cache errors never fail a request)",
-    "CACHE_SERIALIZER": "none (values are JSON)",
-    "CACHE_NO_NULL_WARNING": "none",
-    "CACHE_SOURCE_CHECK": "none",
-    "CACHE_ENABLE_SIGNALS": "none",
-    "CACHE_HASH_METHOD": "none",
-    "CACHE_FILE_HASH_METHOD": "none",
-    "CACHE_DIR": "none",
-    "CACHE_MEMCACHED_SERVERS": "none (Redis only)",
-    "CACHE_MEMCACHED_USERNAME": "none (Redis only)",
-    "CACHE_MEMCACHED_PASSWORD": "none (Redis only)",
-    "CACHE_UWSGI_NAME": "none",
-    "CACHE_GCS_BUCKET": "none",
-}
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key and the value."""
-
-
-def _bad(key: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"{key}={value!r} is invalid: {why}")
-
-
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-    raise _bad(key, value, "expected a boolean (true/false, 1/0, yes/no, on/off)")
-
-
-def _as_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise _bad(key, value, "expected an integer")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        number = int(value)
-    else:
-        raise _bad(key, value, "expected an integer")
-    if number < minimum:
-        raise _bad(key, value, f"must be >= {minimum}")
-    return number
-
-
-def _as_float(key: str, value: Any, minimum: float) -> float:
-    if isinstance(value, bool):
-        raise _bad(key, value, "expected a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _bad(key, value, "expected a number") from None
-    if not number >= minimum or number != number or number == float("inf"):
-        raise _bad(key, value, f"must be a finite number >= {minimum}")
-    return number
-
-
-def validate_redis_url(key: str, value: Any) -> str | None:
-    """Check the shape of a Redis URL without connecting to it."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _bad(key, value, "expected a URL string")
-    url = value.strip()
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise _bad(key, value, f"not a valid URL ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _REDIS_SCHEMES:
-        raise _bad(key, value, f"scheme must be one of {sorted(_REDIS_SCHEMES)}")
-    if scheme == "unix":
-        if not parts.path:
-            raise _bad(key, value, "a unix:// URL needs a socket path")
-        return url
-    if scheme in ("redis+cluster", "redis+sentinel"):
-        hosts = parts.netloc.rsplit("@", 1)[-1]
-        if not hosts or any(not h.strip() for h in hosts.split(",")):
-            raise _bad(key, value, "needs host:port[,host:port...]")
-        for hostport in hosts.split(","):
-            _, _, p = hostport.rpartition(":")
-            if ":" in hostport and not p.isdigit():
-                raise _bad(key, value, f"port of {hostport!r} is not a number")
-        if scheme == "redis+sentinel" and not parts.path.strip("/"):
-            raise _bad(key, value, "a sentinel URL needs /service_name")
-        return url
-    try:
-        port = parts.port  # raises ValueError for a non-numeric port (one host only here)
-    except ValueError as exc:
-        raise _bad(key, value, f"not a valid URL ({exc})") from None
-    if not parts.hostname:
-        raise _bad(key, value, "missing host")
-    if port is not None and not 0 < port < 65536:
-        raise _bad(key, value, "port out of range")
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise _bad(key, value, "the path must be a database number, e.g. /0")
-    return url
 
 
 def _flask_caching_installed() -> bool:
@@ -199,41 +87,9 @@ def prometheus_multiproc_dir(environ: Mapping[str, str] | None = None) -> str | 
         value = env.get(name)
         if value:
             if not os.path.isdir(value):
-                raise _bad(name, value, "not a directory (create it before the workers start)")
+                raise bad(name, value, "not a directory (create it before the workers start)")
             return value
     return None
-
-
-def _namespaces(prefix: str) -> tuple[str, ...]:
-    """How every Redis key of ``prefix`` starts: ``P:...`` and, for the Redis Cluster
-    groups and the near cache's peer registry, ``{P:...``."""
-    return (prefix + ":", "{" + prefix + ":")
-
-
-def shares_keys_with(prefix: str, flask_caching_prefix: str) -> bool:
-    """Could a key of ours and a key of Flask-Caching (``{their prefix}{any key}``) be
-    the same, or could one's clear (ours: ``SCAN P:*``; theirs: ``KEYS {prefix}*``, or
-    ``FLUSHDB`` with an empty prefix) delete the other's keys?"""
-    return any(
-        ns.startswith(flask_caching_prefix) or flask_caching_prefix.startswith(ns)
-        for ns in _namespaces(prefix)
-    )
-
-
-def _derived_prefix(shared: Any, flask_caching_prefix: str | None) -> str:
-    """A prefix of our own for an unusable shared ``CACHE_KEY_PREFIX``: derived from it,
-    so that apps with different shared prefixes still get different ones, and chosen not
-    to share keys with Flask-Caching."""
-    slug = _PREFIX_UNSAFE.sub("_", shared)[:48].strip("_") if isinstance(shared, str) else ""
-    candidates = (
-        [f"{DEFAULT_PREFIX}.{slug}", f"_{DEFAULT_PREFIX}.{slug}"]
-        if slug
-        else [DEFAULT_PREFIX, f"_{DEFAULT_PREFIX}"]
-    )
-    for candidate in candidates:
-        if flask_caching_prefix is None or not shares_keys_with(candidate, flask_caching_prefix):
-            return candidate
-    return candidates[0]  # only an empty Flask-Caching prefix overlaps everything
 
 
 _OTEL_EXTRA = "needs opentelemetry-api: pip install 'flask-dataroom-cache[otel]'"
@@ -244,16 +100,16 @@ def _otel_settings(lookup: Callable[[str], tuple[str, Any] | None]) -> tuple[boo
     installed; asking for it (or for hit spans) without the API is a :class:`ConfigError`."""
     enabled_found = lookup("CACHE_OTEL_ENABLED")
     hits_found = lookup("CACHE_OTEL_TRACE_HITS")
-    enabled = None if enabled_found is None else _as_bool(*enabled_found)
-    hits = False if hits_found is None else _as_bool(*hits_found)
+    enabled = None if enabled_found is None else as_bool(*enabled_found)
+    hits = False if hits_found is None else as_bool(*hits_found)
     if enabled is False:
         return False, False
     installed = _otel_installed()
     if not installed:
         if enabled_found is not None:
-            raise _bad(*enabled_found, _OTEL_EXTRA)
+            raise bad(*enabled_found, _OTEL_EXTRA)
         if hits and hits_found is not None:
-            raise _bad(*hits_found, _OTEL_EXTRA)
+            raise bad(*hits_found, _OTEL_EXTRA)
     return installed, hits and installed
 
 
@@ -345,7 +201,6 @@ class Settings:
             found = lookup(key)
             return default if found is None else parse(*found)
 
-        notices: list[str] = []
         flask_caching_prefix: str | None = None
         if flask_caching or ("CACHE_TYPE" in config and _flask_caching_installed()):
             theirs = config.get("CACHE_KEY_PREFIX")
@@ -353,92 +208,36 @@ class Settings:
                 theirs if isinstance(theirs, str) else FLASK_CACHING_DEFAULT_PREFIX
             )
 
-        prefix = DEFAULT_PREFIX
         found = lookup("CACHE_KEY_PREFIX")
-        if found is not None:
-            name, value = found
-            valid = isinstance(value, str) and _PREFIX_RE.match(value) is not None
-            sharing = (
-                valid
-                and flask_caching_prefix is not None
-                and shares_keys_with(value, flask_caching_prefix)
-            )
-            if name.startswith(NAMESPACE):
-                if not valid:
-                    raise _bad(
-                        name,
-                        value,
-                        "use 1-64 characters from A-Z a-z 0-9 _ . - (it starts every Redis key)",
-                    )
-                if sharing:
-                    raise _bad(
-                        name,
-                        value,
-                        f"Redis keys would overlap Flask-Caching's (its CACHE_KEY_PREFIX is "
-                        f"{flask_caching_prefix!r}); choose a prefix neither starts the other",
-                    )
-                prefix = value
-            elif valid and not sharing:
-                prefix = value
-            else:
-                prefix = _derived_prefix(value, flask_caching_prefix)
-                why = (
-                    f"Flask-Caching on this app uses the prefix {flask_caching_prefix!r} and "
-                    "the two extensions must never share Redis keys"
-                    if valid
-                    else "it is not 1-64 characters from A-Z a-z 0-9 _ . - "
-                    "(valid for Flask-Caching, not for flask-dataroom-cache)"
-                )
-                notices.append(
-                    f"{name}={value!r} is not used as the flask-dataroom-cache key prefix: "
-                    f"{why}; using {prefix!r}. Set DATAROOM_CACHE_KEY_PREFIX to choose "
-                    "ours independently of Flask-Caching."
-                )
-
-        if flask_caching_prefix is not None and shares_keys_with(prefix, flask_caching_prefix):
-            notices.append(  # only an empty Flask-Caching prefix gets here
-                f"Flask-Caching's CACHE_KEY_PREFIX={flask_caching_prefix!r} overlaps every "
-                f"key prefix, ours ({prefix!r}) included: its cache.clear() empties the "
-                "whole Redis database. Give Flask-Caching a non-empty prefix."
-            )
-
-        fallback_found = lookup("CACHE_FALLBACK")
-        fallback = "none"
-        if fallback_found is not None:
-            name, value = fallback_found
-            if not isinstance(value, str) or value.strip().lower() not in _FALLBACKS:
-                raise _bad(name, value, f"expected one of {list(_FALLBACKS)}")
-            fallback = value.strip().lower()
-
+        prefix, notices = key_prefix(found, flask_caching_prefix, NAMESPACE)
+        fallback = get("CACHE_FALLBACK", "none", as_fallback)
         otel, otel_trace_hits = _otel_settings(lookup)
         url_found = lookup("REDIS_URL")
         return cls(
             redis_url=None if url_found is None else validate_redis_url(*url_found),
-            ttl=get("CACHE_TTL", 300, lambda k, v: _as_int(k, v, 1)),
-            enabled=get("CACHE_ENABLED", True, _as_bool),
+            ttl=get("CACHE_TTL", 300, lambda k, v: as_int(k, v, 1)),
+            enabled=get("CACHE_ENABLED", True, as_bool),
             key_prefix=prefix,
-            max_entries=get("CACHE_MAX_ENTRIES", 10_000, lambda k, v: _as_int(k, v, 1)),
+            max_entries=get("CACHE_MAX_ENTRIES", 10_000, lambda k, v: as_int(k, v, 1)),
             redis_socket_timeout=get(
-                "CACHE_REDIS_SOCKET_TIMEOUT", 0.25, lambda k, v: _as_float(k, v, 0.001)
+                "CACHE_REDIS_SOCKET_TIMEOUT", 0.25, lambda k, v: as_float(k, v, 0.001)
             ),
-            breaker_threshold=get("CACHE_BREAKER_THRESHOLD", 5, lambda k, v: _as_int(k, v, 1)),
-            breaker_cooldown=get("CACHE_BREAKER_COOLDOWN", 5.0, lambda k, v: _as_float(k, v, 0.0)),
+            breaker_threshold=get("CACHE_BREAKER_THRESHOLD", 5, lambda k, v: as_int(k, v, 1)),
+            breaker_cooldown=get("CACHE_BREAKER_COOLDOWN", 5.0, lambda k, v: as_float(k, v, 0.0)),
             fallback=fallback,
-            fallback_ttl=get("CACHE_FALLBACK_TTL", 5, lambda k, v: _as_int(k, v, 1)),
+            fallback_ttl=get("CACHE_FALLBACK_TTL", 5, lambda k, v: as_int(k, v, 1)),
             fallback_max_entries=get(
-                "CACHE_FALLBACK_MAX_ENTRIES", 1_000, lambda k, v: _as_int(k, v, 1)
+                "CACHE_FALLBACK_MAX_ENTRIES", 1_000, lambda k, v: as_int(k, v, 1)
             ),
-            honor_no_cache=get("CACHE_HONOR_NO_CACHE", False, _as_bool),
-            l1_max_entries=get("CACHE_L1_MAX_ENTRIES", 0, lambda k, v: _as_int(k, v, 0)),
-            compress_min_bytes=get("CACHE_COMPRESS_MIN_BYTES", 1024, lambda k, v: _as_int(k, v, 0)),
-            pending_max=get("CACHE_PENDING_MAX", 10_000, lambda k, v: _as_int(k, v, 1)),
+            honor_no_cache=get("CACHE_HONOR_NO_CACHE", False, as_bool),
+            l1_max_entries=get("CACHE_L1_MAX_ENTRIES", 0, lambda k, v: as_int(k, v, 0)),
+            compress_min_bytes=get("CACHE_COMPRESS_MIN_BYTES", 1024, lambda k, v: as_int(k, v, 0)),
+            pending_max=get("CACHE_PENDING_MAX", 10_000, lambda k, v: as_int(k, v, 1)),
             snapshot_clock_skew_ms=get(
-                "CACHE_SNAPSHOT_CLOCK_SKEW_MS", 100.0, lambda k, v: _as_float(k, v, 0.0)
+                "CACHE_SNAPSHOT_CLOCK_SKEW_MS", 100.0, lambda k, v: as_float(k, v, 0.0)
             ),
-            auto_tags=get("CACHE_AUTO_TAGS", True, _as_bool),
-            auto_tags_max_rows=get(
-                "CACHE_AUTO_TAGS_MAX_ROWS", 1000, lambda k, v: _as_int(k, v, 1)
-            ),
+            auto_tags=get("CACHE_AUTO_TAGS", True, as_bool),
+            auto_tags_max_rows=get("CACHE_AUTO_TAGS_MAX_ROWS", 1000, lambda k, v: as_int(k, v, 1)),
             otel=otel,
             otel_trace_hits=otel_trace_hits,
             notices=tuple(notices),
