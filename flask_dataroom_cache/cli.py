@@ -17,19 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from .backends.base import Backend, BackendError
 from .metrics import PUBLISH_INTERVAL, build_stats, merge_stats, read_published
 from .tags import EPOCH_TAG
+from .warmers import add_warmer, warmers
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extension import DataRoomCache
     from .state import CacheState
 
 __all__ = [
@@ -48,7 +47,6 @@ EXIT_UNREACHABLE = 1
 #: ``inspect``: no entry under the key.
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
-F = TypeVar("F", bound=Callable[..., Any])
 
 group = AppGroup("dataroom-cache", help="Inspect and operate this app's flask-dataroom-cache.")
 
@@ -66,21 +64,6 @@ def unregister(app: Flask, state: CacheState) -> None:
     """Undo :func:`register`'s command group (the publisher detaches itself)."""
     if app.cli.commands.get("dataroom-cache") is group:
         del app.cli.commands["dataroom-cache"]
-
-
-# -- warmers ----------------------------------------------------------------------------
-def warmers(extension: DataRoomCache) -> dict[str, Callable[[], Any]]:
-    """The warmers registered on ``extension``, by name, in registration order."""
-    return extension.warmers
-
-
-def add_warmer(extension: DataRoomCache, fn: F, name: str | None = None) -> F:
-    key = name or getattr(fn, "__name__", None) or repr(fn)
-    table = warmers(extension)
-    if key in table and table[key] is not fn:
-        raise ValueError(f"a cache warmer named {key!r} is already registered")
-    table[key] = fn
-    return fn
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -296,8 +279,7 @@ def inspect_command(
         raise click.UsageError("give KEY, or --view URL [--user ID] [--header 'NAME: VALUE']")
     try:
         report = inspection.inspect_entry(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            state,
+            None,  # the current app: ``state``'s
             key,
             view=url,
             user=user,

@@ -25,7 +25,7 @@ from .customtypes import Codec
 from .disabling import Disabler
 from .metrics import Metrics, multiprocess
 from .rules import Registry
-from .state import EXTENSION_KEY, CacheState
+from .state import EXTENSION_KEY, CacheState, state_of
 from .store import CacheStore
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ T = TypeVar("T")
 P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
-
 
 
 class DataRoomCache:
@@ -136,14 +135,7 @@ class DataRoomCache:
     @staticmethod
     def state(app: Flask | None = None) -> CacheState:
         """The :class:`CacheState` of ``app`` (default: ``current_app``)."""
-        target = app if app is not None else current_app
-        try:
-            state: CacheState = target.extensions[EXTENSION_KEY]
-        except KeyError:
-            raise RuntimeError(
-                "DataRoomCache is not initialised on this app: call cache.init_app(app)"
-            ) from None
-        return state
+        return state_of(app)
 
     @property
     def store(self) -> CacheStore:
@@ -216,10 +208,7 @@ class DataRoomCache:
         identity to key a per-user view for). See inspection.py and docs/cli.md."""
         from .inspection import inspect_entry
 
-        target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-        return inspect_entry(
-            target, self.state(target), key, view=view, user=user, headers=headers
-        )
+        return inspect_entry(app, key, view=view, user=user, headers=headers)
 
     def disabled(self) -> AbstractContextManager[None]:
         """``with cache.disabled(): ...``: in this thread or task, every read misses and
@@ -375,16 +364,7 @@ class DataRoomCache:
         list_tag=True)`` declares a many-to-many association ``Table`` (see
         :class:`.rules.AssociationRule`, :mod:`.tracking.links`).
         """
-        from .tracking import registry_of
-
-        registry = registry_of(self)
-        if model is None:
-
-            def decorator(cls: type) -> type:
-                return registry.declare(cls, **options)  # type: ignore[no-any-return]
-
-            return decorator
-        return registry.declare(model, **options)
+        return self.rules.track(model, **options)
 
     def track_session(self, target: Any, *, app: Flask | None = None, engines: Any = ()) -> None:
         """Track a plain SQLAlchemy ``sessionmaker`` / ``scoped_session`` / ``Session``
@@ -393,18 +373,16 @@ class DataRoomCache:
 
         tracker_for(self, app).attach(target, engines)
 
-    # -- ops: warmers and Prometheus (cli.py, metrics.py) ---------------------------------
+    # -- ops: warmers and Prometheus (warmers.py, metrics/) -------------------------------
     def warmer(self, fn: Callable[[], Any] | None = None, *, name: str | None = None) -> Any:
         """Register ``fn()`` to be run by ``flask dataroom-cache warm`` in an app context.
 
         ``@cache.warmer`` or ``@cache.warmer(name="rooms")``; return the number of entries
         warmed (an int) to have it printed.
         """
-        from . import cli
+        from .warmers import warmer
 
-        if fn is None:
-            return lambda f: cli.add_warmer(self, f, name)
-        return cli.add_warmer(self, fn, name)
+        return warmer(self, fn, name)
 
     def prometheus_registry(
         self, app: Flask | None = None, registry: Any = None, *, app_label: str | None = None

@@ -22,8 +22,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from flask import current_app
+
 from .backends.base import RawEntry
 from .serialization import CodecError, decode
+from .state import state_of
 from .views import entry as view_entry
 from .views import returns
 from .views.locate import NotACachedView, ViewTarget, locate
@@ -181,8 +184,7 @@ def _finite(seconds: float | None) -> float | None:
 
 # -- building a report --------------------------------------------------------------------
 def inspect_entry(
-    app: Flask,
-    state: CacheState,
+    app: Flask | None,
     key: str | None = None,
     *,
     view: str | None = None,
@@ -190,9 +192,13 @@ def inspect_entry(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
     direct: bool = False,
 ) -> EntryReport:
-    """``cache.inspect``: the report of ``key``, or of the entry a GET of ``view`` reads.
-    ``ValueError`` unless exactly one of them is given (``user``/``headers`` only with
-    ``view``); see :func:`inspect_key` and :func:`inspect_view`."""
+    """``cache.inspect``: the report of ``key``, or of the entry a GET of ``view`` reads,
+    on ``app`` (default: the current app). ``ValueError`` unless exactly one of them is
+    given (``user``/``headers`` only with ``view``); see :func:`inspect_key` and
+    :func:`inspect_view`."""
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = state_of(app)
     if (key is None) == (view is None):
         raise ValueError("inspect needs a key or view=URL (not both)")
     if view is None:

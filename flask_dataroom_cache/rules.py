@@ -275,6 +275,13 @@ class Registry:
         #: association tables declared with ``track(table, ...)`` (:class:`AssociationRule`)
         self.tables: dict[Any, AssociationRule] = {}
 
+    def track(self, target: Any = None, /, **options: Any) -> Any:
+        """``cache.track``: :meth:`declare` ``target`` now, or, without one, return a class
+        decorator that declares the class it decorates."""
+        if target is None:
+            return lambda cls: self.declare(cls, **options)
+        return self.declare(target, **options)
+
     def declare(self, target: Any, **options: Any) -> Any:
         """``cache.track(target, **options)``: a model class, or an association ``Table``."""
         if isinstance(target, sa.Table):

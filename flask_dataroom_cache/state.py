@@ -1,9 +1,10 @@
 """Typed per-app state: what one app's cache owns, kept at ``app.extensions[EXTENSION_KEY]``.
 
 ``DataRoomCache.init_app`` builds one :class:`CacheState` per app; the view, tracking and
-metrics modules fill in their own field when they install themselves. Nothing here holds
-cache logic, and nothing is kept at module level: two apps in one process never share a
-backend, a counter, a tracker or a single flight.
+metrics modules fill in their own field when they install themselves; :func:`state_of`
+finds an app's (or says ``init_app`` has not run on it). Nothing here holds cache logic,
+and nothing is kept at module level: two apps in one process never share a backend, a
+counter, a tracker or a single flight.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app
 
 from .config import Settings
 from .metrics import Metrics
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from .tracking import Tracker
     from .views import ViewState
 
-__all__ = ["EXTENSION_KEY", "CacheState"]
+__all__ = ["EXTENSION_KEY", "CacheState", "state_of"]
 
 #: The key of an app's :class:`CacheState` in ``app.extensions``.
 EXTENSION_KEY = "dataroom_cache"
@@ -71,3 +74,16 @@ class CacheState:
         from .metrics import build_stats
 
         return build_stats(self)
+
+
+def state_of(app: Flask | None = None) -> CacheState:
+    """The :class:`CacheState` of ``app`` (default: ``current_app``); a ``RuntimeError``
+    saying what to do when ``init_app`` has not run on it (``DataRoomCache.state``)."""
+    target = app if app is not None else current_app
+    try:
+        state: CacheState = target.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "DataRoomCache is not initialised on this app: call cache.init_app(app)"
+        ) from None
+    return state
