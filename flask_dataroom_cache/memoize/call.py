@@ -114,8 +114,6 @@ def _call(
         raw, seen[0] = store.read(key, tags, None, note)
         found = unpack_value(raw, store.codec) if raw is not MISSING else None
         if found is None:
-            if note is not None:
-                note.outcome = lookups.MISS
             return MISSING
         if note is not None:
             note.reason = lookups.WAITED
