@@ -128,6 +128,7 @@ def install(app: Flask) -> Callable[[], None]:
     returns the function that disconnects them."""
     # One receiver object per app, disconnected whole: blinker's disconnect(receiver,
     # sender=app) leaves the receiver in ``signal.receivers`` (the send sites' fast check).
+    app = signals.real_app(app)  # blinker keys senders by identity: never a proxy
     connected = [(signal, functools.partial(receiver)) for signal, receiver in _RECEIVERS]
     for signal, receiver in connected:
         signal.connect(receiver, sender=app, weak=False)

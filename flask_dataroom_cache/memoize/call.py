@@ -152,6 +152,7 @@ def compute(
         tags,
         versions,
         stored=lambda value: stored_value(fn, store, value),
+        auto=store.settings.auto_tags and not fn.ttl_only,
     )
 
 

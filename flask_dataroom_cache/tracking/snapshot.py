@@ -69,6 +69,9 @@ class ThreadSessions:
     def __init__(self) -> None:
         #: A WeakSet of :class:`SessionState` per task, else per thread.
         self.local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
+        #: Every tracked session that began a transaction here and is still alive (the
+        #: read capture isolates computations from their identity maps: ``capture.py``).
+        self.seen_local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
 
     def current(self) -> weakref.WeakSet[SessionState] | None:
         return self.local.get()
@@ -81,6 +84,17 @@ class ThreadSessions:
             self.local.set(mine)
         mine.add(state)
         state.listed_in = mine
+        seen = self.seen_local.get()
+        if seen is None:
+            seen = weakref.WeakSet()
+            self.seen_local.set(seen)
+        seen.add(state)
+
+    def seen(self) -> list[SessionState]:
+        """The tracked sessions that ever began a transaction in this thread and are
+        still alive (their identity maps may hold what a computation reads without SQL)."""
+        seen = self.seen_local.get()
+        return list(seen) if seen else []
 
     def adopt(self, state: SessionState) -> None:
         """A session used by another thread (task) than the one that began its

@@ -229,3 +229,22 @@ def test_two_apps_record_their_own_requests(
     assert "from-first" not in html
     html = panel_html(other.test_client().get("/other").get_data(as_text=True))
     assert "MISS" in rows(html, "lookups")[0]
+
+
+def test_the_recorder_connects_the_app_behind_a_proxy(
+    make_app: Callable[..., tuple[Flask, DataRoomCache]],
+) -> None:
+    from flask import current_app
+
+    from flask_dataroom_cache import signals
+    from flask_dataroom_cache.debug import recorder
+
+    app, _ = make_app()
+    kinds = (signals.entry_stored, signals.cache_bypassed, signals.tags_invalidated)
+    before = [len(list(s.receivers_for(app))) for s in kinds]
+    with app.app_context():
+        detach = recorder.install(current_app)
+    try:
+        assert [len(list(s.receivers_for(app))) for s in kinds] == [n + 1 for n in before]
+    finally:
+        detach()
