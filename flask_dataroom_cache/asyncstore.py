@@ -7,6 +7,8 @@
 * **Bypass and snapshot rule**: the store hooks ask about this *task*'s tracked sessions
   (``tracking/tasklocal.py``): an ``AsyncSession`` holding uncommitted changes in this
   task bypasses the cache, other tasks of the loop are unaffected.
+* **Recorded** (``lookups.py``) for the debug panel when a recorder watches the app, as
+  ``get_or_set`` is.
 * **Single flight** (``asyncflight.py``): one caller per key computes in this process;
   the others await it (their loop keeps running) and read what it stored; the same task
   asking again for a key it is computing computes instead of waiting for itself.
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from inspect import isawaitable
 from typing import TypeVar
 
+from . import lookups
 from .asyncflight import FLIGHT_WAIT
 from .store import MISSING, CacheStore
 from .tags import normalize_tags
@@ -52,7 +55,22 @@ async def aget_or_set(
     it. ``compute`` is an ``async def`` function (a sync one returning a value works too)."""
     expiry = store._ttl(ttl)
     norm = normalize_tags(tags)
-    value, versions = store.read(key, norm, endpoint)
+    if store.lookup_log is not None and (log := store.lookup_log()) is not None:
+        with lookups.recording(log, "aget_or_set", "aget_or_set", key, norm) as note:
+            return await _aget_or_set(store, key, compute, expiry, norm, endpoint, note)
+    return await _aget_or_set(store, key, compute, expiry, norm, endpoint, None)
+
+
+async def _aget_or_set(
+    store: CacheStore,
+    key: str,
+    compute: Callable[[], Awaitable[T] | T],
+    expiry: int,
+    norm: tuple[str, ...],
+    endpoint: str | None,
+    note: lookups.Note | None,
+) -> T:
+    value, versions = store.read(key, norm, endpoint, note)
     if value is not MISSING:
         return value  # type: ignore[no-any-return]
     if versions is None:  # disabled, bypassed or unreachable: no fill, no flight
@@ -62,8 +80,10 @@ async def aget_or_set(
     if flight is not None:
         if flight.leader is not task or task is None:
             await flight.wait(FLIGHT_WAIT)
-            value, versions = store.read(key, norm, endpoint)
+            value, versions = store.read(key, norm, endpoint, note)
             if value is not MISSING:
+                if note is not None:
+                    note.reason = lookups.WAITED
                 return value  # type: ignore[no-any-return]
         computed = await _run(compute)
         if versions is not None:

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import readcapture, signals, tracing
+from . import lookups, readcapture, signals, tracing
 from .asyncflight import Flights as AsyncFlights
 from .autotags import AUTO_PREFIXES
 from .backends.base import Backend, BackendError
@@ -156,6 +156,10 @@ class CacheStore:
         #: The same, set only when every lookup gets a span (``CACHE_OTEL_TRACE_HITS``):
         #: the hit path checks this one attribute.
         self.lookup_tracing: tracing.Tracing | None = None
+        #: The lookup log of the request being recorded (the debug panel, ``lookups.py``),
+        #: or None; set by the recorder, None when no recorder watches this app: then
+        #: ``get``, ``get_or_set`` and memoized calls pay this one attribute check.
+        self.lookup_log: Callable[[], lookups.LookupLog | None] | None = None
 
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
@@ -241,17 +245,22 @@ class CacheStore:
 
     # -- reads ----------------------------------------------------------------------------
     def read(
-        self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
+        self,
+        key: str,
+        tags: Iterable[str] | None = None,
+        endpoint: str | None = None,
+        note: lookups.Note | None = None,
     ) -> tuple[Any, tuple[str, ...] | None]:
         """One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss.
 
         ``versions`` are the tag tokens current *before* the caller computes the value
         (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
-        follow (disabled, bypassed, backend error).
+        follow (disabled, bypassed, backend error). ``note`` (a recorded lookup) is told
+        the outcome and, for a bypass, why.
         """
         if self.lookup_tracing is not None:
-            return self._traced_read(self.lookup_tracing, key, tags, endpoint)
-        return self._read(key, tags, endpoint)
+            return self._traced_read(self.lookup_tracing, key, tags, endpoint, note)
+        return self._read(key, tags, endpoint, note)
 
     def _traced_read(
         self,
@@ -259,26 +268,35 @@ class CacheStore:
         key: str,
         tags: Iterable[str] | None,
         endpoint: str | None,
+        note: lookups.Note | None = None,
     ) -> tuple[Any, tuple[str, ...] | None]:
         norm = normalize_tags(tags)
         with tracer.lookup(key, tags=norm, endpoint=endpoint) as span:
-            value, versions = self._read(key, norm, endpoint)
+            value, versions = self._read(key, norm, endpoint, note)
             tracing.set_hit(span, value is not MISSING)
             return value, versions
 
     def _read(
-        self, key: str, tags: Iterable[str] | None, endpoint: str | None
+        self,
+        key: str,
+        tags: Iterable[str] | None,
+        endpoint: str | None,
+        note: lookups.Note | None = None,
     ) -> tuple[Any, tuple[str, ...] | None]:
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
                 self.bypassed(key, DISABLED)
+            if note is not None:
+                note.outcome, note.reason = lookups.BYPASS, DISABLED
             return MISSING, None
         norm = normalize_tags(tags)
         if self.bypass_checks and (why := self.bypass_reason()) is not None:
             self.metrics.incr("bypasses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
                 self.bypassed(key, why)
+            if note is not None:
+                note.outcome, note.reason = lookups.BYPASS, why
             return MISSING, None
         if readcapture.capturing(self):
             # inside a computation capturing its reads: a hit would hide the reads
@@ -303,8 +321,14 @@ class CacheStore:
             value = self._decode(key, payload)
             if value is not MISSING:
                 self.metrics.incr("hits", endpoint=endpoint)
+                if note is not None:
+                    note.outcome = lookups.HIT
                 return value, None
         self.metrics.incr("misses", endpoint=endpoint)
+        if note is not None:
+            note.outcome = lookups.MISS
+            if versions is None:
+                note.reason = "backend error: not stored"
         return MISSING, versions
 
     def _decode(self, key: str, payload: bytes) -> Any:
@@ -319,7 +343,16 @@ class CacheStore:
         """Return the cached value, or ``default`` on a miss (pass ``default=MISSING`` to
         tell a cached ``None`` from a miss). A miss remembers the versions it saw for this
         thread's next :meth:`set` of ``key``."""
-        value, versions = self.read(key, tags)
+        if self.lookup_log is not None and (log := self.lookup_log()) is not None:
+            norm = normalize_tags(tags)
+            with lookups.recording(log, "cache_get", "cache_get", key, norm) as note:
+                return self._get(key, norm, default, note)
+        return self._get(key, tags, default, None)
+
+    def _get(
+        self, key: str, tags: Iterable[str] | None, default: Any, note: lookups.Note | None
+    ) -> Any:
+        value, versions = self.read(key, tags, None, note)
         if versions is not None:
             self._remember_versions(key, normalize_tags(tags), versions)
         return default if value is MISSING else value
@@ -429,10 +462,25 @@ class CacheStore:
         ``tags``, on those tags only; ``tags=[]``: on its TTL only."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
-        value, versions = self.read(key, norm, endpoint)
+        auto = tags is None and self.settings.auto_tags
+        if self.lookup_log is not None and (log := self.lookup_log()) is not None:
+            with lookups.recording(log, "get_or_set", "get_or_set", key, norm) as note:
+                return self._get_or_set(key, compute, expiry, norm, auto, endpoint, note)
+        return self._get_or_set(key, compute, expiry, norm, auto, endpoint, None)
+
+    def _get_or_set(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        expiry: int,
+        norm: tuple[str, ...],
+        auto: bool,
+        endpoint: str | None,
+        note: lookups.Note | None,
+    ) -> T:
+        value, versions = self.read(key, norm, endpoint, note)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
-        auto = tags is None and self.settings.auto_tags
         if versions is None:  # disabled, bypassed or unreachable: nothing will be stored
             return self.compute_and_fill(key, compute, expiry, norm, None, endpoint=endpoint)
         seen: list[tuple[str, ...] | None] = [versions]
@@ -443,7 +491,9 @@ class CacheStore:
             )
 
         def reread() -> Any:
-            found, seen[0] = self.read(key, norm, endpoint)
+            found, seen[0] = self.read(key, norm, endpoint, note)
+            if note is not None and found is not MISSING:
+                note.reason = lookups.WAITED
             return found
 
         wait = 0.0 if self.wait_checks and self.must_not_wait() else None
