@@ -80,27 +80,16 @@ def _entry(call: CachedCall) -> tuple[str, list[str]]:
     be built."""
     ctx = call.ctx
     req = ctx.request
-    prefix = call.state.settings.key_prefix
-    if call.func is not None and not call.routed:
-        return keying.function_entry(
-            prefix,
-            call.endpoint,
-            call.opts,
-            req,
-            context.route_values(ctx),
-            call.identity,
-            call.func[1],
-            call.view,
-            call.args,
-            call.kwargs,
-        )
-    key = keying.route_key(
-        call.views.key_memo,
-        prefix,
+    # what both keys are built from: the route's request, as its view sees it
+    route = (
+        call.state.settings.key_prefix,
         call.endpoint,
         call.opts,
         req,
         context.route_values(ctx),
         call.identity,
     )
+    if call.func is not None and not call.routed:
+        return keying.function_entry(*route, call.func[1], call.view, call.args, call.kwargs)
+    key = keying.route_key(call.views.key_memo, *route)
     return key, keying.entry_tags(call.opts, call.endpoint, call.identity, req.view_args)
