@@ -30,6 +30,7 @@ from flask_dataroom_cache import (
     get_cache_key,
     invalidate_tags,
 )
+from flask_dataroom_cache.tracking.unitofwork import Unit, Units
 
 from .conftest import Env, sqlite_fk
 from .models import DataRoom, File, Folder
@@ -381,3 +382,24 @@ def test_a_child_with_its_own_transaction_still_sees_the_parents(
         assert env.store.get(key, tags, default=MISSING) is MISSING
 
     asyncio.run(main())
+
+
+def test_a_unit_of_work_does_not_outlive_its_event_loop() -> None:
+    """asgiref runs each async view in a new loop, copying the calling thread's context in
+    and back out: a unit made in one call must not be found (nor chained onto) in the
+    next call's loop, or one request's records would pile up on the next one's."""
+    asgiref_sync = pytest.importorskip("asgiref.sync")
+    units = Units()
+
+    async def begin() -> Unit:
+        return units.own()
+
+    first = asgiref_sync.async_to_sync(begin)()
+    assert units.current() is None  # the calling thread: a thread's own record only
+
+    async def look() -> tuple[Unit | None, Unit]:
+        return units.current(), units.own()
+
+    current, second = asgiref_sync.async_to_sync(look)()
+    assert current is None
+    assert second is not first and second.parent is None
