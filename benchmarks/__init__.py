@@ -30,6 +30,7 @@ MODULES = [
     "bench_signals",
     "bench_observability",
     "bench_memoize",
+    "bench_autotags",
 ]
 
 

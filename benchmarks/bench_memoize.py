@@ -8,6 +8,9 @@
   function's and its own, for ``invalidate_all`` / ``invalidate``).
 * the same pair on the memory backend (information: no round trip, so what is left is
   the CPU cost of keying the call and of the value entry).
+* the memoized hit on memory with the debug panel's ``lookup_log`` hook set on the store
+  (the panel on the app, this call not in a recorded request: the hook answers ``None``)
+  against the hook unset (no panel: one attribute check), alternating (information).
 
 Everything lives under a random key prefix that is removed (SCAN + UNLINK) afterwards.
 """
@@ -63,6 +66,34 @@ def _pair(app: Any, rounds: int, number: int) -> tuple[list[float], list[float]]
     return gets, memos
 
 
+def _hooked(app: Any, rounds: int, number: int) -> tuple[list[float], list[float]]:
+    """Per-round medians of a memoized hit without, then with, a ``lookup_log`` hook."""
+    from flask_dataroom_cache import DataRoomCache
+
+    cache: DataRoomCache = DataRoomCache.state(app).extension
+
+    @cache.memoize(tags=["bench:hook"])
+    def report(data_room_id: int) -> dict[str, Any]:
+        return PAYLOAD
+
+    with app.test_request_context("/"):  # what the recorder's hook looks for
+        store = DataRoomCache.state(app).store
+        assert report(1) == PAYLOAD
+        call: Callable[[], Any] = lambda: report(1)  # noqa: E731
+        unset: list[float] = []
+        hooked: list[float] = []
+        from flask_dataroom_cache.debug import recorder
+
+        not_recorded = lambda: recorder._current(app)  # noqa: E731  (None: no log here)
+        for _ in range(rounds):
+            store.lookup_log = None
+            unset.append(measure(call, number=number, repeats=1)["median_us"])
+            store.lookup_log = not_recorded
+            hooked.append(measure(call, number=number, repeats=1)["median_us"])
+        store.lookup_log = None
+    return unset, hooked
+
+
 def run(env: BenchEnv) -> list[dict[str, Any]]:
     import redis
 
@@ -78,6 +109,8 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
     memory_app = make_app("", "benchmem", DATAROOM_REDIS_URL="")  # "" wins over the env
     mem_gets, mem_memos = _pair(memory_app, rounds, 2000 if env.quick else 5000)
     mem_ratio = statistics.median(m / g for m, g in zip(mem_memos, mem_gets, strict=True))
+    unset, hooked = _hooked(memory_app, rounds, 2000 if env.quick else 5000)
+    hook_ratio = statistics.median(h / u for h, u in zip(hooked, unset, strict=True))
     note = f"{rounds} rounds, alternating"
     return [
         row(GROUP, "hit: cache_get on Redis", _summary(gets), note=note),
@@ -88,4 +121,9 @@ def run(env: BenchEnv) -> list[dict[str, Any]]:
         row(GROUP, "hit: memoized function on memory", _summary(mem_memos), note=note),
         ratio_row(GROUP, "memoized function hit / cache_get (memory, CPU only)", mem_ratio,
                   "info", True),
+        row(GROUP, "hit: memoized, no debug panel (memory)", _summary(unset), note=note),
+        row(GROUP, "hit: memoized, panel on, request not recorded (memory)", _summary(hooked),
+            note=note),
+        ratio_row(GROUP, "memoized hit, panel hook set / unset (memory)", hook_ratio, "info",
+                  True),
     ]

@@ -6,8 +6,9 @@
 * ``config`` passed to ``create_app`` (tests);
 * the environment: ``DATABASE_URL`` (default: a SQLite file in the instance folder),
   ``REDIS_URL`` (default: none, an in-process memory cache), ``STORAGE_DIR`` (default:
-  ``instance/storage``), ``MAX_CONTENT_LENGTH`` (bytes, default 32 MiB), and every
-  ``CACHE_*`` setting of the extension.
+  ``instance/storage``), ``MAX_CONTENT_LENGTH`` (bytes, default 32 MiB),
+  ``EXAMPLE_AUTO_TAGS=1`` (every cached view drops its declared tags and depends only on
+  what it reads: automatic dependencies), and every ``CACHE_*`` setting of the extension.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         STORAGE_DIR=env.get("STORAGE_DIR") or os.path.join(app.instance_path, "storage"),
         MAX_CONTENT_LENGTH=int(env.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_CONTENT_LENGTH),
         REDIS_URL=env.get("REDIS_URL") or None,
+        # every view on automatic dependencies only (its declared tags dropped): issue 17
+        EXAMPLE_AUTO_TAGS=env.get("EXAMPLE_AUTO_TAGS", "") in ("1", "true", "yes"),
     )
     app.config.update(overrides)
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(

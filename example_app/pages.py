@@ -1,7 +1,8 @@
 """An HTML page of the API: a data room's overview, ``GET /api/datarooms/<room_id>/overview``.
 
 The one route answering HTML (the rest is JSON), cached like the others (per user, tagged
-with the room: a rename, a member or a change at the room's root bumps ``dataroom:{id}``).
+with the room: a rename, a member or a change at the room's root bumps ``dataroom:{id}``),
+counting the members through a ``@cache.memoize`` helper shared by every user.
 It is what a browser shows with the Flask-DebugToolbar on (the toolbar only injects itself
 into HTML): ``docs/debug-toolbar.md`` and ``tests/debug/test_browser.py`` use it.
 """
@@ -37,6 +38,20 @@ def _items(names: list[str]) -> str:
     return "".join(f"<li>{escape(n)}</li>" for n in names) or "<li><em>none</em></li>"
 
 
+@cache.memoize(tags=lambda room_id: [dataroom_tag(room_id)])
+def member_count(room_id: str) -> int:
+    """How many members a room has: a memoized helper (its own entry, shared by every
+    user, fresh through the room's tag, which a membership change bumps); the panel lists
+    its lookup beside the page's."""
+    count: int = (
+        db.session.scalar(
+            select(func.count(Membership.id)).where(Membership.data_room_id == room_id)
+        )
+        or 0
+    )
+    return count
+
+
 @bp.get("/datarooms/<room_id>/overview")
 @cache.cached(tags=lambda room_id: [dataroom_tag(room_id)])
 def room_overview(room_id: str) -> Response:
@@ -49,9 +64,7 @@ def room_overview(room_id: str) -> Response:
         .where(File.data_room_id == room_id, File.folder_id.is_(None))
         .order_by(File.name)
     ).all()
-    members = db.session.scalar(
-        select(func.count(Membership.id)).where(Membership.data_room_id == room_id)
-    )
+    members = member_count(room_id)
     html = _PAGE.format(
         name=escape(room.name),
         role=escape(member.role),

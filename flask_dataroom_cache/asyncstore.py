@@ -9,6 +9,8 @@ of the store's compute step (``CacheStore.compute_and_fill``).
   sessions (``tracking/unitofwork.py``: this task's, and those of the tasks it was made
   in): an ``AsyncSession`` holding uncommitted changes bypasses the cache in its task and
   in the tasks that task makes; unrelated tasks of the loop are unaffected.
+* **Recorded** (``lookups.py``) for the debug panel when a recorder watches the app, as
+  ``get_or_set`` is.
 * **Single flight**: the store's registry (``flights.py``), shared with ``get_or_set``
   and ``@cache.memoize``: one caller per key computes in this process, sync or async; the
   others await it (their loop keeps running) and read what it stored. A caller asking
@@ -29,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
 from typing import TypeVar
 
-from . import tracing
+from . import lookups, tracing
 from .flights import FLIGHT_WAIT
 from .store import MISSING, CacheStore
 from .tags import normalize_tags
@@ -99,7 +101,22 @@ async def aget_or_set(
     it. ``compute`` is an ``async def`` function (a sync one returning a value works too)."""
     expiry = store._ttl(ttl)
     norm = normalize_tags(tags)
-    value, versions = store.read(key, norm, endpoint)
+    if store.lookup_log is not None and (log := store.lookup_log()) is not None:
+        with lookups.recording(log, "aget_or_set", "aget_or_set", key, norm) as note:
+            return await _aget_or_set(store, key, compute, expiry, norm, endpoint, note)
+    return await _aget_or_set(store, key, compute, expiry, norm, endpoint, None)
+
+
+async def _aget_or_set(
+    store: CacheStore,
+    key: str,
+    compute: Callable[[], Awaitable[T] | T],
+    expiry: int,
+    norm: tuple[str, ...],
+    endpoint: str | None,
+    note: lookups.Note | None,
+) -> T:
+    value, versions = store.read(key, norm, endpoint, note)
     if value is not MISSING:
         return value  # type: ignore[no-any-return]
     if versions is None:  # disabled, bypassed or unreachable: no fill, no flight
@@ -117,9 +134,12 @@ async def aget_or_set(
             finally:
                 flights.unhold(token)
                 flights.done(key)
-        if not held and not (store.wait_checks and store.must_not_wait()):
+        waited = not held and not (store.wait_checks and store.must_not_wait())
+        if waited:
             await flight.wait_async(FLIGHT_WAIT)
-        value, versions = store.read(key, norm, endpoint)
+        value, versions = store.read(key, norm, endpoint, note)
         if value is not MISSING:
+            if note is not None and waited:
+                note.reason = lookups.WAITED
             return value  # type: ignore[no-any-return]
     return await acompute_and_fill(store, key, compute, expiry, norm, versions, endpoint=endpoint)

@@ -5,25 +5,29 @@ extension's :class:`Codec` (``cache.codec``), which every app initialised with i
 its store. The wire format of a custom value (``{"__drc__": "type", "n": name, "v": ...}``,
 the ``T`` flag) belongs to ``serialization.py``; this module owns the registry: which class
 is stored under which name, with which two functions, and the rules of registration
-(dataclasses need no functions; JSON and built-in types cannot be registered; one name per
-class, one class per name). On a read only the ``decode`` registered for the stored name
+(dataclasses and enums need no functions; JSON's own types and the built-in ones cannot be
+registered, a subclass of either can, and a subclass of a JSON type must be, enums with a
+``str``/``int`` mixin included: JSON would give it back as its parent; one name per class,
+one class per name). On a read only the ``decode`` registered for the stored name
 ever runs: a stored name this codec does not know is a ``CodecError`` (a miss).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from .jsonexact import JSON_TYPES as _JSON_TYPES
+from .jsonexact import SCALARS as _SCALARS
+from .jsonexact import qualname as _qualname
 from .serialization import (
     _BUILTIN_TYPES,
-    _JSON_TYPES,
     _MARK,
     CodecError,
     _hook,
-    _qualname,
     decode,
     encode,
 )
@@ -68,6 +72,22 @@ def _dataclass_functions(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any
     return encode_dataclass, decode_dataclass
 
 
+def _enum_functions(cls: type[enum.Enum]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """``encode``/``decode`` of an enum: its member's value, and ``cls(value)`` back; only
+    for values JSON gives back identical (str, int, float, bool, None)."""
+    odd = [m.name for m in cls if type(m.value) not in _SCALARS]
+    if odd:
+        raise TypeError(
+            f"register_type({cls.__name__}): the values of {', '.join(odd)} are not "
+            "str, int, float, bool or None; give encode and decode"
+        )
+
+    def encode_enum(member: Any) -> Any:
+        return member.value
+
+    return encode_enum, cls
+
+
 class Codec:
     """The custom types one ``DataRoomCache`` caches, and the codec through them.
 
@@ -93,23 +113,30 @@ class Codec:
         """Register ``cls`` (see ``DataRoomCache.register_type``); returns the entry."""
         if not isinstance(cls, type):
             raise TypeError(f"register_type takes a class, got {cls!r}")
-        if issubclass(cls, _JSON_TYPES):
+        if cls in _JSON_TYPES:
             raise TypeError(
-                f"{_qualname(cls)} is a JSON type or a subclass of one: JSON stores it as "
-                "such, a registered encode would never be called"
+                f"{_qualname(cls)} is a JSON type: stored as JSON without registration "
+                "(only a subclass of one can be registered)"
             )
         if cls in _BUILTIN_TYPES:
             raise TypeError(
                 f"{_qualname(cls)} is built in: cached as its own type without registration"
             )
-        if (encode is None or decode is None) and dataclasses.is_dataclass(cls):
-            default_encode, default_decode = _dataclass_functions(cls)
-            encode = encode or default_encode
-            decode = decode or default_decode
+        if encode is None or decode is None:
+            defaults = (
+                _dataclass_functions(cls)
+                if dataclasses.is_dataclass(cls)
+                else _enum_functions(cls)
+                if issubclass(cls, enum.Enum)
+                else None
+            )
+            if defaults is not None:
+                encode = encode or defaults[0]
+                decode = decode or defaults[1]
         if encode is None or decode is None:
             raise TypeError(
                 f"register_type({cls.__name__}, encode, decode): encode and decode are "
-                "required for a class that is not a dataclass"
+                "required for a class that is neither a dataclass nor an enum"
             )
         if not callable(encode) or not callable(decode):
             raise TypeError(f"encode and decode of {_qualname(cls)} must be callable")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from flask import Flask, current_app
 
-from . import coexistence, tracing
+from . import coexistence, signals, tracing
 from .apphooks import remove_app_hook
 from .autotags import ValueColumns
 from .backends.factory import create_backend
@@ -71,6 +71,7 @@ class DataRoomCache:
 
     def init_app(self, app: Flask) -> None:
         """Validate config (``ConfigError`` names the bad key), build and register state."""
+        app = signals.real_app(app)  # current_app: the app (senders, weak refs, hooks)
         # Flask-Caching registers itself as app.extensions["cache"] (flask_caching init_app)
         settings = Settings.from_mapping(app.config, flask_caching="cache" in app.extensions)
         for notice in settings.notices:

@@ -35,6 +35,14 @@ An unregistered class raises ``TypeError`` at encode time; a stored name the cod
 not know (written by another version of the app), or a ``decode`` that raises, is a
 :class:`CodecError`, which the store treats as a miss.
 
+JSON's own types are stored as JSON only when exact: an instance of a *subclass* of one
+(an enum with a ``str`` or ``int`` mixin, ``IntEnum``, ``StrEnum``, a ``str`` subclass
+such as ``markupsafe.Markup``, a ``float`` subclass such as ``numpy.float64``, an
+``OrderedDict``, a namedtuple; as a value or as a dict key) would come back as its plain
+parent, silently: it is stored through its registration (``cache.register_type``, exact
+class) or refused with a ``TypeError`` naming it. ``json.dumps`` accepts such subclasses,
+so a value it encoded is checked after (``jsonexact.py``).
+
 Caveats, as with any JSON: tuples come back as lists, and non-string dict keys as strings.
 """
 
@@ -42,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import json
 import re
 import threading
@@ -51,6 +60,12 @@ from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from .jsonexact import JSON_TYPES as _JSON_TYPES
+from .jsonexact import SCALARS as _SCALARS
+from .jsonexact import exact_json as _exact_json
+from .jsonexact import key_of as _key_of
+from .jsonexact import qualname as _qualname
 
 if TYPE_CHECKING:
     from .customtypes import Codec
@@ -122,44 +137,48 @@ def _refuse(obj: Any) -> Any:
 
 #: Types stored as marker objects without registration.
 _BUILTIN_TYPES: tuple[type, ...] = (datetime, date, time, uuid.UUID, Decimal, bytes, bytearray)
-#: Types JSON holds itself: a subclass of one never reaches a registered ``encode``.
-_JSON_TYPES: tuple[type, ...] = (str, int, float, bool, dict, list, tuple, type(None))
 #: How a custom type's marker starts in the encoded JSON (compact separators, key first):
 #: an encoding holding it is flagged ``T``. JSON escapes quotes inside strings, so no
 #: string value can contain it.
 _TYPE_MARK = b'{"' + _MARK.encode("ascii") + b'":"type"'
 
 
-def _qualname(cls: type) -> str:
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _unknown_type(obj: Any) -> TypeError:
     cls = type(obj)
     how = (
         f"cache.register_type({cls.__name__})"
-        if dataclasses.is_dataclass(cls)
+        if dataclasses.is_dataclass(cls) or isinstance(obj, enum.Enum)
         else f"cache.register_type({cls.__name__}, encode, decode)"
     )
+    parent = next((t for t in _JSON_TYPES if isinstance(obj, t)), None)
+    why = (
+        "not JSON-serialisable"
+        if parent is None
+        else f"a subclass of {parent.__name__}, which JSON would give back as a plain "
+        f"{parent.__name__}"
+    )
     return TypeError(
-        f"cannot cache a value of type {_qualname(cls)}: not JSON-serialisable and not "
-        f"registered; register it with {how} (see docs/api.md, 'Custom types')"
+        f"cannot cache a value of type {_qualname(cls)}: {why}, and not registered; "
+        f"register it with {how} (see docs/api.md, 'Custom types')"
     )
 
 
 def _mark(obj: Any, codec: Codec | None) -> Any:
-    """Replace special types by marker dicts; escape user dicts that use the marker key."""
-    if isinstance(obj, dict):
+    """Replace special types by marker dicts; escape user dicts that use the marker key.
+    JSON's types by their exact class only: a subclass is a registered type or an error."""
+    kind = type(obj)
+    if kind is dict:
         if _MARK in obj:
             # A user dict that uses our marker key is stored as a list of pairs: the
             # object hook runs bottom-up and must never see it as a dict.
-            return {_MARK: "dict", "v": [[k, _mark(v, codec)] for k, v in obj.items()]}
-        return {k: _mark(v, codec) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
+            return {
+                _MARK: "dict",
+                "v": [[_key_of(k), _mark(v, codec)] for k, v in obj.items()],
+            }
+        return {_key_of(k): _mark(v, codec) for k, v in obj.items()}
+    if kind is list or kind is tuple:
         return [_mark(v, codec) for v in obj]
-    if isinstance(obj, str | int | float | bool) or obj is None:
+    if kind in _SCALARS:
         return obj
     if codec is not None:
         custom = codec._by_class.get(type(obj))
@@ -178,7 +197,7 @@ def _mark(obj: Any, codec: Codec | None) -> Any:
         return {_MARK: "decimal", "v": str(obj)}
     if isinstance(obj, bytes | bytearray):
         return {_MARK: "bytes", "v": base64.b64encode(bytes(obj)).decode("ascii")}
-    raise _unknown_type(obj)
+    raise _unknown_type(obj)  # a JSON subclass too: never flattened to its parent
 
 
 _UNMARK: dict[str, Callable[[Any], Any]] = {
@@ -260,6 +279,8 @@ def _dumps_checked(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_refuse)
     if _MARK in text:
         raise _NeedsMarkers  # a nested dict may use the marker key: take the careful path
+    if not _exact_json(value):
+        raise _NeedsMarkers  # a subclass of a JSON type: registered, or a TypeError
     return text
 
 

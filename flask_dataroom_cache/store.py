@@ -39,14 +39,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from . import signals, tracing
+from . import lookups, readcapture, signals, tracing
+from .autotags import AUTO_PREFIXES
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
 from .flights import Flights, run_once
 from .metrics import Metrics
 from .serialization import CodecError, decode, encode
-from .tags import normalize_tags
+from .tags import MAX_TAGS_PER_ENTRY, normalize_tags
 
 __all__ = [
     "BYPASS_HOOK",
@@ -62,6 +63,9 @@ log = logging.getLogger("flask_dataroom_cache")
 T = TypeVar("T")
 
 _CAPTURES_MAX = 256
+#: Bound of the memo of the tags of entries stored with automatic dependencies.
+_STORED_TAGS_MAX = 4096
+_AUTO_HEADS = frozenset(p[:3] for p in AUTO_PREFIXES)
 _ERROR_LOG_INTERVAL = 60.0
 
 
@@ -128,6 +132,18 @@ class CacheStore:
         #: Keys being computed in this process by ``get_or_set``, ``@cache.memoize`` and
         #: ``aget_or_set`` (single flight, ``flights.py``; the view decorator has its own).
         self.flights = Flights()
+        #: Called with each new :class:`~.readcapture.ReadCapture` of this store, in the
+        #: computing thread, before the computation runs (the tracker: what this thread's
+        #: sessions hold in memory must be read again, or the capture refuses).
+        self.capture_starters: list[Callable[[readcapture.ReadCapture], None]] = []
+        #: Key -> the tags this process last stored it with, when they hold automatic
+        #: dependencies (unknown to a reader that only knows the declared ones): a read
+        #: names them, so Redis answers from its one-``MGET`` fast path instead of the
+        #: script that reads the entry's own tags. Only a hint: a wrong one costs the
+        #: script path, never a wrong answer (bounded, cleared when full).
+        self._stored_tags: dict[str, tuple[str, ...]] = {}
+        #: Key -> the tags its last computation captured that the entry does not carry.
+        self._capture_extra: dict[str, tuple[str, ...]] = {}
         self._local = threading.local()
         self._last_error_log = 0.0
         #: The app this store belongs to (weakly), the sender of its signals (``signals.py``).
@@ -137,6 +153,10 @@ class CacheStore:
         #: The same, set only when every lookup gets a span (``CACHE_OTEL_TRACE_HITS``):
         #: the hit path checks this one attribute.
         self.lookup_tracing: tracing.Tracing | None = None
+        #: The lookup log of the request being recorded (the debug panel, ``lookups.py``),
+        #: or None; set by the recorder, None when no recorder watches this app: then
+        #: ``get``, ``get_or_set`` and memoized calls pay this one attribute check.
+        self.lookup_log: Callable[[], lookups.LookupLog | None] | None = None
 
     # -- the hooks and errors -------------------------------------------------------------
     def must_bypass(self) -> bool:
@@ -222,17 +242,22 @@ class CacheStore:
 
     # -- reads ----------------------------------------------------------------------------
     def read(
-        self, key: str, tags: Iterable[str] | None = None, endpoint: str | None = None
+        self,
+        key: str,
+        tags: Iterable[str] | None = None,
+        endpoint: str | None = None,
+        note: lookups.Note | None = None,
     ) -> tuple[Any, tuple[str, ...] | None]:
         """One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss.
 
         ``versions`` are the tag tokens current *before* the caller computes the value
         (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
-        follow (disabled, bypassed, backend error).
+        follow (disabled, bypassed, backend error). ``note`` (a recorded lookup) is told
+        the outcome and, for a bypass, why.
         """
         if self.lookup_tracing is not None:
-            return self._traced_read(self.lookup_tracing, key, tags, endpoint)
-        return self._read(key, tags, endpoint)
+            return self._traced_read(self.lookup_tracing, key, tags, endpoint, note)
+        return self._read(key, tags, endpoint, note)
 
     def _traced_read(
         self,
@@ -240,29 +265,52 @@ class CacheStore:
         key: str,
         tags: Iterable[str] | None,
         endpoint: str | None,
+        note: lookups.Note | None = None,
     ) -> tuple[Any, tuple[str, ...] | None]:
         norm = normalize_tags(tags)
         with tracer.lookup(key, tags=norm, endpoint=endpoint) as span:
-            value, versions = self._read(key, norm, endpoint)
+            value, versions = self._read(key, norm, endpoint, note)
             tracing.set_hit(span, value is not MISSING)
             return value, versions
 
     def _read(
-        self, key: str, tags: Iterable[str] | None, endpoint: str | None
+        self,
+        key: str,
+        tags: Iterable[str] | None,
+        endpoint: str | None,
+        note: lookups.Note | None = None,
     ) -> tuple[Any, tuple[str, ...] | None]:
         if not self.enabled:
             self.metrics.incr("misses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
                 self.bypassed(key, DISABLED)
+            if note is not None:
+                note.outcome, note.reason = lookups.BYPASS, DISABLED
             return MISSING, None
         norm = normalize_tags(tags)
         if self.bypass_checks and (why := self.bypass_reason()) is not None:
             self.metrics.incr("bypasses", endpoint=endpoint)
             if signals.cache_bypassed.receivers:
                 self.bypassed(key, why)
+            if note is not None:
+                note.outcome, note.reason = lookups.BYPASS, why
             return MISSING, None
+        if readcapture.capturing(self):
+            # inside a computation capturing its reads: a hit would hide the reads
+            # behind it from that computation; compute (and refill) instead
+            self.metrics.incr("misses", endpoint=endpoint)
+            return MISSING, self._capture_versions(norm)
+        known = self._stored_tags.get(key) if self._stored_tags else None
         try:
-            payload, versions = self.backend.get(key, norm)
+            if known is not None and known != norm and set(norm).issubset(known):
+                payload, versions = self.backend.get(key, known)
+                if versions is not None:  # a miss: the versions of the tags asked about
+                    by_tag = dict(zip(known, versions, strict=True))
+                    versions = tuple(by_tag[t] for t in norm)
+                    # read before the computation: a capture of this key may use them
+                    self._local.prefetched = (key, by_tag)
+            else:
+                payload, versions = self.backend.get(key, norm)
         except BackendError as exc:
             self.report_error("read", exc)
             payload, versions = None, None
@@ -270,8 +318,14 @@ class CacheStore:
             value = self._decode(key, payload)
             if value is not MISSING:
                 self.metrics.incr("hits", endpoint=endpoint)
+                if note is not None:
+                    note.outcome = lookups.HIT
                 return value, None
         self.metrics.incr("misses", endpoint=endpoint)
+        if note is not None:
+            note.outcome = lookups.MISS
+            if versions is None:
+                note.reason = "backend error: not stored"
         return MISSING, versions
 
     def _decode(self, key: str, payload: bytes) -> Any:
@@ -286,7 +340,16 @@ class CacheStore:
         """Return the cached value, or ``default`` on a miss (pass ``default=MISSING`` to
         tell a cached ``None`` from a miss). A miss remembers the versions it saw for this
         thread's next :meth:`set` of ``key``."""
-        value, versions = self.read(key, tags)
+        if self.lookup_log is not None and (log := self.lookup_log()) is not None:
+            norm = normalize_tags(tags)
+            with lookups.recording(log, "cache_get", "cache_get", key, norm) as note:
+                return self._get(key, norm, default, note)
+        return self._get(key, tags, default, None)
+
+    def _get(
+        self, key: str, tags: Iterable[str] | None, default: Any, note: lookups.Note | None
+    ) -> Any:
+        value, versions = self.read(key, tags, None, note)
         if versions is not None:
             self._remember_versions(key, normalize_tags(tags), versions)
         return default if value is MISSING else value
@@ -301,6 +364,55 @@ class CacheStore:
         except BackendError as exc:
             self.report_error("version read", exc)
             return None
+
+    def _capture_versions(self, tags: Sequence[str]) -> tuple[str, ...] | None:
+        try:
+            return self.backend.versions(tags)
+        except BackendError as exc:
+            self.report_error("version read", exc)
+            return None
+
+    def capture_reads(self, key: str | None = None) -> readcapture.CaptureScope:
+        """A context manager capturing the reads of the computation run inside it
+        (automatic dependencies, docs/auto-tags.md); :meth:`stamp_reads` of what it
+        yields gives the entry's tags and versions. Any compute path wraps its
+        computation in it. ``key``: the entry computed; when this thread's missing read
+        of it named the tags it was last stored with, their tokens (read before the
+        computation) are the capture's to start with: a computation reading what it
+        read last time reads no token again."""
+        prefetched = getattr(self._local, "prefetched", None)
+        tokens: dict[str, str] | None = None
+        if prefetched is not None:
+            self._local.prefetched = None
+            if key is not None and prefetched[0] == key:
+                tokens = dict(prefetched[1])
+                # the tags the last computation captured but the entry does not carry
+                # (the table tags the bound may collapse into): read now, still before
+                extra = self._capture_extra.get(key)
+                if extra:
+                    try:
+                        tokens.update(zip(extra, self.backend.versions(extra), strict=True))
+                    except BackendError as exc:
+                        self.report_error("version read", exc)
+        return readcapture.CaptureScope(self, self.backend.versions, self.capture_starters, tokens)
+
+    def stamp_reads(
+        self,
+        capture: readcapture.ReadCapture,
+        tags: tuple[str, ...],
+        versions: Sequence[str],
+        key: str | None = None,
+    ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The declared ``tags`` (normalised, with the ``versions`` read before the
+        computation) plus what ``capture`` read, bounded; None: do not store. ``key``:
+        the entry's, to remember which tags its next computation will need."""
+        stamped = capture.stamp(tags, versions, MAX_TAGS_PER_ENTRY)
+        if stamped is not None and key is not None:
+            extra = tuple(t for t in capture.tokens if t not in stamped[0])
+            if len(self._capture_extra) >= _STORED_TAGS_MAX:
+                self._capture_extra.clear()
+            self._capture_extra[key] = extra
+        return stamped
 
     # -- writes ---------------------------------------------------------------------------
     def set(
@@ -341,10 +453,29 @@ class CacheStore:
         """Return the cached value, or compute, store (race-free) and return it.
 
         Concurrent misses of ``key`` in this process compute once (single flight,
-        ``flights.run_once``): the others wait for the leader and read what it stored."""
+        ``flights.run_once``): the others wait for the leader and read what it stored.
+        Without ``tags`` (and with ``CACHE_AUTO_TAGS``, the default), the entry depends
+        on what ``compute`` read (automatic dependencies, docs/auto-tags.md); with
+        ``tags``, on those tags only; ``tags=[]``: on its TTL only."""
         expiry = self._ttl(ttl)
         norm = normalize_tags(tags)
-        value, versions = self.read(key, norm, endpoint)
+        auto = tags is None and self.settings.auto_tags
+        if self.lookup_log is not None and (log := self.lookup_log()) is not None:
+            with lookups.recording(log, "get_or_set", "get_or_set", key, norm) as note:
+                return self._get_or_set(key, compute, expiry, norm, auto, endpoint, note)
+        return self._get_or_set(key, compute, expiry, norm, auto, endpoint, None)
+
+    def _get_or_set(
+        self,
+        key: str,
+        compute: Callable[[], T],
+        expiry: int,
+        norm: tuple[str, ...],
+        auto: bool,
+        endpoint: str | None,
+        note: lookups.Note | None,
+    ) -> T:
+        value, versions = self.read(key, norm, endpoint, note)
         if value is not MISSING:
             return value  # type: ignore[no-any-return]
         if versions is None:  # disabled, bypassed or unreachable: nothing will be stored
@@ -352,10 +483,14 @@ class CacheStore:
         seen: list[tuple[str, ...] | None] = [versions]
 
         def lead() -> T:
-            return self.compute_and_fill(key, compute, expiry, norm, seen[0], endpoint=endpoint)
+            return self.compute_and_fill(
+                key, compute, expiry, norm, seen[0], endpoint=endpoint, auto=auto
+            )
 
         def reread() -> Any:
-            found, seen[0] = self.read(key, norm, endpoint)
+            found, seen[0] = self.read(key, norm, endpoint, note)
+            if note is not None and found is not MISSING:
+                note.reason = lookups.WAITED
             return found
 
         wait = 0.0 if self.wait_checks and self.must_not_wait() else None
@@ -371,18 +506,23 @@ class CacheStore:
         *,
         endpoint: str | None = None,
         stored: Callable[[T], Any] | None = None,
+        auto: bool = False,
     ) -> T:
         """The compute step of a miss (``get_or_set``, ``@cache.memoize``): run
         ``compute()``, then fill ``key`` with what it returned (``stored(value)`` when
         given: what to keep of it, :data:`MISSING` to keep nothing), stamped with
         ``versions``, the tokens of ``tags`` read *before* ``compute`` ran. ``None``:
         nothing is stored (disabled, bypassed, or the backend could not say). Inside a
-        ``dataroom_cache.compute`` span when tracing is on (``tracing.py``)."""
+        ``dataroom_cache.compute`` span when tracing is on (``tracing.py``). ``auto``:
+        the entry also depends on what ``compute`` reads (automatic dependencies,
+        :meth:`capture_reads`), and is not stored when the tables read cannot be known."""
         if self.tracing is None:
-            return self._compute_and_fill(key, compute, expiry, tags, versions, endpoint, stored)[0]
+            return self._compute_and_fill(
+                key, compute, expiry, tags, versions, endpoint, stored, auto
+            )[0]
         with self.tracing.compute(key, tags=tags, endpoint=endpoint) as span:
             value, done = self._compute_and_fill(
-                key, compute, expiry, tags, versions, endpoint, stored
+                key, compute, expiry, tags, versions, endpoint, stored, auto
             )
             reason = None if done else "no versions" if versions is None else "refused"
             tracing.set_result(span, "stored" if done else "not_stored", reason)
@@ -397,8 +537,19 @@ class CacheStore:
         versions: Sequence[str] | None,
         endpoint: str | None,
         stored: Callable[[T], Any] | None,
+        auto: bool = False,
     ) -> tuple[T, bool]:
-        value = compute()
+        if auto and versions is not None:
+            with self.capture_reads(key) as capture:
+                value = compute()
+            stamped = self.stamp_reads(capture, tags, versions, key)
+            if stamped is None:  # tables unknown, or a token could not be read
+                why = "reads_unknown" if capture.unknown else "bypasses"
+                self.metrics.incr(why, endpoint=endpoint)
+                return value, False
+            tags, versions = stamped
+        else:
+            value = compute()
         done = False
         if versions is not None:
             data = value if stored is None else stored(value)
@@ -445,6 +596,10 @@ class CacheStore:
             self.report_error("write", exc)
             return False
         self.metrics.incr("sets" if stored else "set_rejected", endpoint=endpoint)
+        if stored and any(t[:3] in _AUTO_HEADS for t in tags):
+            if len(self._stored_tags) >= _STORED_TAGS_MAX:
+                self._stored_tags.clear()
+            self._stored_tags[key] = tags
         if stored and signals.entry_stored.receivers:
             signals.send(signals.entry_stored, self.app_ref(), key=key, tags=tags, ttl=expiry)
         return stored

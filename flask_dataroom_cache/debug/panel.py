@@ -11,6 +11,8 @@ rendered with an environment of its own (the toolbar's loader knows only its tem
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app
@@ -60,6 +62,17 @@ class CachePanel(DebugPanel):
     def process_request(self, request: Request) -> None:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         self.log = recorder.start(app, request.environ)
+
+    def process_view(
+        self, request: Request, view_func: Callable[..., Any], view_kwargs: dict[str, Any]
+    ) -> Callable[..., Any] | None:
+        """The toolbar calls the view itself, without Flask's ``ensure_sync``: an
+        ``async def`` view (a cached one too) is handed back run to completion, as Flask
+        would run it, so its lookups show instead of a "returned a coroutine" error."""
+        if inspect.iscoroutinefunction(view_func):
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            return app.ensure_sync(view_func)
+        return None
 
     def process_response(self, request: Request, response: Response) -> None:
         pass

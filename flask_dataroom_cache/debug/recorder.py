@@ -1,7 +1,8 @@
 """What the cache did during one request, recorded for the debug panel (no toolbar import).
 
 :func:`start` puts a :class:`RequestLog` in the request's WSGI environ (under
-``views.recording.RECORDER_KEY``, where the cached views append their lookups); the signal
+``lookups.RECORDER_KEY``, where the cached views, and through the store's ``lookup_log``
+hook ``cache_get``, ``get_or_set`` and memoized functions, append their lookups); the signal
 receivers :func:`install` connects, with the app as sender, append to the log of the
 request being handled, if it has one and it is the sender's: entries stored
 (``entry_stored``), lookups and fills skipped (``cache_bypassed``), tags invalidated
@@ -24,9 +25,9 @@ from typing import Any
 from flask import Flask, has_request_context, request
 
 from .. import signals
+from ..lookups import RECORDER_KEY, LookupLog
 from ..metrics import backend_stats
 from ..state import EXTENSION_KEY, CacheState
-from ..views.recording import RECORDER_KEY, LookupLog
 
 __all__ = [
     "Invalidation",
@@ -76,9 +77,16 @@ class RequestLog(LookupLog):
 
 
 def start(app: Flask, environ: dict[str, Any]) -> RequestLog:
-    """Record the request of ``app`` whose WSGI environ this is; returns its (empty) log."""
+    """Record the request of ``app`` whose WSGI environ this is; returns its (empty) log.
+
+    The first recorded request also sets the app's store's ``lookup_log`` hook, so the
+    lookups the store's callers make (``cache_get``, ``get_or_set``, ``aget_or_set``,
+    ``@cache.memoize``) are logged too (the views find the log in the environ)."""
     log = RequestLog(app=app)
     environ[RECORDER_KEY] = log
+    state: CacheState | None = app.extensions.get(EXTENSION_KEY)
+    if state is not None and state.store.lookup_log is None:
+        state.store.lookup_log = functools.partial(_current, app)
     return log
 
 
@@ -120,6 +128,7 @@ def install(app: Flask) -> Callable[[], None]:
     returns the function that disconnects them."""
     # One receiver object per app, disconnected whole: blinker's disconnect(receiver,
     # sender=app) leaves the receiver in ``signal.receivers`` (the send sites' fast check).
+    app = signals.real_app(app)  # blinker keys senders by identity: never a proxy
     connected = [(signal, functools.partial(receiver)) for signal, receiver in _RECEIVERS]
     for signal, receiver in connected:
         signal.connect(receiver, sender=app, weak=False)
@@ -127,6 +136,9 @@ def install(app: Flask) -> Callable[[], None]:
     def detach() -> None:
         for signal, receiver in connected:
             signal.disconnect(receiver)
+        state: CacheState | None = app.extensions.get(EXTENSION_KEY)
+        if state is not None:
+            state.store.lookup_log = None
 
     return detach
 

@@ -117,6 +117,9 @@ class Memoized(Generic[P, R]):
         self.swr = swr
         self.tag_spec: Callable[..., Iterable[str]] | None = tags if callable(tags) else None
         fixed = [] if callable(tags) else check_user_tags(self.keys.where, tags)
+        #: ``tags=[]``: TTL only; otherwise the entry also depends on what the function
+        #: reads (automatic dependencies, with ``CACHE_AUTO_TAGS``: docs/auto-tags.md).
+        self.ttl_only = tags is not None and not callable(tags) and not fixed
         #: The function's own tag (``invalidate_all``).
         self.function_tag = function_tag(self.name)
         self._fixed = (*fixed, self.function_tag)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app, has_app_context
 
+from .. import lookups
 from ..flights import EntryLock, compute_locked, run_once
 from ..state import EXTENSION_KEY, CacheState
 from ..store import MISSING, CacheStore
@@ -63,23 +64,45 @@ def current_state(fn: Memoized[..., Any]) -> CacheState:
 
 
 def call(fn: Memoized[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``fn(*args, **kwargs)``, through the cache (see the module docstring)."""
+    """``fn(*args, **kwargs)``, through the cache (see the module docstring); recorded
+    (``lookups.py``) when a recorder watches the app's requests (the debug panel)."""
     state = current_state(fn)
     store = state.store
     prefix = state.settings.key_prefix
     key = fn.keys.key(prefix, args, kwargs)
     tags = normalize_tags(fn.tags_of(args, kwargs, entry_tag(prefix, key)))
-    raw, versions = store.read(key, tags)
+    if store.lookup_log is not None and (log := store.lookup_log()) is not None:
+        with lookups.recording(log, "memoize", fn.name, key, tags) as note:
+            return _call(fn, store, key, tags, args, kwargs, note)
+    return _call(fn, store, key, tags, args, kwargs, None)
+
+
+def _call(
+    fn: Memoized[..., Any],
+    store: CacheStore,
+    key: str,
+    tags: tuple[str, ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    note: lookups.Note | None,
+) -> Any:
+    raw, versions = store.read(key, tags, None, note)
     if raw is not MISSING:
         found = unpack_value(raw, store.codec)
         if found is not None:
             if fn.swr and time.time() >= found.soft_expiry:
                 fresh = _refresh(fn, store, key, tags, args, kwargs)
                 if fresh is not MISSING:
+                    if note is not None:
+                        note.outcome, note.reason = lookups.MISS, "stale: recomputed"
                     return fresh
                 store.metrics.incr("stale_hits")
+                if note is not None:
+                    note.reason = "stale: served while another caller recomputes"
             return found.value
         store.delete(key)  # not a value entry: broken, or written by something else
+        if note is not None:
+            note.outcome, note.reason = lookups.MISS, "not a value entry: deleted"
         captured = store.capture(tags)
         versions = captured[1] if captured is not None else None
     if versions is None:  # disabled, bypassed or unreachable: nothing will be stored
@@ -88,9 +111,13 @@ def call(fn: Memoized[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
     wait = not (store.wait_checks and store.must_not_wait())
 
     def reread() -> Any:
-        raw, seen[0] = store.read(key, tags)
+        raw, seen[0] = store.read(key, tags, None, note)
         found = unpack_value(raw, store.codec) if raw is not MISSING else None
-        return MISSING if found is None else found.value
+        if found is None:
+            return MISSING
+        if note is not None:
+            note.reason = lookups.WAITED
+        return found.value
 
     def lead() -> Any:
         if not fn.lock:
@@ -125,6 +152,7 @@ def compute(
         tags,
         versions,
         stored=lambda value: stored_value(fn, store, value),
+        auto=store.settings.auto_tags and not fn.ttl_only,
     )
 
 

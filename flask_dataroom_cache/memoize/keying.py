@@ -8,12 +8,14 @@
   ``f(a=1, b=2)`` are one entry. Each argument is one key parameter named after it
   (``*args`` items ``name.0``, ``name.1``...; ``**kwargs`` items ``name.key``), with a
   type marker for anything but a string or ``None`` (``a.int=5``, ``a=5``: ``f(5)`` and
-  ``f("5")`` are two entries, as they are two calls).
+  ``f("5")`` are two entries, as they are two calls): the encoding of ``argkeys.py``,
+  shared with the cached functions views call.
 * **Values a key can hold**: ``str``, ``int``, ``float``, ``bool``, ``Decimal``, ``UUID``,
-  ``date``, ``datetime``, ``None``, and an object (``self`` of a method) or a class
-  (``cls`` of a classmethod) defining ``__cache_key__()``, keyed by its class name and
-  what that returns. Anything else raises a ``TypeError`` naming the function and the
-  argument: never a ``repr`` holding a memory address.
+  ``date``, ``datetime``, ``None``; lists, tuples, dicts with ``str`` keys and sets of
+  one type of them; an object (``self`` of a method) or a class (``cls`` of a
+  classmethod) defining ``__cache_key__()``, keyed by its class name and what that
+  returns. Anything else raises a ``TypeError`` naming the function and the argument:
+  never a ``repr`` holding a memory address.
 * **Tags**: the declared ones (a list, or a callable given the call's arguments), the
   function's own tag (:func:`function_tag`, invalidated by ``f.invalidate_all()``) and
   the entry's own tag (:func:`entry_tag`, invalidated by ``f.invalidate(...)``), both in
@@ -23,13 +25,11 @@
 from __future__ import annotations
 
 import inspect
-import uuid
 from collections.abc import Callable
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
-from ..keys import _text, build_key, escape
+from ..argkeys import PLAIN, add_param
+from ..keys import build_key, escape
 
 __all__ = [
     "ENTITY",
@@ -47,20 +47,9 @@ TAG_NAMESPACE = "~memo:"
 #: Bound of one function's memo of built keys (cleared when full).
 KEY_MEMO_MAX = 4096
 
-#: Exact types keyed by their text plus a marker (``str`` and ``None`` need none: an
-#: escaped string never reads ``~``, the text of ``None``).
-_MARKERS: dict[type, str] = {
-    bool: ".bool",
-    int: ".int",
-    float: ".float",
-    Decimal: ".dec",
-    uuid.UUID: ".uuid",
-    datetime: ".dt",
-    date: ".date",
-}
 #: Argument types whose key depends on the value alone: calls made only of these are
 #: memoised (the same arguments build the same key).
-_PLAIN = frozenset((str, type(None), *_MARKERS))
+_PLAIN = PLAIN
 
 
 def function_tag(name: str) -> str:
@@ -153,71 +142,4 @@ class ArgumentKeys:
         return build_key(prefix, ENTITY, self.name, params)
 
     def _add(self, params: dict[str, Any], pname: str, value: Any, shown: str) -> None:
-        cls = type(value)
-        if cls is str or value is None:
-            params[pname] = value
-            return
-        marker = _MARKERS.get(cls)
-        if marker is None:
-            marker, value = self._subclass_or_object(value, shown)
-        params[pname + marker] = value
-
-    def _subclass_or_object(self, value: Any, shown: str) -> tuple[str, Any]:
-        """An argument of no exact supported type: an enum of ``str``/``int``, another
-        subclass of them, an object or a class defining ``__cache_key__``."""
-        if isinstance(value, str):
-            return "", str.__str__(value)
-        if isinstance(value, bool):
-            return ".bool", bool(value)
-        if isinstance(value, int):
-            return ".int", int(value)
-        if isinstance(value, float):
-            return ".float", float(value)
-        if isinstance(value, datetime):
-            return ".dt", value
-        for cls, marker in _MARKERS.items():
-            if isinstance(value, cls):
-                return marker, value
-        if isinstance(value, type):
-            return ".cls", self._class_key(value, shown)
-        own = getattr(value, "__cache_key__", None)
-        if own is None or not callable(own):
-            raise TypeError(
-                f"{self.where}: argument {shown!r} is a {type(value).__qualname__} instance, "
-                "which a cache key cannot hold (str, int, float, bool, Decimal, UUID, date, "
-                f"datetime or None). Define {type(value).__qualname__}.__cache_key__(self) "
-                "returning what identifies it (e.g. its primary key), or pass such a value "
-                "instead"
-            )
-        return ".obj", _described(type(value).__qualname__, own(), self.where, shown)
-
-    def _class_key(self, cls: type, shown: str) -> str:
-        """A class (``cls`` of a classmethod): keyed by its ``__cache_key__`` classmethod."""
-        static = inspect.getattr_static(cls, "__cache_key__", None)
-        if not isinstance(static, classmethod | staticmethod):
-            raise TypeError(
-                f"{self.where}: argument {shown!r} is the class {cls.__qualname__}, which a "
-                "cache key holds only through a class-level __cache_key__: define "
-                f"`@classmethod def __cache_key__(cls)` on {cls.__qualname__} returning what "
-                "identifies the class (e.g. cls.__qualname__)"
-            )
-        return _described(cls.__qualname__, cls.__cache_key__(), self.where, shown)  # type: ignore[attr-defined]
-
-
-def _described(owner: str, result: Any, where: str, shown: str) -> str:
-    """``{class}:{type}:{text}`` of what a ``__cache_key__`` returned (a key component)."""
-    if result is None:
-        kind = "none"
-    elif isinstance(result, str):
-        kind = "str"
-    else:
-        kind = next((m[1:] for c, m in _MARKERS.items() if isinstance(result, c)), "?")
-    try:
-        text = _text(result)
-    except TypeError:
-        raise TypeError(
-            f"{where}: {owner}.__cache_key__() for argument {shown!r} returned a "
-            f"{type(result).__qualname__}; it must return a str, int, float, bool, Decimal, "
-            "UUID, date, datetime or None"
-        ) from None
-    return f"{owner}:{kind}:{text}"
+        add_param(params, pname, value, self.where, shown)

@@ -2,8 +2,9 @@
 ``capture_invalidations`` (the tags delivered, batch by batch) and ``capture_entries``
 (the entries stored).
 
-Both listen to one app (the signals' sender): the ``app`` given, else the current app
-when an app context is pushed, else every app in the process. The receivers run in the
+Both listen to one app (the signals' sender): the ``app`` given (``current_app`` works
+too: the app behind the proxy), else the current app when an app context is pushed, else
+every app in the process. The receivers run in the
 thread that did the work, so a commit made by a request of the Flask test client is
 captured like one made by the test itself.
 """
@@ -33,9 +34,11 @@ __all__ = [
 
 
 def listen_target(app: Any = None) -> Any:
-    """The sender to listen to: ``app``, else the current app, else every app (``ANY``)."""
+    """The sender to listen to: ``app`` (the app behind it when it is the ``current_app``
+    proxy: blinker keys senders by identity), else the current app, else every app
+    (``ANY``)."""
     if app is not None:
-        return app
+        return signals.real_app(app)
     from flask import current_app, has_app_context
 
     if has_app_context():

@@ -1,9 +1,11 @@
 """One test's cache: the app's cache moved onto a fresh backend for the length of a
 ``with`` block (what the ``dataroom_cache`` / ``dataroom_cache_redis`` fixtures use).
 
-Only ``store.backend`` is replaced (the tracker's hooks on the store, the views and the
-counters stay as ``init_app`` wired them; the tracker is told, so the new backend's tag
-tokens count as this process's own for its snapshot rule), the invalidations sent during
+Only ``store.backend`` and the counters are replaced (the tracker's hooks on the store and
+the views stay as ``init_app`` wired them; the tracker is told, so the new backend's tag
+tokens count as this process's own for its snapshot rule; ``stats()`` counts this block
+only, from zero, and the app's own counts come back afterwards; the counters' ``sink``,
+Prometheus's multiprocess mode, is kept), the invalidations sent during
 the block are also given to the app's own backend (so nothing it held before the block is
 served stale after it), the cache is switched on (``store.enabled``)
 even when the app's config disables it, and everything is put back afterwards:
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import signals
 from ..backends.base import BackendError
+from ..metrics import Metrics
 from .captures import SentInvalidations, StoredEntries, capture_entries, capture_invalidations
 from .freshness import assert_fresh_after
 
@@ -126,9 +129,14 @@ def _state(app: Any) -> CacheState:
 def _swapped(
     app: Any, backend: Backend, kind: str, settings: Settings | None = None
 ) -> Iterator[CacheUnderTest]:
+    app = signals.real_app(app)  # the signals' sender: the app, never a proxy of it
     state = _state(app)
     store = state.store
     saved = (store.backend, store.enabled, store.settings, state.settings)
+    saved_metrics = state.metrics
+    metrics = Metrics(saved_metrics.max_endpoints)
+    metrics.sink = saved_metrics.sink
+    store.metrics = state.metrics = metrics  # stats() of this block only
     key_memo = state.views.key_memo if state.views is not None else None
     store.backend = backend
     store.enabled = True
@@ -156,6 +164,7 @@ def _swapped(
         signals.tags_invalidated.disconnect(forward)
         store.forget_captures()
         store.backend, store.enabled, store.settings, state.settings = saved
+        store.metrics = state.metrics = saved_metrics
         if state.tracker is not None:
             state.tracker.backend_replaced()
         if settings is not None and key_memo is not None:

@@ -25,6 +25,8 @@ A write, step by step (``docs/transactions.md`` tells the story), each step one 
     commit_hook.py  dialect.do_commit wrapped: tags go out right after the DBAPI COMMIT
     pending.py      tags per open (sub)transaction: release merges, rollback drops
     delivery.py     the one path committed tags take to the store
+    capture.py      automatic read dependencies: statements -> reads (``reads.py``,
+                    ``textreads.py``), what sessions hold in memory
     snapshot.py     the store hooks: bypass, fill refusal, deferred invalidate_tags
     sqlexpr.py      the only reader of SQLAlchemy's private attributes
 
@@ -50,6 +52,7 @@ from .asyncsessions import sync_engines, sync_target
 from .autoflush import AutoFlush
 from .autorows import AutoWrites
 from .autostatements import AutoStatements
+from .capture import ReadListener
 from .cascades import CascadeGraph
 from .connection import ConnectionEvents
 from .core import CoreStatements
@@ -181,7 +184,10 @@ class Tracker:
         self.connection_events = ConnectionEvents(
             key=self.key, delivery=self.delivery, owners=owners
         )
+        #: The read side of automatic dependencies (``capture.py``).
+        self.reads = ReadListener(self.store, state.extension.value_columns, self.threads)
         self._late_hook: Any = None
+        self.store.capture_starters.append(self.reads.on_capture_start)
         self.store.bypass_checks.append(self.snapshot.must_bypass)
         self.store.deferrers.append(self.snapshot.defer)
         self.store.fill_checks.append(self.snapshot.refuse_fill)
@@ -252,6 +258,7 @@ class Tracker:
         self._engines.add(engine)
         self.core_statements.attach(engine)
         self.connection_events.attach(engine)
+        self.reads.attach(engine)
 
     def backend_replaced(self) -> None:
         """The store's backend was replaced (``testing.fresh_memory_cache``): the tokens
@@ -276,6 +283,9 @@ class Tracker:
             self.core_statements.detach(engine)
             self.connection_events.detach(engine)
         self._engines.clear()
+        self.reads.detach()
+        if self.reads.on_capture_start in self.store.capture_starters:
+            self.store.capture_starters.remove(self.reads.on_capture_start)
         for hooks, check in (
             (self.store.bypass_checks, self.snapshot.must_bypass),
             (self.store.deferrers, self.snapshot.defer),

@@ -8,8 +8,10 @@ with the asyncio extension"), so ``track_session`` turns:
 * an ``async_scoped_session`` into its ``async_sessionmaker``;
 * an ``async_sessionmaker`` into the ``sessionmaker`` its sessions are made by: the one
   given as ``sync_session_class=`` (SQLAlchemy's documented recipe), else one made here
-  for the class it would use (``Session``) and set as its ``sync_session_class`` (undone
-  on detach): listening on the ``Session`` class itself would track every app;
+  for the class it would use (``Session``) and set as its ``sync_session_class``:
+  listening on the ``Session`` class itself would track every app. Several apps tracking
+  one ``async_sessionmaker`` share that factory (each listens on it with its own
+  listeners); the last app's detach restores the original;
 * an ``AsyncSession`` into its ``sync_session``;
 * an ``AsyncEngine`` (its ``bind``, its ``binds``, ``engines=``) into its ``sync_engine``.
 
@@ -20,6 +22,8 @@ tags go out before ``await session.commit()`` returns.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,19 +90,64 @@ def sync_target(target: Any) -> SyncTarget:
         return SyncTarget(target)
     kw = target.kw
     engines = sync_engines([kw.get("bind"), *(kw.get("binds") or {}).values()])
-    given = kw.get("sync_session_class")
-    if isinstance(given, sessionmaker):
-        return SyncTarget(given, engines)
-    cls = given or target.class_.sync_session_class
-    maker: sessionmaker[Any] = sessionmaker(class_=cls)
-    had = "sync_session_class" in kw
+    with _LOCK:
+        installed = _INSTALLED.get(target)
+        if installed is not None and kw.get("sync_session_class") is installed.maker:
+            # another app tracks it already: share the factory set for the first
+            installed.users += 1
+            return SyncTarget(installed.maker, engines, _release(target, installed))
+        given = kw.get("sync_session_class")
+        if isinstance(given, sessionmaker):
+            return SyncTarget(given, engines)
+        cls = given or target.class_.sync_session_class
+        installed = _Installed(sessionmaker(class_=cls), "sync_session_class" in kw, given)
+        _INSTALLED[target] = installed
+        kw["sync_session_class"] = installed.maker
+        return SyncTarget(installed.maker, engines, _release(target, installed))
+
+
+@dataclass
+class _Installed:
+    """The ``sessionmaker`` set as an ``async_sessionmaker``'s ``sync_session_class``,
+    shared by every app tracking that ``async_sessionmaker``."""
+
+    maker: sessionmaker[Any]
+    #: ``sync_session_class`` was in its ``kw`` before (restored to ``given``).
+    had: bool
+    given: Any
+    #: The apps tracking it: the last one to detach restores the original factory.
+    users: int = 1
+
+
+#: Per ``async_sessionmaker`` (weakly: one dropped by its app is forgotten), the factory
+#: set on it. Shared by the apps of the process as the ``async_sessionmaker`` is: a
+#: second app tracking it listens on the same factory, and the first one's detach must
+#: not take it from under the second.
+_INSTALLED: weakref.WeakKeyDictionary[Any, _Installed] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _release(target: Any, installed: _Installed) -> Callable[[], None]:
+    """One app's detach: the factory is restored when no app tracks ``target`` any more
+    (each detach counts once)."""
+    released = False
 
     def undo() -> None:
-        if kw.get("sync_session_class") is maker:
-            if had:
-                kw["sync_session_class"] = given
-            else:
-                del kw["sync_session_class"]
+        nonlocal released
+        with _LOCK:
+            if released:
+                return
+            released = True
+            installed.users -= 1
+            if installed.users > 0:
+                return
+            if _INSTALLED.get(target) is installed:
+                del _INSTALLED[target]
+            kw = target.kw
+            if kw.get("sync_session_class") is installed.maker:
+                if installed.had:
+                    kw["sync_session_class"] = installed.given
+                else:
+                    del kw["sync_session_class"]
 
-    kw["sync_session_class"] = maker
-    return SyncTarget(maker, engines, undo)
+    return undo

@@ -31,6 +31,7 @@ database transaction begins.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from ..backends.base import token_time
 from ..rules import Registry
 from ..store import SNAPSHOT, UNCOMMITTED
 from .sqlexpr import unflushed_groups
+from .tasklocal import TaskLocal
 from .unitofwork import Units
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ class ThreadSessions:
     def __init__(self) -> None:
         #: The current :class:`~.unitofwork.Unit` of this task, else of this thread.
         self.units = Units()
+        #: Every tracked session that began a transaction here and is still alive (the
+        #: read capture isolates computations from their identity maps: ``capture.py``).
+        self.seen_local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
 
     def current(self) -> Collection[SessionState]:
         """The sessions this thread's (task's) reads must consider."""
@@ -80,6 +85,17 @@ class ThreadSessions:
         unit = self.units.own()
         unit.sessions.add(state)
         state.listed_in = unit
+        seen = self.seen_local.get()
+        if seen is None:
+            seen = weakref.WeakSet()
+            self.seen_local.set(seen)
+        seen.add(state)
+
+    def seen(self) -> list[SessionState]:
+        """The tracked sessions that ever began a transaction in this thread and are
+        still alive (their identity maps may hold what a computation reads without SQL)."""
+        seen = self.seen_local.get()
+        return list(seen) if seen else []
 
     def adopt(self, state: SessionState) -> None:
         """A session used by another thread (task) than the one that began its

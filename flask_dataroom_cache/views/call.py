@@ -356,7 +356,20 @@ class CachedCall:
                 else:
                     versions = captured[1] if captured is not None else None
         hooks_before = context.after_request_count(self.ctx)
-        result = self.call_view()
+        reads_unknown: str | None = None
+        if versions is not None and self.auto_dependencies():
+            with self.store.capture_reads(self.key) as capture:
+                result = self.call_view()
+            stamped = self.store.stamp_reads(
+                capture, normalize_tags(tags), versions, self.key
+            )
+            if stamped is None:
+                versions = None
+                reads_unknown = capture.unknown
+            else:
+                tags, versions = list(stamped[0]), stamped[1]
+        else:
+            result = self.call_view()
         # after_this_request functions registered by the view run on this response only,
         # never on a hit: what they add (a cookie, a header) would be lost on every hit.
         hooks_after = context.after_request_count(self.ctx)
@@ -366,6 +379,7 @@ class CachedCall:
             nested=self.nested_refusal,
             skipped=bool(environ.get(context.SKIP_KEY)),
             session_modified=context.session_facts(self.ctx)[0],
+            reads_unknown=reads_unknown,
         )
         if not self.routed and not isinstance(result, BaseResponse):
             # a function another view calls: its own value, stored as a value
@@ -383,6 +397,8 @@ class CachedCall:
         reason = policy.verdict(policy.VIEW, self.opts, resp, facts)
         if reason != policy.STORED:
             self.refused(reason, resp)
+            if reads_unknown is not None:
+                outcome = policy.not_stored_outcome(outcome, reads_unknown)
         if resp.is_streamed or resp.direct_passthrough:
             resp.headers["X-Cache"] = outcome
             return resp
@@ -396,6 +412,11 @@ class CachedCall:
                 self.app.response_class, resp.headers.items(), entry.NOT_MODIFIED_MISS_HEADERS
             )
         return resp
+
+    def auto_dependencies(self) -> bool:
+        """This entry depends on what its computation reads (automatic dependencies):
+        ``CACHE_AUTO_TAGS`` on, and not declared TTL-only (``tags=[]``)."""
+        return self.state.settings.auto_tags and self.opts.tags != ()
 
     def refused(self, reason: str, detail: Response | str | None = None) -> None:
         """Count a refusal to store, and warn if it is worth it (``detail``: the response

@@ -9,7 +9,8 @@
 * **A cached function another view calls** (:func:`called_by_another_view`): the route's
   arguments do not identify its result, its own do: the key adds the function's unique
   name (:func:`unique_name`, fixed at decoration time) and the arguments of this call
-  (:func:`call_params`), and its tags come from its own arguments, by name.
+  (:func:`call_params`, typed by ``argkeys.py`` as ``@cache.memoize`` types them), and
+  its tags come from its own arguments, by name.
 * **Tags** (:func:`entry_tags`): the declared ones (a list, or a callable given the view
   arguments), plus the user's tag on a per-user view.
 """
@@ -22,7 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from ..keys import build_key
+from ..argkeys import add_param
+from ..keys import build_key, escape
 from ..tags import user_tag
 from .options import Options
 
@@ -122,7 +124,7 @@ def _entry_key(
     for name, val in view_args.items():
         params[name] = val if isinstance(val, str | int) else str(val)
     if call:
-        params.update(call)  # as given: a type a key cannot hold raises TypeError
+        params.update(call)  # typed and checked by call_params
     query = opts.query
     if query and environ.get("QUERY_STRING"):
         items = request.args.items(multi=True)
@@ -148,12 +150,19 @@ def _entry_key(
 
 def call_params(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Key parameters of a cached function another view calls: its unique name and the
-    arguments of this call."""
+    arguments of this call, typed as ``@cache.memoize`` types them (``argkeys.py``:
+    ``f(5)`` and ``f("5")`` are two entries); :class:`Unkeyable` for a value a key
+    cannot hold."""
     params: dict[str, Any] = {"~fn": name}
-    for i, value in enumerate(args):
-        params[f"~a{i}"] = value
-    for key, value in kwargs.items():
-        params[f"~k.{key}"] = value
+    where = f"the cached function {name}()"
+    try:
+        for i, value in enumerate(args):
+            add_param(params, f"~a{i}", value, where, f"#{i}")
+        for key, value in kwargs.items():
+            # no dot in the keyword: ``~k.name`` then its type marker
+            add_param(params, f"~k.{escape(key).replace('.', '%2E')}", value, where, key)
+    except TypeError as exc:
+        raise Unkeyable(str(exc)) from exc
     return params
 
 

@@ -14,7 +14,9 @@ One rule set, applied at two moments (:func:`verdict`):
   (:func:`nested_verdict`), was not ``skip()``-ed and does not change the session; a
   complete 200 (not streamed) that sets no cookie, and whose ``Vary`` names only headers
   the key covers (``vary=``; ``Cookie`` is covered by the identity of a per-user view).
-  Its header lines must hold no line break (:func:`headers_verdict`).
+  Its header lines must hold no line break (:func:`headers_verdict`). With automatic
+  dependencies, the tables the view read must be known (:data:`READS_UNKNOWN`, shown in
+  ``X-Cache``: :func:`not_stored_outcome`).
 * :data:`FINAL`: the response the client gets (after every after-request function and
   the session save, ``request_finished``), or the view's own when it is already sent (a
   call from a ``stream_with_context`` generator): a 200 or 304, and what app hooks may
@@ -61,6 +63,7 @@ __all__ = [
     "client_no_cache",
     "headers_verdict",
     "nested_verdict",
+    "not_stored_outcome",
     "uncovered_vary",
     "verdict",
     "warning",
@@ -110,6 +113,7 @@ SESSION_MODIFIED = "session modified"  # Flask will set the session cookie
 VARY_UNCOVERED = "Vary not in the key"  # a Vary header the key does not cover
 LINE_BREAK = "line break in a header"  # the entry format cannot hold it
 VALUE_CHANGES = "value not kept unchanged"  # a function's value the codec would change
+READS_UNKNOWN = "tables read unknown"  # automatic dependencies: opaque SQL was run
 # -- why not: a nested cached call (the outer call's entry is not stored)
 NESTED_PER_USER = "nested: per-user in shared"
 NESTED_AUTHORIZATION = "nested: credentials in an entry that ignores them"
@@ -137,6 +141,9 @@ class Facts:
     session_modified: bool = False
     #: The session was accessed during the request (and is not the null session).
     session_accessed: bool = False
+    #: Automatic dependencies: why the tables the view read cannot be known (opaque
+    #: textual SQL, a procedure, a function that may read anything), if they cannot.
+    reads_unknown: str | None = None
 
 
 def verdict(moment: Moment, opts: Options, resp: Response | None, facts: Facts) -> str:
@@ -146,6 +153,8 @@ def verdict(moment: Moment, opts: Options, resp: Response | None, facts: Facts) 
     that refuses gives the reason (the rules about the call first, then the response's)."""
     view = moment == VIEW
     if view:
+        if facts.reads_unknown is not None:
+            return READS_UNKNOWN
         if not facts.versions_known:
             return NO_VERSIONS
         if facts.view_hooks:
@@ -187,6 +196,13 @@ def verdict(moment: Moment, opts: Options, resp: Response | None, facts: Facts) 
         # caught by session.accessed
         return SESSION_READ
     return STORED
+
+
+def not_stored_outcome(outcome: str, why: str) -> str:
+    """The ``X-Cache`` value of a computed response not stored because the tables it
+    read cannot be known: ``MISS; not stored: tables read unknown (why)``."""
+    clean = why.replace("\r", " ").replace("\n", " ")
+    return f"{outcome}; not stored: {READS_UNKNOWN} ({clean})"
 
 
 def uncovered_vary(opts: Options, headers: Headers) -> list[str]:

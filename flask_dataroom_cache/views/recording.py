@@ -1,10 +1,12 @@
 """What the cached calls of one request did, for a recorder that asks (the debug panel).
 
 A recorder (``flask_dataroom_cache.debug``) puts a :class:`LookupLog` in the request's
-WSGI environ under :data:`RECORDER_KEY` before the view runs; each cached view or function
-called in that request is then timed and appended to it as a :class:`Lookup` (what it
-was, its key and tags, ``HIT`` / ``MISS`` / ``BYPASS`` and why). Without a log in the
-environ a call pays one dict lookup and nothing is recorded.
+WSGI environ under :data:`RECORDER_KEY` before the view runs (the record types are
+``lookups.py``'s, shared with the store's lookups: ``cache_get``, ``get_or_set``,
+``@cache.memoize``); each cached view or function called in that request is then timed
+and appended to it as a :class:`Lookup` (what it was, its key and tags, ``HIT`` /
+``MISS`` / ``BYPASS`` and why). Without a log in the environ a call pays one dict lookup
+and nothing is recorded.
 
 :func:`pending_entries` lists the entries a request's misses will write once its final
 response is known (``fill``): a recorder that renders before that (the toolbar renders in
@@ -15,9 +17,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..lookups import RECORDER_KEY, Lookup, LookupLog
 from . import context
 
 if TYPE_CHECKING:
@@ -26,37 +28,6 @@ if TYPE_CHECKING:
     from .call import CachedCall
 
 __all__ = ["RECORDER_KEY", "Lookup", "LookupLog", "pending_entries", "timed"]
-
-#: In the WSGI environ of a request being recorded: its :class:`LookupLog`.
-RECORDER_KEY = "dataroom_cache.recorder"
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """One cached call of a request."""
-
-    #: The endpoint of a route's view, or the unique name of a cached function another
-    #: view called.
-    name: str
-    #: True for a cached function another view called (keyed by its own arguments).
-    function: bool
-    #: The entry's key (``None``: bypassed before it was built).
-    key: str | None
-    #: The entry's tags (empty when bypassed before they were built).
-    tags: tuple[str, ...]
-    #: ``HIT``, ``MISS`` or ``BYPASS``.
-    outcome: str
-    #: Why: the bypass reason, why a miss was not stored, ``stale``; ``None``: nothing to say.
-    reason: str | None
-    #: Time spent in the call (the view's own run on a miss), in seconds.
-    seconds: float
-
-
-@dataclass
-class LookupLog:
-    """The cached calls of one request, in the order they ended."""
-
-    lookups: list[Lookup] = field(default_factory=list)
 
 
 def timed(call: CachedCall, log: LookupLog, lookup: Callable[[], Any]) -> Any:
@@ -75,6 +46,7 @@ def timed(call: CachedCall, log: LookupLog, lookup: Callable[[], Any]) -> Any:
                     outcome=call.outcome,
                     reason=call.reason,
                     seconds=time.perf_counter() - start,
+                    kind="view" if call.routed else "function",
                 )
             )
 

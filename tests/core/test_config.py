@@ -294,6 +294,7 @@ EVERY_KEY = [
     ("CACHE_FALLBACK_TTL", "3", "fallback_ttl", 3),
     ("CACHE_FALLBACK_MAX_ENTRIES", "12", "fallback_max_entries", 12),
     ("CACHE_HONOR_NO_CACHE", "true", "honor_no_cache", True),
+    ("CACHE_AUTO_TAGS", "false", "auto_tags", False),
     ("CACHE_L1_MAX_ENTRIES", "5", "l1_max_entries", 5),
     ("CACHE_COMPRESS_MIN_BYTES", "0", "compress_min_bytes", 0),
     ("CACHE_PENDING_MAX", "13", "pending_max", 13),

@@ -83,6 +83,55 @@ def test_types_are_part_of_the_key(cache: DataRoomCache) -> None:
     assert [type(echo(v)) for v in values] == [type(v) for v in values]  # all hits now
 
 
+def test_containers_are_keyed_by_their_typed_elements(cache: DataRoomCache) -> None:
+    """Lists, tuples, dicts with str keys and sets of one type are keyed canonically
+    and injectively: elements keep their types, a list and a tuple are two entries,
+    dict keys and set elements are ordered."""
+    seen = Counter()
+
+    @cache.memoize()
+    def describe(x: Any) -> str:
+        seen.add(x)
+        return f"{type(x).__name__}:{x!r}"
+
+    calls: list[Any] = [
+        [1, 2],
+        ["1", "2"],
+        (1, 2),
+        [1.0, 2],
+        [[1], 2],
+        [1, [2]],
+        [],
+        [[]],
+        [""],
+        [None],
+        ["~"],
+        ["a;s:b"],  # cannot forge a separator or an element code
+        ["a", "s:b"],
+        {"a": 1},
+        {"a": "1"},
+        {"a": 1, "b": 2},
+        {"a": [1]},
+        {"a=i:1": 1},
+        {"a": {"b": 1}},
+        {1, 2},
+        frozenset({"1", "2"}),
+    ]
+    first = [describe(x) for x in calls]
+    assert first == [f"{type(x).__name__}:{x!r}" for x in calls]
+    assert len(seen) == len(calls)  # every one an entry of its own
+    assert [describe(x) for x in calls] == first  # ... and every one a hit now
+    assert len(seen) == len(calls)
+    # canonical: the same value built another way is the same entry
+    assert describe({"b": 2, "a": 1}) == first[calls.index({"a": 1, "b": 2})]
+    assert describe({2, 1}) == first[calls.index({1, 2})]
+    assert describe({1, 2}.union()) == first[calls.index({1, 2})]
+    assert len(seen) == len(calls)
+    # a set and a frozenset are equal in Python: one entry
+    assert describe(frozenset({1, 2})) == first[calls.index({1, 2})]
+    assert len(seen) == len(calls)
+
+
 def test_argument_values_are_escaped_in_the_key(cache: DataRoomCache) -> None:
     from flask_dataroom_cache.memoize.keying import ArgumentKeys
 
@@ -103,8 +152,16 @@ def test_unsupported_argument_type_is_a_clear_error(cache: DataRoomCache) -> Non
     message = str(info.value)
     assert "f()" in message and "'x'" in message and "__cache_key__" in message
     assert "0x" not in message  # never a repr with a memory address
-    with pytest.raises(TypeError, match=r"f\(\).*argument"):
-        f([1, 2])
+    with pytest.raises(TypeError, match=r"f\(\).*argument 'x'.*__cache_key__"):
+        f([1, object()])  # a container of an unsupported object
+    with pytest.raises(TypeError, match=r"f\(\).*'x' is a set of mixed types \(int, str\)"):
+        f({1, "1"})
+    with pytest.raises(TypeError, match=r"f\(\).*'x' is a dict with a int key"):
+        f({1: "a"})
+    nested: list[Any] = []
+    nested.append(nested)
+    with pytest.raises(TypeError, match=r"f\(\).*nests containers deeper"):
+        f(nested)
     with pytest.raises(TypeError, match=r"f\(\)"):
         f(1, 2)  # does not bind to the signature
 

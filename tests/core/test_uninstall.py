@@ -73,3 +73,21 @@ def test_an_uninstalled_app_can_be_initialised_again(cache_config: dict[str, Any
     client = app.test_client()
     assert client.get("/n").headers["X-Cache"] == "MISS"
     assert client.get("/n").headers["X-Cache"] == "HIT"
+
+
+def test_init_app_with_the_current_app_proxy(cache_config: dict[str, Any]) -> None:
+    """``init_app(current_app)`` sets up the app behind the proxy: its hooks and signal
+    connections are keyed by the app itself (blinker keys senders by identity)."""
+    from flask import current_app
+
+    ext = DataRoomCache()
+    app = _app(cache_config, ext)
+    before = _hook_counts(app)
+    with app.app_context():
+        ext.init_app(current_app)
+    assert DataRoomCache.state(app).store.app_ref() is app
+    client = app.test_client()
+    assert client.get("/n").headers["X-Cache"] == "MISS"
+    assert client.get("/n").headers["X-Cache"] == "HIT"
+    ext.uninstall(app)
+    assert _hook_counts(app) == before

@@ -1,7 +1,9 @@
 """The debug panel in a real browser: the example app served with the Flask-DebugToolbar on,
 its HTML room overview opened twice in headless Chromium (Playwright), the panel opened,
-its rows checked (first load: the lookup MISS and the entry about to be stored with its
-tags; second load: the lookup HIT with the same key), and screenshots taken.
+its rows checked (first load: the lookups MISS, the memoized helper the view calls and the
+view, the helper's entry stored and the view's about to be stored with its tags; second
+load: the view's lookup HIT with the same key, the helper not called), and screenshots
+taken.
 
 The screenshots go to the test's temporary directory; with ``DEBUG_PANEL_SCREENSHOTS=docs``
 they replace ``docs/img/debug-toolbar-*.png``, the pictures of docs/debug-toolbar.md.
@@ -119,9 +121,7 @@ def _rows(content: Any, table: str) -> list[str]:
     ]
 
 
-def test_the_panel_in_chromium(
-    browser_ok: None, served: tuple[str, Flask], tmp_path: Path
-) -> None:
+def test_the_panel_in_chromium(browser_ok: None, served: tuple[str, Flask], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     from example_app.openapi import ALICE, ROOM
@@ -148,11 +148,16 @@ def test_the_panel_in_chromium(
             assert first is not None and first.status == 200
             assert first.headers["x-cache"] == "MISS"
             content = _open_panel(page)
-            (lookup,) = _rows(content, "lookups")
+            # in the order they ended: the memoized helper the view called, then the view
+            memo, lookup = _rows(content, "lookups")
+            assert "memoized example_app.pages.member_count" in memo and "MISS" in memo
+            assert tag in memo and "~memo:" in memo
             assert "view api.room_overview" in lookup and "MISS" in lookup and tag in lookup
-            (stored,) = _rows(content, "stored")
+            stored_memo, stored = _rows(content, "stored")
+            assert "member_count" in stored_memo and "stored" in stored_memo
             assert tag in stored and "pending" in stored
-            key = content.locator("#dataroom-cache-stored tbody tr td code").first.inner_text()
+            pending = content.locator('#dataroom-cache-stored tr[data-state="pending"] td code')
+            key = pending.first.inner_text()
             assert "room_overview" in key
             assert "breaker" in " ".join(_rows(content, "backend"))
             page.screenshot(path=str(shots / "debug-toolbar-miss.png"))

@@ -1,6 +1,7 @@
 """The Flask-DebugToolbar panel, rendered by the toolbar through the test client: the rows
-of each section for a miss then a hit, a commit's invalidations, a bypass, and no
-recording for a request (or an app) the panel does not watch."""
+of each section for a miss then a hit, every kind of lookup (views, memoized functions,
+``get_or_set``, ``cache.get``, ``aget_or_set``), a commit's invalidations, a bypass, and
+no recording for a request (or an app) the panel does not watch."""
 
 from __future__ import annotations
 
@@ -109,6 +110,72 @@ def test_a_bypass_and_an_invalidation(site: tuple[Flask, DataRoomCache]) -> None
     assert "api" in inv and "dataroom:r1" in inv
 
 
+def test_every_lookup_of_the_request_is_listed(site: tuple[Flask, DataRoomCache]) -> None:
+    """Not only cached views: a memoized function, ``get_or_set``, ``cache.get`` and
+    ``aget_or_set`` are lookups of the request too (issue 16: "view or function"), with
+    their key, result and why (a ``cache.disabled()`` block: a bypass)."""
+    app, cache = site
+
+    @cache.memoize(tags=["room:r1"])
+    def title(room_id: str) -> str:
+        return room_id.upper()
+
+    @app.get("/mixed/<room_id>")
+    def mixed(room_id: str) -> str:
+        name = title(room_id)
+        count = cache.get_or_set(f"count:{room_id}", lambda: 3, tags=[dataroom_tag(room_id)])
+        loose = cache.get(f"loose:{room_id}")
+        with cache.disabled():
+            title(room_id)
+        return PAGE.format(f"{name} {count} {loose}")
+
+    @app.get("/async/<room_id>")
+    async def async_page(room_id: str) -> str:
+        # the toolbar calls views without Flask's ensure_sync: the panel's process_view
+        # hands an async view back wrapped by it
+        async def compute() -> int:
+            return 4
+
+        count = await cache.aget_or_set(f"acount:{room_id}", compute, tags=["room:r1"])
+        return PAGE.format(str(count))
+
+    client = app.test_client()
+    for outcome in ("MISS", "HIT"):
+        html = panel_html(client.get("/mixed/r1").get_data(as_text=True))
+        memo, get_or_set, get, bypassed = rows(html, "lookups")
+        assert re.search(r'data-kind="memoize">memoized <code>[^<]*\.title(#\d+)?</code>', memo)
+        assert f"<strong>{outcome}</strong>" in memo and "~memo:" in memo
+        assert "<code>room:r1</code>" in memo  # the tags, the declared one among them
+        assert '"get_or_set"><code>get_or_set</code>' in get_or_set
+        assert f"<strong>{outcome}</strong>" in get_or_set and "<code>count:r1</code>" in get_or_set
+        assert "<code>dataroom:r1</code>" in get_or_set
+        assert '"cache_get"><code>cache_get</code>' in get and "<code>loose:r1</code>" in get
+        assert "<strong>MISS</strong>" in get  # never set
+        assert "<strong>BYPASS</strong>" in bypassed and "cache.disabled()" in bypassed
+        assert 'data-kind="memoize">memoized' in bypassed
+        assert "memoize, get_or_set" not in html
+        html = panel_html(client.get("/async/r1").get_data(as_text=True))
+        (awaited,) = rows(html, "lookups")
+        assert '"aget_or_set"><code>aget_or_set</code>' in awaited
+        assert f"<strong>{outcome}</strong>" in awaited and "<code>acount:r1</code>" in awaited
+
+
+def test_a_cached_async_view_under_the_toolbar(site: tuple[Flask, DataRoomCache]) -> None:
+    app, cache = site
+
+    @app.get("/async-room/<room_id>")
+    @cache.cached(shared=True, tags=["room:r1"])
+    async def async_room(room_id: str) -> str:
+        return PAGE.format(escape(room_id))
+
+    client = app.test_client()
+    for outcome in ("MISS", "HIT"):
+        resp = client.get("/async-room/r1")
+        assert resp.status_code == 200 and resp.headers["X-Cache"] == outcome
+        (lookup,) = rows(panel_html(resp.get_data(as_text=True)), "lookups")
+        assert "view <code>async_room</code>" in lookup and f"<strong>{outcome}</strong>" in lookup
+
+
 def test_nothing_is_recorded_without_the_panel(
     make_app: Callable[..., tuple[Flask, DataRoomCache]],
 ) -> None:
@@ -121,9 +188,20 @@ def test_nothing_is_recorded_without_the_panel(
         seen.append(request.environ.get(RECORDER_KEY))
         return PAGE.format("x")
 
+    @cache.memoize
+    def helper() -> int:
+        return 1
+
+    @app.get("/plain")
+    def plain() -> str:
+        return PAGE.format(helper() + cache.get_or_set("k", lambda: 1))
+
     DebugToolbarExtension(app)
     assert app.test_client().get("/page").headers["X-Cache"] == "MISS"
     assert seen == [None]
+    assert app.test_client().get("/plain").status_code == 200
+    # no recorder on the app: the store's lookups check one attribute, and record nothing
+    assert DataRoomCache.state(app).store.lookup_log is None
 
 
 def test_two_apps_record_their_own_requests(
@@ -151,3 +229,22 @@ def test_two_apps_record_their_own_requests(
     assert "from-first" not in html
     html = panel_html(other.test_client().get("/other").get_data(as_text=True))
     assert "MISS" in rows(html, "lookups")[0]
+
+
+def test_the_recorder_connects_the_app_behind_a_proxy(
+    make_app: Callable[..., tuple[Flask, DataRoomCache]],
+) -> None:
+    from flask import current_app
+
+    from flask_dataroom_cache import signals
+    from flask_dataroom_cache.debug import recorder
+
+    app, _ = make_app()
+    kinds = (signals.entry_stored, signals.cache_bypassed, signals.tags_invalidated)
+    before = [len(list(s.receivers_for(app))) for s in kinds]
+    with app.app_context():
+        detach = recorder.install(current_app)
+    try:
+        assert [len(list(s.receivers_for(app))) for s in kinds] == [n + 1 for n in before]
+    finally:
+        detach()

@@ -169,7 +169,8 @@ def test_metrics_report_the_sum_over_every_worker(server: dict[str, Any]) -> Non
         assert _scrape(port, "dataroom_cache_misses_total", endpoint) == served["MISS"]
 
     # a worker killed (no clean exit) and replaced: its counts stay in the sum
-    victim = sorted(workers)[0]
+    # a worker that has served (its counts must stay in the sum after it is gone)
+    victim = min(pid for pid in workers if f"counter_{pid}.db" in counted_by)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:

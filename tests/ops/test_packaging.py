@@ -22,6 +22,35 @@ def test_dev_dependency_group_mirrors_the_dev_extra() -> None:
     assert sorted(extra) == sorted(group)
 
 
+def test_no_requirement_is_dead_on_every_supported_python() -> None:
+    """A marker no supported Python satisfies (``types-redis; python_version<'3.0'``) never
+    installs anything: it only looks like a dependency."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    supported = SpecifierSet(PYPROJECT["project"]["requires-python"])
+    pythons = [f"3.{minor}" for minor in range(8, 20) if f"3.{minor}.0" in supported]
+    assert pythons
+    lists = [
+        PYPROJECT["project"]["dependencies"],
+        *PYPROJECT["project"]["optional-dependencies"].values(),
+        *PYPROJECT["dependency-groups"].values(),
+    ]
+    dead = []
+    for line in (r for requirements in lists for r in requirements if isinstance(r, str)):
+        marker = Requirement(line).marker
+        if marker is None or "python" not in str(marker):
+            continue
+        envs = [
+            {**default_environment(), "python_version": v, "python_full_version": f"{v}.0"}
+            for v in pythons
+        ]
+        if not any(marker.evaluate(env) for env in envs):  # type: ignore[arg-type]
+            dead.append(line)
+    assert dead == []
+
+
 def test_the_wheel_ships_the_library_only() -> None:
     build = PYPROJECT["build-system"]
     assert build["build-backend"] == "hatchling.build"

@@ -646,3 +646,22 @@ def test_locked_view_miss_does_not_publish_with_the_near_cache(
     finally:
         store.clear()
         store.backend.close()
+
+
+def test_an_entry_read_with_fewer_tags_than_it_carries_is_not_copied(
+    pair: tuple[NearCache, NearCache],
+) -> None:
+    """An entry stored with automatic dependencies carries tags its readers do not know
+    (they ask with the declared ones): a copy indexed by the tags asked about would never
+    be dropped by an invalidation of the others (issue 17). It is served from Redis, not
+    copied; the invalidation of a tag only the entry knows reaches every reader."""
+    a, b = pair
+    key = f"{a.channel}:auto"
+    full = tuple(sorted((*TAGS, "~r:files:1")))
+    got, _ = a.get(key, TAGS)
+    assert got is None
+    assert a.set(key, b"v1", 60, full, a.versions(full))
+    assert b.get(key, TAGS)[0] == b"v1"  # a hit (get.lua: the entry's own tags)
+    assert key not in b._copies.entries  # not copied under the wrong tags
+    a.invalidate(["~r:files:1"])
+    assert b.get(key, TAGS)[0] is None

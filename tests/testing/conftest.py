@@ -49,9 +49,15 @@ class NotesApp:
 
 @pytest.fixture
 def notes_app(
-    make_app: Callable[..., tuple[Flask, DataRoomCache]], database_url: str
+    request: pytest.FixtureRequest,
+    make_app: Callable[..., tuple[Flask, DataRoomCache]],
+    database_url: str,
 ) -> Iterator[NotesApp]:
-    app, cache = make_app(SQLALCHEMY_DATABASE_URI=database_url)
+    config: dict[str, Any] = {"SQLALCHEMY_DATABASE_URI": database_url}
+    if request.node.get_closest_marker("auto_tags_off"):
+        # declared tags only: what a view declares is all it depends on (issue 17)
+        config["CACHE_AUTO_TAGS"] = False
+    app, cache = make_app(**config)
 
     class Base(DeclarativeBase):  # one per app: a fresh metadata and class registry
         pass

@@ -94,3 +94,24 @@ def test_capture_entries_sees_view_fills(notes_app: NotesApp) -> None:
     (entry,) = stored.entries
     assert "folder:3/contents" in entry.tags and "~epoch" in entry.tags
     assert stored.keys == [entry.key] and entry.ttl > 0
+
+
+def test_the_current_app_proxy_is_the_app(make_app: AppFactory) -> None:
+    """blinker keys senders by identity: ``current_app`` (a proxy) must be unwrapped, else
+    the block silently captures nothing."""
+    from flask import current_app
+
+    from flask_dataroom_cache.testing import fresh_memory_cache
+
+    app, cache = make_app()
+    with app.app_context():
+        with capture_invalidations(current_app) as sent, capture_entries(current_app) as stored:
+            cache.invalidate_tags("p:1")
+            cache.get_or_set("k-proxy", lambda: 1, tags=["p:1"])
+        assert sent.tags == ["p:1"] and sent.batches[0].app is app
+        assert stored.keys == ["k-proxy"]
+        with fresh_memory_cache(current_app) as under_test:
+            assert under_test.app is app
+            with under_test.capture_invalidations() as sent_inside:
+                cache.invalidate_tags("p:2")
+        assert sent_inside.tags == ["p:2"]

@@ -25,6 +25,7 @@ def test_a_view_with_the_right_tag_passes(notes_app: NotesApp) -> None:
     assert second.get_json() == {"titles": ["a", "b"]}
 
 
+@pytest.mark.auto_tags_off  # with automatic dependencies the view is fresh anyway
 def test_a_view_that_forgets_the_tag_fails_with_the_tags(notes_app: NotesApp) -> None:
     note_id = notes_app.add_note(5, "a")
     with pytest.raises(AssertionError) as info:
@@ -72,6 +73,7 @@ def test_values_right_and_forgotten_tags(notes_app: NotesApp, prefix: str) -> No
     assert "titles:folder:6" in message and "overlap: none" in message
 
 
+@pytest.mark.auto_tags_off  # with automatic dependencies the view is fresh anyway
 def test_the_app_is_learnt_from_the_entry(notes_app: NotesApp) -> None:
     # no app=, no app context: the entry the first read stores names its app
     with pytest.raises(AssertionError, match="overlap: none"):
@@ -125,6 +127,7 @@ def test_a_read_that_does_not_use_the_cache(notes_app: NotesApp) -> None:
         assert_fresh_after(lambda: notes_app.add_note(5, "b"), read, app=notes_app.app)
 
 
+@pytest.mark.auto_tags_off  # with automatic dependencies the view is fresh anyway
 def test_an_entry_cached_before_the_first_read(notes_app: NotesApp) -> None:
     notes_app.get("/folders/5/notes-forgetful")  # cached before: its tags are not seen
     with pytest.raises(AssertionError, match="cached before the first read"):

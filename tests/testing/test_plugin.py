@@ -111,6 +111,45 @@ def test_a_test_file_using_the_fixtures_passes(project: pytest.Pytester) -> None
     result.assert_outcomes(passed=2)
 
 
+COUNTED = """
+def test_one(app, {fixture}):
+    client = app.test_client()
+    client.get("/rooms/1/items")
+    client.get("/rooms/1/items")
+    assert {fixture}.stats()["total"]["hits"] == 1
+    assert {fixture}.stats()["total"]["misses"] == 1
+
+
+def test_two(app, {fixture}):
+    test_one(app, {fixture})
+
+
+def test_the_apps_own_counts_come_back(app):
+    from conftest import cache
+
+    with app.app_context():
+        assert cache.stats()["total"]["hits"] == 0  # the blocks counted on their own
+"""
+
+
+@pytest.mark.parametrize("fixture", ["dataroom_cache", "dataroom_cache_redis"])
+def test_stats_count_one_test_only(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fixture: str
+) -> None:
+    """An app shared by the tests (session scope): each test's ``stats()`` starts at zero."""
+    if fixture == "dataroom_cache_redis":
+        if REDIS_URL is None:
+            pytest.skip("needs REDIS_URL")
+        monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    shared = CONFTEST.replace(
+        "@pytest.fixture\ndef app():", '@pytest.fixture(scope="session")\ndef app():'
+    )
+    assert shared != CONFTEST
+    project.makeconftest(shared)
+    project.makepyfile(test_counts=COUNTED.format(fixture=fixture))
+    project.runpytest(*PLUGIN, "-p", "no:cacheprovider").assert_outcomes(passed=3)
+
+
 def test_a_stale_read_fails_with_the_tags(project: pytest.Pytester) -> None:
     project.makepyfile(test_stale=STALE)
     result = project.runpytest(*PLUGIN, "-p", "no:cacheprovider")

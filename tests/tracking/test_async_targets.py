@@ -105,3 +105,36 @@ def test_uninstall_undoes_the_session_factory_it_set(env: Env, tmp_path: Any) ->
     assert "sync_session_class" not in maker.kw
     assert not event.contains(sync_maker, "after_flush", listener)
     asyncio.run(engine.dispose())
+
+
+def test_two_apps_share_the_session_factory_until_the_last_uninstalls(
+    make_env: Callable[..., Env], tmp_path: Any
+) -> None:
+    """The first app's uninstall must not restore the original factory under the
+    second: the second keeps tracking commits, and the last uninstall restores it."""
+    first, second = make_env(), make_env()
+    engine = _engine(tmp_path)
+    asyncio.run(_create(engine))
+    maker = asyncio_ext.async_sessionmaker(engine)
+    first.cache.track_session(maker, app=first.app)
+    second.cache.track_session(maker, app=second.app)
+    shared = maker.kw["sync_session_class"]
+    first.cache.uninstall(first.app)
+    assert maker.kw.get("sync_session_class") is shared
+
+    async def write(folder_id: int) -> None:
+        from .models import DataRoom
+
+        async with maker() as session:
+            if folder_id == 7:
+                session.add(DataRoom(id=1, name="r"))
+            session.add(Folder(id=folder_id, data_room_id=1, name="x"))
+            await session.commit()
+
+    second.backend.reset()
+    asyncio.run(write(7))
+    assert entity_tag("folder", 7) in second.backend.all_invalidated()
+    second.cache.uninstall(second.app)
+    assert "sync_session_class" not in maker.kw
+    asyncio.run(write(8))  # tracked by no app: nothing sent, nothing fails
+    asyncio.run(engine.dispose())

@@ -1,6 +1,8 @@
 """Automatic write tags (issue 17, docs/auto-tags.md, write side): the exact ``~t`` /
 ``~r`` / ``~c`` / ``~e`` tags each kind of write sends at its commit, for tracked and
 untracked models and tables, and none on rollback, savepoint rollback or when switched off.
+The scenarios written through a session run on a sync session and on an ``AsyncSession``
+(``any_env``): the same tags, exactly.
 
 Seed (``test_semantics.seed``): room 1; folders 10, 20 (room 1, no parent), 11 (parent
 10); files 100 (folder 10), 101 (folder 11); membership 1000.
@@ -53,7 +55,8 @@ def sent(env: Env) -> set[str]:
 # -- ORM flush -----------------------------------------------------------------------------
 
 
-def test_flush_insert_update_move_delete(env: Env) -> None:
+def test_flush_insert_update_move_delete(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.add(File(id=102, data_room_id=1, folder_id=20, name="new"))
@@ -75,7 +78,8 @@ def test_flush_insert_update_move_delete(env: Env) -> None:
     assert sent(env) == file_tags(100, 1, 20)
 
 
-def test_flush_move_through_relationship_and_key_change(env: Env) -> None:
+def test_flush_move_through_relationship_and_key_change(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.get(File, 101).folder = s.get(Folder, 20)
@@ -87,7 +91,8 @@ def test_flush_move_through_relationship_and_key_change(env: Env) -> None:
     assert sent(env) == file_tags(101, 1, 20) | file_tags(555, 1, 20)
 
 
-def test_untracked_model(env: Env) -> None:
+def test_untracked_model(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.add(Note(id=5, text="a"))
@@ -99,7 +104,8 @@ def test_untracked_model(env: Env) -> None:
     assert sent(env) == note_tags(5)
 
 
-def test_declared_indexable_column(env: Env) -> None:
+def test_declared_indexable_column(any_env: Env) -> None:
+    env = any_env
     env.cache.index_columns(Note, "text")
     seed(env)
     s = env.session
@@ -122,7 +128,8 @@ def test_index_columns_names_the_table_and_column(env: Env) -> None:
 # -- ORM bulk and Core -----------------------------------------------------------------------
 
 
-def test_orm_bulk_update_where(env: Env) -> None:
+def test_orm_bulk_update_where(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.execute(sa.update(File).where(File.folder_id == 10).values(folder_id=20))
@@ -130,7 +137,8 @@ def test_orm_bulk_update_where(env: Env) -> None:
     assert sent(env) == file_tags(100, 1, 10) | file_tags(100, 1, 20)
 
 
-def test_orm_bulk_update_by_primary_key_and_delete(env: Env) -> None:
+def test_orm_bulk_update_by_primary_key_and_delete(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.execute(sa.update(File), [{"id": 101, "folder_id": 20}])
@@ -142,7 +150,8 @@ def test_orm_bulk_update_by_primary_key_and_delete(env: Env) -> None:
     assert sent(env) == file_tags(101, 1, 20)
 
 
-def test_orm_bulk_insert_list(env: Env) -> None:
+def test_orm_bulk_insert_list(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.execute(sa.insert(Note), [{"id": 7, "text": "x"}, {"id": 8, "text": "y"}])
@@ -182,7 +191,8 @@ def test_core_insert_with_unknown_keys_bumps_the_table_epoch(env: Env) -> None:
     assert not any(t.startswith("~r:notes") for t in sent(env))
 
 
-def test_textual_writes(env: Env) -> None:
+def test_textual_writes(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.execute(sa.text("UPDATE notes SET text = 'x'"))
@@ -200,7 +210,8 @@ def test_textual_writes(env: Env) -> None:
 # -- database cascades -----------------------------------------------------------------------
 
 
-def test_database_cascade_and_set_null(env: Env) -> None:
+def test_database_cascade_and_set_null(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.add(Shortcut(id=1, target_id=10, name="link"))
@@ -260,7 +271,8 @@ class AwEng(AwEmp):
 
 
 @pytest.fixture
-def aw(env: Env) -> Env:
+def aw(any_env: Env) -> Env:
+    env = any_env
     AwBase.metadata.create_all(env.db.engine)
     env.session.add(AwLabel(id=1))
     env.session.commit()
@@ -286,6 +298,7 @@ def test_many_to_many_secondary_rows(aw: Env) -> None:
     s.add(emp)
     s.commit()
     aw.backend.reset()
+    s.refresh(emp, ["labels"])  # loaded before the change (an AsyncSession cannot lazy-load)
     emp.labels.append(s.get(AwLabel, 1))
     s.commit()
     link = {
@@ -296,6 +309,7 @@ def test_many_to_many_secondary_rows(aw: Env) -> None:
     }
     assert sent(aw) == link
     aw.backend.reset()
+    s.refresh(emp, ["labels"])
     emp.labels.clear()
     s.commit()
     assert sent(aw) == link
@@ -304,7 +318,8 @@ def test_many_to_many_secondary_rows(aw: Env) -> None:
 # -- the transaction -------------------------------------------------------------------------
 
 
-def test_rollback_and_savepoint_rollback_send_nothing(env: Env) -> None:
+def test_rollback_and_savepoint_rollback_send_nothing(any_env: Env) -> None:
+    env = any_env
     seed(env)
     s = env.session
     s.get(File, 100).name = "gone"
@@ -332,7 +347,8 @@ def test_core_savepoint_rollback(env: Env) -> None:
     assert sent(env) == note_tags(7)
 
 
-def test_signal_reports_the_commit(env: Env) -> None:
+def test_signal_reports_the_commit(any_env: Env) -> None:
+    env = any_env
     seed(env)
     seen: list[tuple[str, ...]] = []
 

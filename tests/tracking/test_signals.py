@@ -3,11 +3,15 @@ with the app as sender and where they came from; never for a rollback."""
 
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from flask_dataroom_cache import signals
+from flask_dataroom_cache.testing import capture_invalidations
 
 from .conftest import Env
 from .models import DataRoom
@@ -136,3 +140,103 @@ def test_a_disabled_cache_bypasses_reads_and_fills(make_env: Any, listen: Any) -
     assert env.store.get_or_set("k-off", lambda: 1) == 1
     assert env.store.set("k-off", 1) is False
     assert seen == [{"key": "k-off", "reason": DISABLED}] * 2
+
+
+# -- a raising receiver: the others still run, and it is logged per receiver ---------------
+@pytest.fixture(autouse=True)
+def fresh_failure_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure log is per process: each test (and parameter) starts with its own."""
+    monkeypatch.setattr(signals, "_failures", signals._FailureLog())
+
+
+def _in_connection_order(monkeypatch: pytest.MonkeyPatch, signal: Any) -> None:
+    """blinker calls receivers in set order (undefined): make it the connection order, so
+    "a raising receiver connected first" really runs first (also under blinker's send)."""
+    original = signal.receivers_for
+
+    def ordered(sender: Any) -> Any:
+        position = {}
+        for index, ref in enumerate(signal.receivers.values()):
+            strong = ref() if isinstance(ref, weakref.ref) else ref
+            position[id(strong)] = index
+        return iter(sorted(original(sender), key=lambda r: position.get(id(r), -1)))
+
+    monkeypatch.setattr(signal, "receivers_for", ordered)
+
+
+def test_a_raising_receiver_does_not_silence_the_later_ones(
+    env: Env, listen: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def bad_first(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    _in_connection_order(monkeypatch, signals.tags_invalidated)
+    signals.tags_invalidated.connect(bad_first, sender=env.app, weak=False)
+    try:
+        later = listen(signals.tags_invalidated, env.app)
+        with (
+            caplog.at_level(logging.ERROR, "flask_dataroom_cache"),
+            capture_invalidations(env.app) as sent,
+        ):
+            env.cache.invalidate_tags("custom:1")
+            env.cache.invalidate_tags("custom:2")
+        assert later == [
+            {"tags": ("custom:1",), "source": "api"},
+            {"tags": ("custom:2",), "source": "api"},
+        ]
+        assert sent.tags == ["custom:1", "custom:2"]
+        failures = [r for r in caplog.records if "bad_first" in r.getMessage()]
+        assert len(failures) == 1  # rate-limited: once a minute per receiver
+        assert signals.tags_invalidated.name in failures[0].getMessage()
+        assert failures[0].exc_info is not None
+    finally:
+        signals.tags_invalidated.disconnect(bad_first)
+
+
+def test_failures_are_logged_per_receiver_not_once_per_signal(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def bad_one(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("one")
+
+    def bad_two(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("two")
+
+    signals.tags_invalidated.connect(bad_one, sender=env.app, weak=False)
+    signals.tags_invalidated.connect(bad_two, sender=env.app, weak=False)
+    try:
+        with caplog.at_level(logging.ERROR, "flask_dataroom_cache"):
+            env.cache.invalidate_tags("custom:1")
+            assert {n for n in ("bad_one", "bad_two") if n in caplog.text} == {
+                "bad_one",
+                "bad_two",
+            }
+            caplog.clear()
+            env.cache.invalidate_tags("custom:2")
+            assert caplog.records == []  # within the minute: not again
+            monkeypatch.setattr(signals, "FAILURE_LOG_INTERVAL", 0.0)
+            env.cache.invalidate_tags("custom:3")
+            assert "bad_one" in caplog.text and "bad_two" in caplog.text
+    finally:
+        signals.tags_invalidated.disconnect(bad_one)
+        signals.tags_invalidated.disconnect(bad_two)
+
+
+# -- CACHE_ENABLED=False: nothing is delivered, so nothing is announced --------------------
+def test_a_disabled_cache_sends_no_tags_invalidated(make_env: Any, listen: Any) -> None:
+    """docs/signals.md: the signal means "delivered to the backend"; a disabled cache
+    delivers nothing (commits and API calls alike), while ``cache.disabled()`` (one
+    thread's block) still delivers and sends."""
+    env = make_env(CACHE_ENABLED=False)
+    seen = listen(signals.tags_invalidated, env.app)
+    with env.app.app_context():
+        env.session.add(DataRoom(name="off"))
+        env.session.commit()
+        env.cache.invalidate_tags("custom:1")
+    assert seen == []
+
+    on = make_env()
+    seen_on = listen(signals.tags_invalidated, on.app)
+    with on.app.app_context(), on.cache.disabled():
+        on.cache.invalidate_tags("custom:1")
+    assert seen_on == [{"tags": ("custom:1",), "source": "api"}]

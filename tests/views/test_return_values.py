@@ -225,3 +225,56 @@ def test_function_value_through_lock_and_stale_while_revalidate(views_app: Any) 
     va.get("/page")  # past the soft expiry: this request refreshes
     va.get("/page")  # the refreshed value
     assert got == [[1], [1], [2], [2]]
+
+
+def test_function_arguments_are_keyed_by_type(views_app: Any) -> None:
+    """``f(5)`` and ``f("5")`` are two calls, and two entries (as ``@cache.memoize``
+    keys them, ``argkeys.py``); containers of typed values too."""
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True, query=False)
+    def describe(x: Any) -> str:
+        va.calls["describe"] += 1
+        return f"{type(x).__name__}:{x!r}"
+
+    values: dict[str, Any] = {
+        "int": 5,
+        "str": "5",
+        "float": 5.0,
+        "bool": True,
+        "list": [1, 2],
+        "strs": ["1", "2"],
+        "tuple": (1, 2),
+        "dict": {"a": 1},
+        "dict-str": {"a": "1"},
+    }
+
+    @va.app.get("/describe")
+    def page() -> Any:
+        # one endpoint and no query in the function's key: only the argument differs
+        value = values[request.args["as"]]
+        return jsonify(positional=describe(value), keyword=describe(x=value))
+
+    for _ in range(2):  # a miss each, then a hit each
+        for name, value in values.items():
+            want = f"{type(value).__name__}:{value!r}"
+            got = va.get(f"/describe?as={name}").get_json()
+            assert got == {"positional": want, "keyword": want}, name
+    assert va.calls["describe"] == 2 * len(values)
+
+
+def test_function_argument_a_key_cannot_hold_is_not_cached(views_app: Any) -> None:
+    va: ViewsApp = views_app()
+
+    @va.cache.cached(shared=True)
+    def describe(x: Any) -> str:
+        va.calls["describe"] += 1
+        return "ok"
+
+    @va.app.get("/describe")
+    def page() -> Any:
+        return describe({1, "1"})  # a set of mixed types: no key, computed every time
+
+    assert va.get("/describe").data == b"ok"
+    assert va.get("/describe").data == b"ok"
+    assert va.calls["describe"] == 2

@@ -30,6 +30,7 @@ from .connection import NoScriptError, RedisError, ResponseError, url_options
 from .layout import (
     decode_tokens,
     entry_header,
+    exact_remaining,
     frame,
     glob_escape,
     parse_frame,
@@ -225,7 +226,7 @@ class RedisBackend:
         except RedisError as exc:
             raise BackendError(f"redis GET failed: {exc}") from exc
         if res[0] == 1:
-            return (bytes(res[1]), None), remaining(res[2] if len(res) > 2 else None)
+            return (bytes(res[1]), None), exact_remaining(res)
         return (None, decode_tokens(res[1:])), None
 
     # -- the rest of the protocol -------------------------------------------------------

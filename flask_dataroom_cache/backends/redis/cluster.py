@@ -33,7 +33,7 @@ from ..base import BackendError, Lookup, RawEntry
 from ..lua import load_script
 from .backend import RedisBackend
 from .connection import RedisError
-from .layout import decode_tokens, frame, glob_escape, remaining
+from .layout import decode_tokens, exact_remaining, frame, glob_escape
 
 __all__ = ["DEFAULT_SHARD_GROUPS", "ClusterRedisBackend"]
 
@@ -129,7 +129,7 @@ class ClusterRedisBackend(RedisBackend):
                 args=[self._group_tagv[g], cand, self.tag_ttl, *tags],
             )
             if res[0] == 1:
-                return (bytes(res[1]), None), remaining(res[2] if len(res) > 2 else None)
+                return (bytes(res[1]), None), exact_remaining(res)
             tokens = decode_tokens(res[1:])
             self._propagate(g, cand, tags, tokens)
         except RedisError as exc:

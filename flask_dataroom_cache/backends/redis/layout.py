@@ -75,6 +75,17 @@ def remaining(pttl: Any) -> float | None:
     return pttl / 1000.0 if pttl >= 0 else None
 
 
+def exact_remaining(res: Any) -> float | None:
+    """The entry's lifetime from a ``get.lua`` hit ``{1, payload, PTTL, same}``, or
+    ``None`` when the entry's tags are not exactly the ones asked about (an entry with
+    automatic dependencies read by a caller that knows its declared tags only): the near
+    cache keeps no copy it would index by the wrong tags (an invalidation of the others
+    would never drop it)."""
+    if len(res) > 3 and res[3] != 1:
+        return None
+    return remaining(res[2] if len(res) > 2 else None)
+
+
 def glob_escape(text: str) -> str:
     """``text`` as a literal inside a ``SCAN MATCH`` pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
