@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from . import lookups, readcapture, signals, tracing
-from .asyncflight import Flights as AsyncFlights
 from .autotags import AUTO_PREFIXES
 from .backends.base import Backend, BackendError
 from .config import Settings
@@ -126,14 +125,12 @@ class CacheStore:
         #: thread runs to take over what the worker held (the tracker's open sessions),
         #: so its bypass, fill and deferral checks see them.
         self.handovers: list[Callable[[], Callable[[], None]]] = []
-        #: Keys being computed by ``aget_or_set`` in this process (``asyncflight``).
-        self.async_flights = AsyncFlights()
         #: Callables returning True when this thread must not wait for another's
         #: computation of a key (single flight, a lock): it holds what that computation
         #: may need (the tracker: an open SQLite transaction). It computes instead.
         self.wait_checks: list[Callable[[], bool]] = []
-        #: Keys being computed in this process by ``get_or_set`` and ``@cache.memoize``
-        #: (single flight, ``flights.py``; the view decorator has its own).
+        #: Keys being computed in this process by ``get_or_set``, ``@cache.memoize`` and
+        #: ``aget_or_set`` (single flight, ``flights.py``; the view decorator has its own).
         self.flights = Flights()
         #: Called with each new :class:`~.readcapture.ReadCapture` of this store, in the
         #: computing thread, before the computation runs (the tracker: what this thread's
