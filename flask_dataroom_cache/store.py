@@ -21,13 +21,26 @@ This is where DESIGN.md's read-side promises are kept:
   (an unserialisable value, a bad tag) reach the caller. :meth:`CacheStore.report_error`
   counts and logs (rate-limited) a backend error, the store's own or a caller's (views).
 
-One name per step: :meth:`CacheStore.read` is the one read (value and, on a miss, the
-versions to stamp on what is computed next); :meth:`~CacheStore.get` is the documented read
-built on it; every write of a computed value (``set``, ``get_or_set``, and so the view
-decorator, which calls ``set``) goes through one fill path, :meth:`CacheStore._fill`; every
-miss the store's callers compute (``get_or_set``, ``@cache.memoize``) runs in one compute
-step, :meth:`CacheStore.compute_and_fill`, once per key in the process (single flight,
-``flights.py``).
+One name per step, one module per step: the store is the facade, each of its public
+names a thin delegator to the module that owns the step.
+
+* :meth:`CacheStore.read` is the one read (value and, on a miss, the versions to stamp
+  on what is computed next); :meth:`~CacheStore.get` is the documented read built on it
+  (``read.py``).
+* Every write of a computed value (``set``, so the view decorator, ``get_or_set``,
+  ``@cache.memoize``, ``aget_or_set``) goes through one fill path,
+  :meth:`CacheStore._fill`; every reason a value is not stored is there (``fill.py``).
+* Every miss the store's callers compute (``get_or_set``, ``@cache.memoize``) runs in one
+  compute step, :meth:`CacheStore.compute_and_fill`, once per key in the process (single
+  flight, ``flights.py``), its reads captured for automatic dependencies
+  (:meth:`~CacheStore.capture_reads`, :meth:`~CacheStore.stamp_reads`; ``compute.py``).
+* :meth:`CacheStore.invalidate` and :meth:`~CacheStore.invalidate_all`: checked,
+  deferred to the commit or delivered, announced (``invalidation.py``).
+* The hooks other parts install (``bypass_checks``, ``fill_checks``, ``deferrers``, ...)
+  are :class:`~.hooks.StoreHooks`, which the store is built on (``hooks.py``); what a
+  thread's missing reads saw is ``versionmemo.py``; the tags entries with automatic
+  dependencies were stored with, ``storedtags.py``; :data:`MISSING` and the reasons the
+  store skips a lookup or a fill, ``reasons.py`` (importable from here).
 """
 
 from __future__ import annotations
