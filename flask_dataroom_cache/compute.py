@@ -9,11 +9,12 @@ One miss, in order:
    ``flights.run_once``): the others wait for the leader and read what it stored; a
    thread whose ``wait_checks`` hook says it must not wait computes itself.
 3. :func:`compute_and_fill` runs the computation (inside a ``dataroom_cache.compute``
-   span when tracing is on, ``tracing.py``) and fills the key through the store's one
-   fill path (``CacheStore._fill``), stamped with the tokens of step 1.
-4. With automatic dependencies (no declared tags, ``CACHE_AUTO_TAGS``), the computation
-   runs inside :func:`capture_reads`, and :func:`stamp_reads` adds what it read to the
-   entry's tags; when the tables read cannot be known, nothing is stored.
+   span when tracing is on, ``tracing.py``); with automatic dependencies (no declared
+   tags, ``CACHE_AUTO_TAGS``) inside :func:`capture_reads`.
+4. :func:`fill_computed`, the half after the computation (an awaitable computation can
+   share it): :func:`stamp_reads` adds what the capture read to the entry's tags (when
+   the tables read cannot be known, nothing is stored), then the key is filled through
+   the store's one fill path (``fill.py``), stamped with the tokens of step 1.
 
 The store keeps one-line delegators with the same names (``store.get_or_set``,
 ``store.compute_and_fill``, ``store.capture_reads``, ``store.stamp_reads``): callers use
@@ -23,6 +24,7 @@ those.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import lookups, readcapture, tracing
@@ -34,7 +36,7 @@ from .tags import MAX_TAGS_PER_ENTRY, normalize_tags
 if TYPE_CHECKING:
     from .store import CacheStore
 
-__all__ = ["capture_reads", "compute_and_fill", "get_or_set", "stamp_reads"]
+__all__ = ["capture_reads", "compute_and_fill", "fill_computed", "get_or_set", "stamp_reads"]
 
 T = TypeVar("T")
 
@@ -100,50 +102,54 @@ def compute_and_fill(
     stored: Callable[[T], Any] | None,
     auto: bool,
 ) -> T:
-    """``store.compute_and_fill``: run ``compute()``, then fill ``key`` with what it
-    returned, stamped with ``versions`` (traced when tracing is on)."""
-    if store.tracing is None:
-        return _compute_and_fill(
-            store, key, compute, expiry, tags, versions, endpoint, stored, auto
-        )[0]
-    with store.tracing.compute(key, tags=tags, endpoint=endpoint) as span:
-        value, done = _compute_and_fill(
-            store, key, compute, expiry, tags, versions, endpoint, stored, auto
-        )
+    """``store.compute_and_fill``: run ``compute()`` (its reads captured when ``auto``
+    and a fill may follow), then :func:`fill_computed` (traced when tracing is on)."""
+    span_scope: AbstractContextManager[Any] = (
+        nullcontext()
+        if store.tracing is None
+        else store.tracing.compute(key, tags=tags, endpoint=endpoint)
+    )
+    with span_scope as span:
+        capture: readcapture.ReadCapture | None = None
+        if auto and versions is not None:
+            with capture_reads(store, key) as capture:
+                value = compute()
+        else:
+            value = compute()
+        done = fill_computed(store, key, value, expiry, tags, versions, endpoint, stored, capture)
         reason = None if done else "no versions" if versions is None else "refused"
         tracing.set_result(span, "stored" if done else "not_stored", reason)
-        return value
+    return value
 
 
-def _compute_and_fill(
+def fill_computed(
     store: CacheStore,
     key: str,
-    compute: Callable[[], T],
+    value: T,
     expiry: int,
     tags: tuple[str, ...],
     versions: Sequence[str] | None,
     endpoint: str | None,
     stored: Callable[[T], Any] | None,
-    auto: bool,
-) -> tuple[T, bool]:
-    """The computation and its fill, untraced: ``(value, stored?)``."""
-    if auto and versions is not None:
-        with capture_reads(store, key) as capture:
-            value = compute()
+    capture: readcapture.ReadCapture | None,
+) -> bool:
+    """The second half of the compute step, once ``value`` is computed: add what
+    ``capture`` read to the entry's tags (none when the tables read cannot be known:
+    counted, not stored), keep ``stored(value)`` of it when given (:data:`MISSING`:
+    nothing), fill. ``versions=None``: nothing is stored. True if stored."""
+    if capture is not None and versions is not None:
         stamped = stamp_reads(store, capture, tags, versions, key)
         if stamped is None:  # tables unknown, or a token could not be read
             why = "reads_unknown" if capture.unknown else "bypasses"
             store.metrics.incr(why, endpoint=endpoint)
-            return value, False
+            return False
         tags, versions = stamped
-    else:
-        value = compute()
-    done = False
-    if versions is not None:
-        data = value if stored is None else stored(value)
-        if data is not MISSING:
-            done = store._fill(key, data, expiry, tags, versions, endpoint)
-    return value, done
+    if versions is None:
+        return False
+    data = value if stored is None else stored(value)
+    if data is MISSING:
+        return False
+    return store._fill(key, data, expiry, tags, versions, endpoint)
 
 
 def capture_reads(store: CacheStore, key: str | None) -> readcapture.CaptureScope:

@@ -70,9 +70,7 @@ def fill(
     """Store ``value`` (``payload`` when already encoded) stamped with ``versions``;
     True if stored (see the module docstring for every reason it is not)."""
     if store.bypass_checks and (why := store.bypass_reason()) is not None:
-        store.metrics.incr("bypasses", endpoint=endpoint)
-        if signals.cache_bypassed.receivers:
-            store.bypassed(key, why)
+        store.skipped(key, why, "bypasses", endpoint)
         return False
     if versions is None:
         versions = store.seen.take(key, tags)
@@ -80,9 +78,7 @@ def fill(
         if versions is None:
             versions = store.backend.versions(tags)
         if store.fill_checks and any(check(versions) for check in store.fill_checks):
-            store.metrics.incr("bypasses", endpoint=endpoint)
-            if signals.cache_bypassed.receivers:
-                store.bypassed(key, SNAPSHOT)
+            store.skipped(key, SNAPSHOT, "bypasses", endpoint)
             return False
         if payload is None:
             payload = encode(value, store.settings.compress_min_bytes, codec=store.codec)

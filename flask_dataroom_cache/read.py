@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import lookups, readcapture, signals, tracing
+from . import lookups, readcapture, tracing
 from .backends.base import BackendError
 from .reasons import DISABLED, MISSING
 from .serialization import CodecError, decode
@@ -38,25 +38,22 @@ __all__ = ["capture", "get", "read"]
 def read(
     store: CacheStore,
     key: str,
-    tags: Iterable[str] | None,
-    endpoint: str | None,
-    note: lookups.Note | None,
+    tags: Iterable[str] | None = None,
+    endpoint: str | None = None,
+    note: lookups.Note | None = None,
 ) -> tuple[Any, tuple[str, ...] | None]:
-    """``store.read``: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss
-    (traced when every lookup is, ``CACHE_OTEL_TRACE_HITS``)."""
-    if store.lookup_tracing is not None:
-        return _traced_read(store, store.lookup_tracing, key, tags, endpoint, note)
-    return _read(store, key, tags, endpoint, note)
+    """One read (``store.read``): ``(value, None)`` on a hit, ``(MISSING, versions)`` on
+    a miss.
 
-
-def _traced_read(
-    store: CacheStore,
-    tracer: tracing.Tracing,
-    key: str,
-    tags: Iterable[str] | None,
-    endpoint: str | None,
-    note: lookups.Note | None,
-) -> tuple[Any, tuple[str, ...] | None]:
+    ``versions`` are the tag tokens current *before* the caller computes the value
+    (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
+    follow (disabled, bypassed, backend error). ``note`` (a recorded lookup) is told
+    the outcome and, for a bypass, why. Inside a ``dataroom_cache.lookup`` span when
+    every lookup is traced (``CACHE_OTEL_TRACE_HITS``).
+    """
+    tracer = store.lookup_tracing
+    if tracer is None:
+        return _read(store, key, tags, endpoint, note)
     norm = normalize_tags(tags)
     with tracer.lookup(key, tags=norm, endpoint=endpoint) as span:
         value, versions = _read(store, key, norm, endpoint, note)
@@ -72,20 +69,10 @@ def _read(
     note: lookups.Note | None,
 ) -> tuple[Any, tuple[str, ...] | None]:
     if not store.enabled:
-        store.metrics.incr("misses", endpoint=endpoint)
-        if signals.cache_bypassed.receivers:
-            store.bypassed(key, DISABLED)
-        if note is not None:
-            note.outcome, note.reason = lookups.BYPASS, DISABLED
-        return MISSING, None
+        return _skip(store, key, DISABLED, "misses", endpoint, note)
     norm = normalize_tags(tags)
     if store.bypass_checks and (why := store.bypass_reason()) is not None:
-        store.metrics.incr("bypasses", endpoint=endpoint)
-        if signals.cache_bypassed.receivers:
-            store.bypassed(key, why)
-        if note is not None:
-            note.outcome, note.reason = lookups.BYPASS, why
-        return MISSING, None
+        return _skip(store, key, why, "bypasses", endpoint, note)
     if readcapture.capturing(store):
         # inside a computation capturing its reads: a hit would hide the reads
         # behind it from that computation; compute (and refill) instead
@@ -118,6 +105,21 @@ def _read(
         if versions is None:
             note.reason = "backend error: not stored"
     return MISSING, versions
+
+
+def _skip(
+    store: CacheStore,
+    key: str,
+    reason: str,
+    counter: str,
+    endpoint: str | None,
+    note: lookups.Note | None,
+) -> tuple[Any, None]:
+    """A read skipped for ``reason``: counted, told, a miss that may not be filled."""
+    store.skipped(key, reason, counter, endpoint)
+    if note is not None:
+        note.outcome, note.reason = lookups.BYPASS, reason
+    return MISSING, None
 
 
 def _decode(store: CacheStore, key: str, payload: bytes) -> Any:

@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 
 from . import compute as computing
 from . import fill as filling
-from . import invalidation, lookups, readcapture, signals, tracing
+from . import invalidation, readcapture, signals, tracing
 from . import read as reading
 from .asyncflight import Flights as AsyncFlights
 from .backends.base import Backend, BackendError
@@ -125,6 +125,13 @@ class CacheStore(StoreHooks):
         """Send ``cache_bypassed`` (callers check ``signals.cache_bypassed.receivers``)."""
         signals.send(signals.cache_bypassed, self.app_ref(), key=key, reason=reason)
 
+    def skipped(self, key: str | None, reason: str, counter: str, endpoint: str | None) -> None:
+        """A lookup or fill skipped for ``reason``: count it (``counter``: ``misses`` when
+        disabled, else ``bypasses``) and send ``cache_bypassed`` if someone listens."""
+        self.metrics.incr(counter, endpoint=endpoint)
+        if signals.cache_bypassed.receivers:
+            self.bypassed(key, reason)
+
     def watch_backend(self) -> Callable[[], None] | None:
         """Send ``backend_state_changed`` on each transition of the backend's breaker;
         returns the detach (``None``: the backend has no breaker)."""
@@ -161,21 +168,9 @@ class CacheStore(StoreHooks):
         self.seen.clear()
 
     # -- reads (read.py) -----------------------------------------------------------------
-    def read(
-        self,
-        key: str,
-        tags: Iterable[str] | None = None,
-        endpoint: str | None = None,
-        note: lookups.Note | None = None,
-    ) -> tuple[Any, tuple[str, ...] | None]:
-        """One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss.
-
-        ``versions`` are the tag tokens current *before* the caller computes the value
-        (stamp them on it with ``set(..., versions=...)``); ``None`` when no fill may
-        follow (disabled, bypassed, backend error). ``note`` (a recorded lookup) is told
-        the outcome and, for a bypass, why.
-        """
-        return reading.read(self, key, tags, endpoint, note)
+    # the hot paths are the step's own function, bound as a method (no delegating call):
+    #: One read: ``(value, None)`` on a hit, ``(MISSING, versions)`` on a miss (``read.py``).
+    read = reading.read
 
     def get(self, key: str, tags: Iterable[str] | None = None, default: Any = None) -> Any:
         """Return the cached value, or ``default`` on a miss (pass ``default=MISSING`` to
@@ -272,19 +267,9 @@ class CacheStore(StoreHooks):
         """
         return filling.set_value(self, key, value, ttl, tags, versions, endpoint)
 
-    def _fill(
-        self,
-        key: str,
-        value: Any,
-        expiry: int,
-        tags: tuple[str, ...],
-        versions: Sequence[str] | None,
-        endpoint: str | None,
-        payload: bytes | None = None,
-    ) -> bool:
-        """The one fill path (``fill.py``: every reason a value is not stored):
-        ``value`` (``payload`` when already encoded) stamped with ``versions``."""
-        return filling.fill(self, key, value, expiry, tags, versions, endpoint, payload)
+    #: The one fill path: ``value`` stamped with ``versions``, or every reason it is not
+    #: stored (``fill.py``).
+    _fill = filling.fill
 
     def add(self, key: str, value: Any, ttl: int) -> bool:
         """Store only if absent (for locks). True when stored or when no backend can say."""
