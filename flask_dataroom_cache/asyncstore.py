@@ -1,17 +1,24 @@
 """``await cache.aget_or_set(key, compute, ttl=None, tags=None)``: the awaitable twin of
-``get_or_set``, with the same promises.
+``get_or_set``, with the same promises, and :func:`acompute_and_fill`, the awaitable twin
+of the store's compute step (``CacheStore.compute_and_fill``).
 
 * **Capture before compute**: the read returns the tag versions current before
   ``compute`` runs; the value is stored stamped with them (``store._fill``, the one fill
   path), so an invalidation landing while it computes makes the entry dead on arrival.
-* **Bypass and snapshot rule**: the store hooks ask about this *task*'s tracked sessions
-  (``tracking/tasklocal.py``): an ``AsyncSession`` holding uncommitted changes in this
-  task bypasses the cache, other tasks of the loop are unaffected.
+* **Bypass and snapshot rule**: the store hooks ask about this *unit of work*'s tracked
+  sessions (``tracking/unitofwork.py``: this task's, and those of the tasks it was made
+  in): an ``AsyncSession`` holding uncommitted changes bypasses the cache in its task and
+  in the tasks that task makes; unrelated tasks of the loop are unaffected.
 * **Recorded** (``lookups.py``) for the debug panel when a recorder watches the app, as
   ``get_or_set`` is.
-* **Single flight** (``asyncflight.py``): one caller per key computes in this process;
-  the others await it (their loop keeps running) and read what it stored; the same task
-  asking again for a key it is computing computes instead of waiting for itself.
+* **Single flight**: the store's registry (``flights.py``), shared with ``get_or_set``
+  and ``@cache.memoize``: one caller per key computes in this process, sync or async; the
+  others await it (their loop keeps running) and read what it stored. A caller asking
+  for a key its own compute is computing (its task, or a task made by it) computes
+  instead of waiting for itself, and a caller leading a flight never waits on another
+  (two computes each needing the other's key would stall each other).
+* **Traced**: every computation runs in :func:`acompute_and_fill`, inside the same
+  ``dataroom_cache.compute`` span as a sync miss (``tracing.py``).
 
 The cache calls themselves are the sync store's, made in the loop: one Redis round trip
 of ~0.1 ms on a local network, cheaper than ``redis.asyncio``'s (see ``docs/async.md``
@@ -20,17 +27,16 @@ for the numbers and why); the awaits are the compute and the flight.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
 from typing import TypeVar
 
-from . import lookups
-from .asyncflight import FLIGHT_WAIT
+from . import lookups, tracing
+from .flights import FLIGHT_WAIT
 from .store import MISSING, CacheStore
 from .tags import normalize_tags
 
-__all__ = ["aget_or_set"]
+__all__ = ["acompute_and_fill", "aget_or_set"]
 
 T = TypeVar("T")
 
@@ -40,6 +46,46 @@ async def _run(compute: Callable[[], Awaitable[T] | T]) -> T:
     if isawaitable(result):
         return await result  # type: ignore[no-any-return]
     return result
+
+
+async def _compute_and_fill(
+    store: CacheStore,
+    key: str,
+    compute: Callable[[], Awaitable[T] | T],
+    expiry: int,
+    tags: tuple[str, ...],
+    versions: Sequence[str] | None,
+    endpoint: str | None,
+) -> tuple[T, bool]:
+    value = await _run(compute)
+    done = False
+    if versions is not None:
+        done = store._fill(key, value, expiry, tags, versions, endpoint)
+    return value, done
+
+
+async def acompute_and_fill(
+    store: CacheStore,
+    key: str,
+    compute: Callable[[], Awaitable[T] | T],
+    expiry: int,
+    tags: tuple[str, ...],
+    versions: Sequence[str] | None,
+    *,
+    endpoint: str | None = None,
+) -> T:
+    """The compute step of an async miss: await ``compute()``, then fill ``key`` with its
+    value stamped with ``versions``, read *before* ``compute`` ran (``None``: nothing is
+    stored). Inside a ``dataroom_cache.compute`` span when tracing is on, with the same
+    ``result`` and ``reason`` as ``CacheStore.compute_and_fill``."""
+    trace = store.tracing
+    if trace is None:
+        return (await _compute_and_fill(store, key, compute, expiry, tags, versions, endpoint))[0]
+    with trace.compute(key, tags=tags, endpoint=endpoint) as span:
+        value, done = await _compute_and_fill(store, key, compute, expiry, tags, versions, endpoint)
+        reason = None if done else "no versions" if versions is None else "refused"
+        tracing.set_result(span, "stored" if done else "not_stored", reason)
+        return value
 
 
 async def aget_or_set(
@@ -74,24 +120,26 @@ async def _aget_or_set(
     if value is not MISSING:
         return value  # type: ignore[no-any-return]
     if versions is None:  # disabled, bypassed or unreachable: no fill, no flight
-        return await _run(compute)
-    task = asyncio.current_task()
-    flight = store.async_flights.lead(key, task)
-    if flight is not None:
-        if flight.leader is not task or task is None:
-            await flight.wait(FLIGHT_WAIT)
-            value, versions = store.read(key, norm, endpoint, note)
-            if value is not MISSING:
-                if note is not None:
-                    note.reason = lookups.WAITED
-                return value  # type: ignore[no-any-return]
-        computed = await _run(compute)
-        if versions is not None:
-            store._fill(key, computed, expiry, norm, versions, endpoint)
-        return computed
-    try:
-        computed = await _run(compute)
-        store._fill(key, computed, expiry, norm, versions, endpoint)
-    finally:
-        store.async_flights.end(key)
-    return computed
+        return await acompute_and_fill(store, key, compute, expiry, norm, None, endpoint=endpoint)
+    flights = store.flights
+    held = flights.held()
+    if key not in held:  # else: its own compute asks for it again
+        flight = flights.lead(key)
+        if flight is None:
+            token = flights.hold(key)
+            try:
+                return await acompute_and_fill(
+                    store, key, compute, expiry, norm, versions, endpoint=endpoint
+                )
+            finally:
+                flights.unhold(token)
+                flights.done(key)
+        waited = not held and not (store.wait_checks and store.must_not_wait())
+        if waited:
+            await flight.wait_async(FLIGHT_WAIT)
+        value, versions = store.read(key, norm, endpoint, note)
+        if value is not MISSING:
+            if note is not None and waited:
+                note.reason = lookups.WAITED
+            return value  # type: ignore[no-any-return]
+    return await acompute_and_fill(store, key, compute, expiry, norm, versions, endpoint=endpoint)

@@ -1,15 +1,26 @@
 """Computing a missing key once: the single-flight registry and the cross-process lock.
 
 Shared by every path that computes a miss: the view decorator (``views/flight.py``, whose
-flights end once a request's final response is known), ``get_or_set`` and
-``@cache.memoize`` (``store.py``, ``memoize.py``: :func:`run_once` and
-:func:`compute_locked`).
+flights end once a request's final response is known), ``get_or_set``,
+``@cache.memoize`` and ``aget_or_set`` (``store.py``, ``memoize.py``, ``asyncstore.py``:
+:func:`run_once` and :func:`compute_locked`).
 
-* **Single flight** (:class:`Flights`, one registry per app and user): the first caller
-  missing a key leads its flight and computes; the others wait for it (at most
-  :data:`FLIGHT_WAIT`) and read what it stored. A thread never waits on a flight while
-  it leads another one (a function computing ``a`` that calls ``b`` while another thread
-  computes ``b`` calling ``a`` would wait on each other): it computes instead.
+* **Single flight** (:class:`Flights`, one registry per app and user: the store's serves
+  ``get_or_set``, ``@cache.memoize`` and ``aget_or_set`` alike, so a sync and an async
+  caller of one key compute it once): the first caller missing a key leads its flight
+  and computes; the others wait for it (at most :data:`FLIGHT_WAIT`) and read what it
+  stored. A :class:`Flight` is waited on from a thread (:meth:`Flight.wait`: blocks it)
+  or from a coroutine in any event loop (:meth:`Flight.wait_async`: under Flask each
+  async view runs in a loop of its own thread, and an ``asyncio.Event`` belongs to one
+  loop, so a flight keeps each waiter's loop and a future of it, resolved through
+  ``loop.call_soon_threadsafe``, the one asyncio call documented as safe from another
+  thread). A caller never waits on a flight while it leads another one (a function
+  computing ``a`` that calls ``b`` while another caller computes ``b`` calling ``a``
+  would wait on each other): it computes instead. The keys a caller leads
+  (:meth:`Flights.held`) are a ``ContextVar``'s: its thread's, or its task's and those of
+  the task that made it (``asyncio.gather`` inside a compute). A thread never blocks on
+  a flight led in its own thread (another task of its event loop: blocking would stop
+  the leader).
 * **The cross-process lock** (:class:`EntryLock`): an add-if-absent key
   ``{prefix}:~{kind}:{the entry key without its prefix}`` holding a token of its own,
   released by compare-and-delete (a holder that ran past the TTL never deletes the next
@@ -22,10 +33,13 @@ This module imports nothing of the package at runtime: it sits below the store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -36,6 +50,7 @@ __all__ = [
     "LOCK_TTL",
     "LOCK_WAIT",
     "EntryLock",
+    "Flight",
     "Flights",
     "compute_locked",
     "run_once",
@@ -51,36 +66,98 @@ LOCK_TTL = 5
 LOCK_WAIT = 5.0
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Flight:
+    """One key being computed: ended (:meth:`set`) by its leader, waited on from any
+    thread or event loop."""
+
+    __slots__ = ("_ended", "_lock", "_loops", "thread")
+
+    def __init__(self) -> None:
+        #: The thread the leader runs in.
+        self.thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._ended = threading.Event()
+        self._loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def is_set(self) -> bool:
+        return self._ended.is_set()
+
+    def wait(self, timeout: float | None = FLIGHT_WAIT) -> bool:
+        """Block this thread until the flight ends (at most ``timeout`` seconds); True if
+        it ended. Never inside a coroutine of the leader's own loop: a leader running in
+        this very thread (another task of its loop) could not go on, so this returns
+        False at once (the caller computes)."""
+        if self.thread == threading.get_ident() and not self._ended.is_set():
+            return False
+        return self._ended.wait(timeout)
+
+    async def wait_async(self, timeout: float = FLIGHT_WAIT) -> bool:
+        """Await the end of the flight (at most ``timeout`` seconds) without holding the
+        loop, whichever thread or loop leads; True if it ended."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._ended.is_set():
+                return True
+            self._loops.append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def set(self) -> None:
+        """The leader is done (stored, or not): wake every waiter, each in its own loop."""
+        with self._lock:
+            self._ended.set()
+            waiters, self._loops = self._loops, []
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # a closed loop: its waiter is gone
+                loop.call_soon_threadsafe(_wake, fut)
+
+
 class Flights:
     """Per-app registry of keys being computed in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running: dict[str, threading.Event] = {}
-        self._local = threading.local()
+        self._running: dict[str, Flight] = {}
+        self._held: ContextVar[frozenset[str]] = ContextVar(
+            "dataroom_cache_flights", default=frozenset()
+        )
 
-    def lead(self, key: str) -> threading.Event | None:
-        """``None`` if the caller now leads ``key``; else the leader's event to wait on."""
+    def lead(self, key: str) -> Flight | None:
+        """``None`` if the caller now leads ``key``; else the running flight to wait on."""
         with self._lock:
-            event = self._running.get(key)
-            if event is None:
-                self._running[key] = threading.Event()
-            return event
+            flight = self._running.get(key)
+            if flight is None:
+                self._running[key] = Flight()
+            return flight
 
     def done(self, key: str) -> None:
         """End the flight of ``key``: its waiters wake up."""
         with self._lock:
-            event = self._running.pop(key, None)
-        if event is not None:
-            event.set()
+            flight = self._running.pop(key, None)
+        if flight is not None:
+            flight.set()
 
-    def held(self) -> set[str]:
-        """The keys whose flight this thread leads through :func:`run_once` (the view
-        decorator keeps its own, per request)."""
-        keys: set[str] | None = getattr(self._local, "keys", None)
-        if keys is None:
-            keys = self._local.keys = set()
-        return keys
+    def held(self) -> frozenset[str]:
+        """The keys whose flight this caller leads through :func:`run_once`, ``_refresh``
+        or ``aget_or_set`` (the view decorator keeps its own, per request): its thread's,
+        or its task's and those of the tasks it was made in."""
+        return self._held.get()
+
+    def hold(self, key: str) -> Token[frozenset[str]]:
+        """The caller leads ``key`` until :meth:`unhold` (tasks made meanwhile inherit it)."""
+        return self._held.set(self._held.get() | {key})
+
+    def unhold(self, token: Token[frozenset[str]]) -> None:
+        self._held.reset(token)
 
 
 def run_once(
@@ -100,11 +177,11 @@ def run_once(
         return compute()
     waiting = flights.lead(key)
     if waiting is None:
-        held.add(key)
+        token = flights.hold(key)
         try:
             return compute()
         finally:
-            held.discard(key)
+            flights.unhold(token)
             flights.done(key)
     if not held:  # never wait while leading another flight: compute instead
         waiting.wait(FLIGHT_WAIT if wait is None else wait)

@@ -54,7 +54,6 @@ from . import compute as computing
 from . import fill as filling
 from . import invalidation, readcapture, signals, tracing
 from . import read as reading
-from .asyncflight import Flights as AsyncFlights
 from .backends.base import Backend, BackendError
 from .config import Settings
 from .customtypes import Codec
@@ -100,10 +99,8 @@ class CacheStore(StoreHooks):
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.enabled = settings.enabled
-        #: Keys being computed by ``aget_or_set`` in this process (``asyncflight``).
-        self.async_flights = AsyncFlights()
-        #: Keys being computed in this process by ``get_or_set`` and ``@cache.memoize``
-        #: (single flight, ``flights.py``; the view decorator has its own).
+        #: Keys being computed in this process by ``get_or_set``, ``@cache.memoize`` and
+        #: ``aget_or_set`` (single flight, ``flights.py``; the view decorator has its own).
         self.flights = Flights()
         #: The tags of entries this process stored with automatic dependencies: read
         #: hints (``storedtags.py``).

@@ -186,10 +186,9 @@ def _refresh(
     processes) recomputes and gets the fresh value; the others get :data:`MISSING` and
     serve the stale one."""
     flights = store.flights
-    held = flights.held()
-    if key in held or flights.lead(key) is not None:
+    if key in flights.held() or flights.lead(key) is not None:
         return MISSING
-    held.add(key)
+    token = flights.hold(key)
     try:
         lock = EntryLock(store, key, "swr", None)
         if not lock.take():
@@ -201,5 +200,5 @@ def _refresh(
         finally:
             lock.release()
     finally:
-        held.discard(key)
+        flights.unhold(token)
         flights.done(key)

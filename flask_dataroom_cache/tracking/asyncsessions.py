@@ -16,7 +16,7 @@ with the asyncio extension"), so ``track_session`` turns:
 * an ``AsyncEngine`` (its ``bind``, its ``binds``, ``engines=``) into its ``sync_engine``.
 
 The events then run as they do for sync sessions, in the task that awaits the session
-(``tasklocal.py``); the commit hook wraps the sync engine's dialect ``do_commit``, so the
+(``unitofwork.py``); the commit hook wraps the sync engine's dialect ``do_commit``, so the
 tags go out before ``await session.commit()`` returns.
 """
 

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from .delivery import Delivery
     from .rows import TrackedTables
     from .snapshot import SnapshotRules, ThreadSessions
+    from .unitofwork import Unit
 
 __all__ = ["SESSION_EVENTS", "SessionEvents", "SessionState"]
 
@@ -102,8 +103,8 @@ class SessionState:
     began_at: float | None = None
     #: The connections the transaction uses (their owner is this state).
     connections: list[Connection] = field(default_factory=list)
-    #: The thread's registry this state is listed in (:class:`ThreadSessions`).
-    listed_in: weakref.WeakSet[SessionState] | None = None
+    #: The unit of work this state is listed in (:class:`ThreadSessions`).
+    listed_in: Unit | None = None
     #: The root transaction's tags, already sent at the COMMIT of one of ``connections``
     #: (the commit hook, ``connection.py``); ``after_commit`` still parks them on
     #: connections joined to an outer transaction.

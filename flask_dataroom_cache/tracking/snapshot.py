@@ -3,8 +3,9 @@
 The store asks three questions of the tracker (its hooks), answered here from this
 thread's tracked sessions (:class:`ThreadSessions`: registered by ``session.py`` when a
 transaction begins, dropped when it ends, handed over between threads). "This thread" is
-the running asyncio task when there is one (``tasklocal.py``): an ``AsyncSession``'s
-events fire in the task that awaits it, and two tasks of one loop are two units of work.
+this unit of work (``unitofwork.py``): inside a running event loop, the task and the
+tasks it made (they inherit its sessions); two unrelated tasks of one loop are two units
+of work.
 
 * :meth:`SnapshotRules.must_bypass` (``store.bypass_checks``): reads skip the cache and
   fills are dropped while a session holds uncommitted tracked changes, flushed or not
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import token_time
@@ -39,6 +40,7 @@ from ..rules import Registry
 from ..store import SNAPSHOT, UNCOMMITTED
 from .sqlexpr import unflushed_groups
 from .tasklocal import TaskLocal
+from .unitofwork import Units
 
 if TYPE_CHECKING:
     from .session import SessionState
@@ -63,27 +65,26 @@ def backend_nonces(backend: Any) -> tuple[str, ...]:
 
 
 class ThreadSessions:
-    """Per thread (per asyncio task inside a loop), the tracked sessions with an open
-    transaction (one tracker's)."""
+    """Per unit of work (a thread, or an asyncio task and the tasks it made: see
+    ``unitofwork.py``), the tracked sessions with an open transaction (one tracker's)."""
 
     def __init__(self) -> None:
-        #: A WeakSet of :class:`SessionState` per task, else per thread.
-        self.local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
+        #: The current :class:`~.unitofwork.Unit` of this task, else of this thread.
+        self.units = Units()
         #: Every tracked session that began a transaction here and is still alive (the
         #: read capture isolates computations from their identity maps: ``capture.py``).
         self.seen_local: TaskLocal[weakref.WeakSet[SessionState]] = TaskLocal()
 
-    def current(self) -> weakref.WeakSet[SessionState] | None:
-        return self.local.get()
+    def current(self) -> Collection[SessionState]:
+        """The sessions this thread's (task's) reads must consider."""
+        unit = self.units.current()
+        return () if unit is None else unit.states()
 
     def register(self, state: SessionState) -> None:
         """``state`` began a transaction in this thread (task)."""
-        mine = self.local.get()
-        if mine is None:
-            mine = weakref.WeakSet()
-            self.local.set(mine)
-        mine.add(state)
-        state.listed_in = mine
+        unit = self.units.own()
+        unit.sessions.add(state)
+        state.listed_in = unit
         seen = self.seen_local.get()
         if seen is None:
             seen = weakref.WeakSet()
@@ -99,17 +100,23 @@ class ThreadSessions:
     def adopt(self, state: SessionState) -> None:
         """A session used by another thread (task) than the one that began its
         transaction (handed over, or awaited by another task): its state moves to this
-        one's, where the bypass, fill and deferral checks look."""
+        one's, where the bypass, fill and deferral checks look. A session of a unit this
+        one was made in (a child task using its parent's session) stays where it is:
+        the parent keeps seeing it."""
         listed = state.listed_in
-        if listed is not None and listed is not self.local.get():
-            listed.discard(state)
-            self.register(state)
+        if listed is None:
+            return
+        current = self.units.current()
+        if current is not None and current.sees(listed):
+            return
+        listed.sessions.discard(state)
+        self.register(state)
 
     def hand_over(self) -> Callable[[], None]:
         """``store.handovers``: run in a thread that worked for another (an async view in
         asgiref's loop thread) as it ends; the other thread calls the result to adopt the
         sessions this one tracks (a flushed, uncommitted change keeps its fills out)."""
-        states = list(self.local.get() or ())
+        states = list(self.current())
 
         def adopt() -> None:
             for state in states:
@@ -120,7 +127,7 @@ class ThreadSessions:
     def unregister(self, state: SessionState) -> None:
         """``state``'s transaction ended."""
         if state.listed_in is not None:
-            state.listed_in.discard(state)
+            state.listed_in.sessions.discard(state)
             state.listed_in = None
 
 
@@ -133,7 +140,7 @@ class SnapshotRules:
         self.registry = registry
         #: This thread's (task's) tracked sessions (every cache read asks
         #: :meth:`must_bypass`)
-        self._current = threads.local.get
+        self._current = threads.units.current
         #: Allowed clock disagreement between processes, in seconds
         #: (``CACHE_SNAPSHOT_CLOCK_SKEW_MS``).
         self.skew = skew
@@ -156,10 +163,10 @@ class SnapshotRules:
         waited for (single flight, ``lock=True``) could be waiting on this very
         transaction, so this thread computes instead of waiting. (PostgreSQL readers
         block no one.)"""
-        states = self._current()
-        if not states:
+        unit = self._current()
+        if unit is None:
             return False
-        for state in states:
+        for state in unit.states():
             for conn in state.connections:
                 if conn.dialect.name == "sqlite" and conn.in_transaction():
                     return True
@@ -168,7 +175,10 @@ class SnapshotRules:
     def must_bypass(self) -> str | None:
         """Why this thread's (or task's) reads and fills must skip the cache now (``store.
         UNCOMMITTED`` or ``store.SNAPSHOT``), or None (a ``store.bypass_checks`` hook)."""
-        states = self._current()
+        unit = self._current()
+        if unit is None:
+            return None
+        states = unit.states()
         if not states:
             return None
         seq = self.seq
@@ -204,7 +214,10 @@ class SnapshotRules:
         the allowed clock skew): the value may come from a snapshot older than the change
         the token stands for. Tokens this process made are covered exactly by the commit
         sequence (:meth:`must_bypass`), so a tag created by this very read never refuses."""
-        states = self._current()
+        unit = self._current()
+        if unit is None:
+            return False
+        states = unit.states()
         if not states:
             return False
         began = min((s.began_at for s in states if s.began_at is not None), default=None)
@@ -225,9 +238,9 @@ class SnapshotRules:
     def defer(self, tags: tuple[str, ...]) -> bool:
         """Keep ``tags`` for the commit of this thread's open transaction with changes
         (True); else note an immediate delivery (False: the store sends them now)."""
-        states = self._current()
-        if states:
-            for state in states:
+        unit = self._current()
+        if unit is not None:
+            for state in unit.states():
                 session = state.session_ref()
                 if session is None or not session.in_transaction():
                     continue

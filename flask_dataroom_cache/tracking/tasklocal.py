@@ -1,13 +1,13 @@
-"""A value per asyncio task, else per thread: where "this thread's sessions" live.
+"""A value per asyncio task, else per thread: the commit hook's hand-off.
 
-The store hooks ask about *this unit of work's* sessions (``snapshot.py``), and the commit
-hook hands a COMMIT's tags from the ``commit`` event to ``do_commit`` (``connection.py``).
-Sync code runs one unit of work per thread, so a ``threading.local`` was enough; asyncio
-runs many tasks in one thread, and an ``AsyncSession`` fires its (sync) events inside the
-task that awaits it (SQLAlchemy runs them in a greenlet that shares the task's context).
-:class:`TaskLocal` keeps one value per running task (weakly: a finished task's value goes
-with it) and falls back to the thread's when no task runs: sync code keeps exactly its
-per-thread semantics, and the cost on that path is one C call
+The commit hook hands a COMMIT's tags from the ``commit`` event to ``do_commit``
+(``connection.py``); both run in the task that awaits the COMMIT (an ``AsyncSession``
+fires its sync events in a greenlet sharing the task's context), and an async driver's
+COMMIT awaits, so another task of the loop may commit meanwhile: the hand-off is per task,
+never inherited by the tasks it makes (the unit of work a *read* belongs to is
+``unitofwork.py``'s, which child tasks do inherit). :class:`TaskLocal` keeps one value per
+running task (weakly: a finished task's value goes with it) and falls back to the
+thread's when no task runs; the cost on the sync path is one C call
 (``asyncio._get_running_loop``, public in ``asyncio.events.__all__``).
 """
 

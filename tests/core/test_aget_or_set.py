@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_dataroom_cache import DataRoomCache, aget_or_set, asyncflight, cache_get, get_cache_key
+from flask_dataroom_cache import (
+    DataRoomCache,
+    aget_or_set,
+    asyncstore,
+    cache_get,
+    get_cache_key,
+)
+from flask_dataroom_cache import flights as flights_module
+
+from .test_memoize import CountingFlights
 
 TIMEOUT = 10
 TAGS = ["file:1"]
@@ -59,14 +68,14 @@ def test_loops_in_other_threads_wait_for_the_leader(app: Flask) -> None:
     arrived = threading.Semaphore(0)
     release = threading.Event()
     store = DataRoomCache.state(app).store
-    lead = store.async_flights.lead
+    lead = store.flights.lead
 
-    def counting_lead(k: str, leader: Any = None) -> Any:
-        found = lead(k, leader)
+    def counting_lead(k: str) -> Any:
+        found = lead(k)
         arrived.release()
         return found
 
-    store.async_flights.lead = counting_lead  # type: ignore[method-assign]
+    store.flights.lead = counting_lead  # type: ignore[method-assign]
 
     async def compute() -> str:
         computed.append(1)
@@ -99,7 +108,7 @@ def test_a_task_reading_the_key_it_computes_does_not_wait_for_itself(
     async def never_wait(self: Any, timeout: float = 0) -> bool:
         raise AssertionError("the leading task waited for itself")
 
-    monkeypatch.setattr(asyncflight.Flight, "wait", never_wait)
+    monkeypatch.setattr(flights_module.Flight, "wait_async", never_wait)
 
     async def inner() -> str:
         return "inner"
@@ -133,4 +142,127 @@ def test_a_failed_leader_lets_the_waiters_compute(app: Flask) -> None:
 
 
 def store_flights_empty(app: Flask) -> bool:
-    return not DataRoomCache.state(app).store.async_flights._running
+    return not DataRoomCache.state(app).store.flights._running
+
+
+# -- flights depending on each other; sync and async callers of one key --------------------------
+@pytest.mark.parametrize("inner", ["same task", "child task"])
+def test_two_leaders_each_needing_the_others_key_do_not_wait_on_each_other(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, inner: str
+) -> None:
+    """Task 1 leads A, whose compute needs B; task 2 leads B, whose compute needs A. As
+    in ``get_or_set``, a caller leading a flight (its task, or the task that made it)
+    computes rather than wait on another: waiting would stall both for the flight wait."""
+    monkeypatch.setattr(asyncstore, "FLIGHT_WAIT", 3600.0)  # a stall would hang the test
+    key_a, key_b = get_cache_key("file", 5), get_cache_key("file", 6)
+    a_led, b_led = asyncio.Event(), asyncio.Event()
+
+    async def read(key: str, name: str) -> str:
+        async def leaf() -> str:
+            return name
+
+        if inner == "same task":
+            return await aget_or_set(key, leaf, tags=TAGS)
+        return await asyncio.create_task(aget_or_set(key, leaf, tags=TAGS))
+
+    async def compute_a() -> str:
+        a_led.set()
+        await b_led.wait()
+        return "a+" + await read(key_b, "b")
+
+    async def compute_b() -> str:
+        b_led.set()
+        await a_led.wait()
+        return "b+" + await read(key_a, "a")
+
+    async def main() -> list[str]:
+        both = asyncio.gather(
+            aget_or_set(key_a, compute_a, tags=TAGS), aget_or_set(key_b, compute_b, tags=TAGS)
+        )
+        return await asyncio.wait_for(both, TIMEOUT)
+
+    got_a, got_b = asyncio.run(main())
+    # each read the other's key computing it, or what the other had stored by then
+    assert got_a in ("a+b", "a+b+a") and got_b in ("b+a", "b+a+b")
+    assert store_flights_empty(app)
+
+
+@pytest.mark.parametrize("leader", ["sync", "async"])
+def test_sync_and_async_callers_of_one_key_compute_once(app: Flask, leader: str) -> None:
+    """``get_or_set`` (and ``@cache.memoize``) and ``aget_or_set`` share one single-flight
+    registry: whichever leads, the other waits (a thread blocks, a task awaits) and reads
+    what it stored."""
+    key = get_cache_key("file", 7)
+    store = DataRoomCache.state(app).store
+    flights = CountingFlights()
+    store.flights = flights
+    computed: list[str] = []
+
+    def compute_sync() -> str:
+        computed.append("sync")
+        assert flights.wait_for(2, TIMEOUT)  # the other caller has reached the flight
+        return "from sync"
+
+    async def compute_async() -> str:
+        computed.append("async")
+        assert await asyncio.to_thread(flights.wait_for, 2, TIMEOUT)
+        return "from async"
+
+    def sync_caller() -> str:
+        return store.get_or_set(key, compute_sync, tags=TAGS)
+
+    def async_caller() -> str:
+        return asyncio.run(aget_or_set(key, compute_async, tags=TAGS))
+
+    first, second = (sync_caller, async_caller) if leader == "sync" else (async_caller, sync_caller)
+    results: list[str] = []
+
+    def run(fn: Any) -> None:
+        with app.app_context():
+            results.append(fn())
+
+    t1 = threading.Thread(target=run, args=(first,))
+    t1.start()
+    assert flights.wait_for(1, TIMEOUT)
+    t2 = threading.Thread(target=run, args=(second,))
+    t2.start()
+    t1.join(TIMEOUT)
+    t2.join(TIMEOUT)
+    assert computed == [leader]
+    assert results == [f"from {leader}"] * 2
+    assert store_flights_empty(app)
+
+
+class _MustNotBlock(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        raise AssertionError("blocked the thread its own leader runs in")
+
+
+def test_sync_code_in_a_loop_never_blocks_on_a_flight_led_by_another_task_of_it(
+    app: Flask,
+) -> None:
+    """A sync ``get_or_set`` (or memoized call) made inside a coroutine, while another
+    task of the same loop leads the key: blocking the thread would stop that leader, so
+    it computes."""
+    key = get_cache_key("file", 8)
+    store = DataRoomCache.state(app).store
+
+    async def main() -> tuple[str, str]:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def compute() -> str:
+            started.set()
+            await release.wait()
+            return "async"
+
+        leader = asyncio.create_task(aget_or_set(key, compute, tags=TAGS))
+        await started.wait()
+        flight = store.flights._running[key]
+        assert isinstance(flight, flights_module.Flight)
+        flight._ended = _MustNotBlock()
+        got = store.get_or_set(key, lambda: "sync", tags=TAGS)
+        release.set()
+        return got, await asyncio.wait_for(leader, TIMEOUT)
+
+    assert asyncio.run(main()) == ("sync", "async")
+    assert store_flights_empty(app)

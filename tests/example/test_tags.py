@@ -70,3 +70,19 @@ def test_the_fixture_starts_empty_and_disabled_bypasses(
     with dataroom_cache.disabled():
         assert alice.get("/api/datarooms").headers["X-Cache"] == "BYPASS"
     assert_hit(alice.get("/api/datarooms"))
+
+
+def test_the_views_depend_on_what_the_mode_says(
+    client: FlaskClient, alice: Api, room: str, dataroom_cache: CacheUnderTest
+) -> None:
+    """The example runs in two modes: declared tags (plus automatic ones), or, with
+    ``EXAMPLE_AUTO_TAGS=1`` (a second CI pass of tests/example and tests/e2e), automatic
+    dependencies only. The entry of the room view shows which mode this run is in."""
+    from flask_dataroom_cache.testing import capture_entries
+
+    auto_only = bool(dataroom_cache.app.config.get("EXAMPLE_AUTO_TAGS"))
+    with capture_entries(dataroom_cache.app) as stored:
+        assert_miss(alice.get(f"/api/datarooms/{room}"))
+    (entry,) = stored.entries
+    assert any(t.startswith("~r:") for t in entry.tags), entry.tags  # what its SQL read
+    assert (dataroom_tag(room) in entry.tags) is not auto_only, entry.tags

@@ -5,6 +5,7 @@ delivery, exceptions recorded and re-raised; nothing recorded without a configur
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -89,9 +90,22 @@ def test_hits_get_a_lookup_span_when_configured(make_app: MakeApp, span_exporter
     assert hit.attributes[A + "tag_count"] == 1
 
 
-def test_get_or_set_miss_span_and_its_result(app: Flask, span_exporter: Any) -> None:
+def _get_or_set(kind: str, cache: DataRoomCache, key: str, compute: Any, **kw: Any) -> Any:
+    """``get_or_set``, or ``aget_or_set`` with an ``async def`` compute (issue 14)."""
+    if kind == "sync":
+        return cache.get_or_set(key, compute, **kw)
+
+    async def acompute() -> Any:
+        await asyncio.sleep(0)
+        return compute()
+
+    return asyncio.run(cache.aget_or_set(key, acompute, **kw))
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_get_or_set_miss_span_and_its_result(app: Flask, span_exporter: Any, kind: str) -> None:
     cache = DataRoomCache.state(app).extension
-    assert cache.get_or_set("k1", lambda: 1, tags=["a:1", "b:2"]) == 1
+    assert _get_or_set(kind, cache, "k1", lambda: 1, tags=["a:1", "b:2"]) == 1
     (span,) = _spans(span_exporter)
     assert span.name == "dataroom_cache.compute"
     assert span.attributes[A + "key"] == "k1"
@@ -99,12 +113,13 @@ def test_get_or_set_miss_span_and_its_result(app: Flask, span_exporter: Any) -> 
     assert span.attributes[A + "result"] == "stored"
     assert A + "endpoint" not in span.attributes
     span_exporter.clear()
-    assert cache.get_or_set("k1", lambda: 2, tags=["a:1", "b:2"]) == 1  # a hit
+    assert _get_or_set(kind, cache, "k1", lambda: 2, tags=["a:1", "b:2"]) == 1  # a hit
     assert _spans(span_exporter) == []
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_an_exception_in_the_compute_is_recorded_and_reraised(
-    app: Flask, span_exporter: Any
+    app: Flask, span_exporter: Any, kind: str
 ) -> None:
     cache = DataRoomCache.state(app).extension
 
@@ -112,13 +127,40 @@ def test_an_exception_in_the_compute_is_recorded_and_reraised(
         raise KeyError("no such room")
 
     with pytest.raises(KeyError, match="no such room"):
-        cache.get_or_set("k2", boom)
+        _get_or_set(kind, cache, "k2", boom)
     (span,) = _spans(span_exporter)
     assert span.status.status_code is StatusCode.ERROR
     (event,) = span.events
     assert event.name == "exception"
     assert event.attributes["exception.type"] == "KeyError"
     assert cache.get("k2") is None  # nothing stored
+
+
+def test_aget_or_set_waiters_that_compute_have_their_span(app: Flask, span_exporter: Any) -> None:
+    """The fallback path: a waiter whose leader failed computes, inside its own span."""
+    cache = DataRoomCache.state(app).extension
+    calls: list[int] = []
+
+    async def compute() -> int:
+        calls.append(1)
+        await asyncio.sleep(0)
+        if len(calls) == 1:
+            raise RuntimeError("leader fails")
+        return 5
+
+    async def main() -> list[Any]:
+        readers = [cache.aget_or_set("k4", compute, tags=["a:1"]) for _ in range(3)]
+        return await asyncio.gather(*readers, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[0], RuntimeError) and results[1:] == [5, 5]
+    spans = _spans(span_exporter)
+    assert [s.name for s in spans] == ["dataroom_cache.compute"] * 3
+    assert sorted(s.status.status_code.name for s in spans) == ["ERROR", "UNSET", "UNSET"]
+    assert sorted(s.attributes[A + "result"] for s in spans if A + "result" in s.attributes) == [
+        "stored",
+        "stored",
+    ]
 
 
 def test_a_view_exception_is_recorded_too(make_app: MakeApp, span_exporter: Any) -> None:

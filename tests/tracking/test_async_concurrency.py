@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from flask_dataroom_cache import (
+    MISSING,
     aget_or_set,
     contents_tag,
     dataroom_tag,
@@ -29,6 +30,7 @@ from flask_dataroom_cache import (
     get_cache_key,
     invalidate_tags,
 )
+from flask_dataroom_cache.tracking.unitofwork import Unit, Units
 
 from .conftest import Env, sqlite_fk
 from .models import DataRoom, File, Folder
@@ -244,3 +246,160 @@ def test_a_task_with_an_older_snapshot_does_not_fill(env: Env, async_maker: Any)
 async def _fresh_name(async_maker: Any) -> str:
     async with async_maker() as session:
         return (await session.scalar(sa.select(File.name).where(File.id == 100))) or ""
+
+
+# -- child tasks: one unit of work with the task that made them --------------------------------
+#: How a task runs a coroutine in a task of its own (``wait_for`` wraps its argument in a
+#: task on Python 3.11; on later versions it awaits it in the same task).
+CHILD_KINDS = ["gather", "wait_for", "create_task", "task_group"]
+
+
+async def _in_child(kind: str, coro: Any) -> Any:
+    if kind == "gather":
+        (result,) = await asyncio.gather(coro)
+        return result
+    if kind == "wait_for":
+        return await asyncio.wait_for(coro, TIMEOUT)
+    if kind == "create_task":
+        return await asyncio.create_task(coro)
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(coro)
+    return task.result()
+
+
+#: Folder 20's files as ``_seed`` makes them.
+FOLDER_20 = ["f101-v0", "f110-v0", "f112-v0"]
+
+
+async def _names_in(session: Any, folder: int = 10) -> list[str]:
+    q = sa.select(File.name).where(File.folder_id == folder)
+    return sorted((await session.scalars(q)).all())
+
+
+@pytest.mark.parametrize("kind", CHILD_KINDS)
+def test_a_child_task_shares_its_parents_uncommitted_changes(
+    env: Env, async_maker: Any, kind: str
+) -> None:
+    """A task made by the task holding uncommitted changes (``gather``, ``wait_for``,
+    ``create_task``, a ``TaskGroup``) is the same unit of work: its reads through the
+    dirty session bypass (nothing stored, so nothing served after the rollback), its
+    ``invalidate_tags`` waits for the parent's commit (dropped by its rollback)."""
+    _seed(env)
+    key = get_cache_key("afiles", 10)
+    tags = [contents_tag(10)]
+
+    async def child_read(session: Any) -> list[str]:
+        assert env.store.must_bypass()
+        invalidate_tags("manual:child")
+        return await aget_or_set(key, lambda: _names_in(session), tags=tags)
+
+    async def main() -> None:
+        async with async_maker() as s:
+            f = await s.get(File, 100)
+            assert f is not None
+            f.name = "f100-uncommitted"
+            await s.flush()
+            got = await aget_or_set(key, lambda: _names_in(s), tags=tags)  # bypassed
+            assert "f100-uncommitted" in got
+            got = await _in_child(kind, child_read(s))
+            assert "f100-uncommitted" in got
+            assert "manual:child" not in env.backend.all_invalidated()
+            await s.rollback()
+        assert env.store.get(key, tags, default=MISSING) is MISSING  # nothing was stored
+        async with async_maker() as s:
+            fresh = await aget_or_set(key, lambda: _names_in(s), tags=tags)
+        assert fresh == ["f100-v0", "f102-v0", "f111-v0"]
+
+    asyncio.run(main())
+    assert "manual:child" not in env.backend.all_invalidated()
+
+
+@pytest.mark.parametrize("kind", CHILD_KINDS)
+def test_a_child_tasks_own_transaction_is_its_own(env: Env, async_maker: Any, kind: str) -> None:
+    """A child task that begins a transaction of its own keeps it to itself: its changes
+    bypass its own reads (and still the parent's session's, inherited), not the
+    parent's reads, nor a sibling's."""
+    _seed(env)
+    key = get_cache_key("afiles", 20)
+    tags = [contents_tag(20)]
+    dirty = asyncio.Event()
+    checked = asyncio.Event()
+
+    async def writer() -> None:
+        async with async_maker() as s2:
+            f = await s2.get(File, 101)
+            assert f is not None
+            f.name = "f101-uncommitted"
+            await s2.flush()
+            assert env.store.must_bypass()
+            dirty.set()
+            await checked.wait()
+            await s2.rollback()
+
+    async def sibling() -> None:
+        await dirty.wait()
+        try:
+            assert not env.store.must_bypass()
+        finally:
+            checked.set()
+
+    async def both() -> None:
+        await asyncio.gather(writer(), sibling())
+
+    async def main() -> None:
+        async with async_maker() as s:
+            assert "f101-v0" in await _names_in(s, 20)  # the parent's transaction: clean
+            task = asyncio.ensure_future(_in_child(kind, both()))
+            await dirty.wait()
+            assert not env.store.must_bypass()  # the child's changes are not the parent's
+            assert await aget_or_set(key, lambda: _names_in(s, 20), tags=tags) == FOLDER_20
+            await task
+        assert env.store.get(key, tags, default=MISSING) == FOLDER_20
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_a_child_with_its_own_transaction_still_sees_the_parents(
+    env: Env, async_maker: Any
+) -> None:
+    _seed(env)
+    key = get_cache_key("afiles", 10)
+    tags = [contents_tag(10)]
+
+    async def child(parent: Any) -> list[str]:
+        async with async_maker() as s2:
+            assert "f101-v0" in await _names_in(s2, 20)  # its own (clean) transaction
+            return await aget_or_set(key, lambda: _names_in(parent), tags=tags)
+
+    async def main() -> None:
+        async with async_maker() as s:
+            f = await s.get(File, 100)
+            assert f is not None
+            f.name = "f100-uncommitted"
+            await s.flush()
+            assert "f100-uncommitted" in await asyncio.create_task(child(s))
+            await s.rollback()
+        assert env.store.get(key, tags, default=MISSING) is MISSING
+
+    asyncio.run(main())
+
+
+def test_a_unit_of_work_does_not_outlive_its_event_loop() -> None:
+    """asgiref runs each async view in a new loop, copying the calling thread's context in
+    and back out: a unit made in one call must not be found (nor chained onto) in the
+    next call's loop, or one request's records would pile up on the next one's."""
+    asgiref_sync = pytest.importorskip("asgiref.sync")
+    units = Units()
+
+    async def begin() -> Unit:
+        return units.own()
+
+    first = asgiref_sync.async_to_sync(begin)()
+    assert units.current() is None  # the calling thread: a thread's own record only
+
+    async def look() -> tuple[Unit | None, Unit]:
+        return units.current(), units.own()
+
+    current, second = asgiref_sync.async_to_sync(look)()
+    assert current is None
+    assert second is not first and second.parent is None
