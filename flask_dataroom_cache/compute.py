@@ -36,7 +36,15 @@ from .tags import MAX_TAGS_PER_ENTRY, normalize_tags
 if TYPE_CHECKING:
     from .store import CacheStore
 
-__all__ = ["capture_reads", "compute_and_fill", "fill_computed", "get_or_set", "stamp_reads"]
+__all__ = [
+    "capture_reads",
+    "compute_and_fill",
+    "compute_span",
+    "fill_computed",
+    "get_or_set",
+    "set_compute_result",
+    "stamp_reads",
+]
 
 T = TypeVar("T")
 
@@ -104,12 +112,7 @@ def compute_and_fill(
 ) -> T:
     """``store.compute_and_fill``: run ``compute()`` (its reads captured when ``auto``
     and a fill may follow), then :func:`fill_computed` (traced when tracing is on)."""
-    span_scope: AbstractContextManager[Any] = (
-        nullcontext()
-        if store.tracing is None
-        else store.tracing.compute(key, tags=tags, endpoint=endpoint)
-    )
-    with span_scope as span:
+    with compute_span(store, key, tags, endpoint) as span:
         capture: readcapture.ReadCapture | None = None
         if auto and versions is not None:
             with capture_reads(store, key) as capture:
@@ -117,9 +120,24 @@ def compute_and_fill(
         else:
             value = compute()
         done = fill_computed(store, key, value, expiry, tags, versions, endpoint, stored, capture)
-        reason = None if done else "no versions" if versions is None else "refused"
-        tracing.set_result(span, "stored" if done else "not_stored", reason)
+        set_compute_result(span, done, versions)
     return value
+
+
+def compute_span(
+    store: CacheStore, key: str, tags: tuple[str, ...], endpoint: str | None
+) -> AbstractContextManager[Any]:
+    """The ``dataroom_cache.compute`` span around one computation and its fill
+    (``tracing.py``), yielding the span; yields ``None`` when tracing is off."""
+    if store.tracing is None:
+        return nullcontext()
+    return store.tracing.compute(key, tags=tags, endpoint=endpoint)
+
+
+def set_compute_result(span: Any, done: bool, versions: Sequence[str] | None) -> None:
+    """Record on ``span`` (None: nothing) what became of the computed value."""
+    reason = None if done else "no versions" if versions is None else "refused"
+    tracing.set_result(span, "stored" if done else "not_stored", reason)
 
 
 def fill_computed(
