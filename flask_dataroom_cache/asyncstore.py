@@ -1,10 +1,11 @@
 """``await cache.aget_or_set(key, compute, ttl=None, tags=None)``: the awaitable twin of
 ``get_or_set``, with the same promises, and :func:`acompute_and_fill`, the awaitable twin
-of the store's compute step (``CacheStore.compute_and_fill``).
+of the store's compute step (``CacheStore.compute_and_fill``, ``compute.py``).
 
 * **Capture before compute**: the read returns the tag versions current before
-  ``compute`` runs; the value is stored stamped with them (``store._fill``, the one fill
-  path), so an invalidation landing while it computes makes the entry dead on arrival.
+  ``compute`` runs; the value is stored stamped with them (``compute.fill_computed``, the
+  sync step's fill half, through the one fill path), so an invalidation landing while it
+  computes makes the entry dead on arrival.
 * **Bypass and snapshot rule**: the store hooks ask about this *unit of work*'s tracked
   sessions (``tracking/unitofwork.py``: this task's, and those of the tasks it was made
   in): an ``AsyncSession`` holding uncommitted changes bypasses the cache in its task and
@@ -31,7 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
 from typing import TypeVar
 
-from . import lookups, tracing
+from . import compute as computing
+from . import lookups
 from .flights import FLIGHT_WAIT
 from .store import MISSING, CacheStore
 from .tags import normalize_tags
@@ -48,22 +50,6 @@ async def _run(compute: Callable[[], Awaitable[T] | T]) -> T:
     return result
 
 
-async def _compute_and_fill(
-    store: CacheStore,
-    key: str,
-    compute: Callable[[], Awaitable[T] | T],
-    expiry: int,
-    tags: tuple[str, ...],
-    versions: Sequence[str] | None,
-    endpoint: str | None,
-) -> tuple[T, bool]:
-    value = await _run(compute)
-    done = False
-    if versions is not None:
-        done = store._fill(key, value, expiry, tags, versions, endpoint)
-    return value, done
-
-
 async def acompute_and_fill(
     store: CacheStore,
     key: str,
@@ -78,14 +64,13 @@ async def acompute_and_fill(
     value stamped with ``versions``, read *before* ``compute`` ran (``None``: nothing is
     stored). Inside a ``dataroom_cache.compute`` span when tracing is on, with the same
     ``result`` and ``reason`` as ``CacheStore.compute_and_fill``."""
-    trace = store.tracing
-    if trace is None:
-        return (await _compute_and_fill(store, key, compute, expiry, tags, versions, endpoint))[0]
-    with trace.compute(key, tags=tags, endpoint=endpoint) as span:
-        value, done = await _compute_and_fill(store, key, compute, expiry, tags, versions, endpoint)
-        reason = None if done else "no versions" if versions is None else "refused"
-        tracing.set_result(span, "stored" if done else "not_stored", reason)
-        return value
+    with computing.compute_span(store, key, tags, endpoint) as span:
+        value = await _run(compute)
+        done = computing.fill_computed(
+            store, key, value, expiry, tags, versions, endpoint, None, None
+        )
+        computing.set_compute_result(span, done, versions)
+    return value
 
 
 async def aget_or_set(

@@ -184,11 +184,7 @@ class DataRoomCache:
 
         Sent now; if this thread's session has uncommitted changes, sent again at their
         commit (a read in between could refill what that transaction is changing)."""
-        from .tags import EPOCH_TAG
-
-        store = self.store
-        if not store.invalidate((EPOCH_TAG,)):  # deferred to the commit (or disabled)
-            store.invalidate((EPOCH_TAG,), defer=False)
+        self.store.invalidate_all()
 
     def stats(self) -> dict[str, Any]:
         return self.state().stats()

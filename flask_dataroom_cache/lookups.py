@@ -6,7 +6,7 @@ it as a :class:`Lookup`, in the order they ended, whatever made it:
 
 * a cached view, or a cached function another view calls (``views/recording.py``, from
   the environ it already holds);
-* ``cache_get`` / ``cache.get``, ``get_or_set`` (``store.py``), ``aget_or_set``
+* ``cache_get`` / ``cache.get``, ``get_or_set`` (``compute.py``), ``aget_or_set``
   (``asyncstore.py``) and a ``@cache.memoize`` function (``memoize/call.py``): these ask
   the store's ``lookup_log`` hook, which the recorder sets on the app's store when it
   records a request. Unset (no panel on the app), a lookup pays one attribute check.
