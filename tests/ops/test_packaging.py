@@ -78,6 +78,9 @@ def test_metadata() -> None:
 
 def test_ci_runs_the_package_check() -> None:
     run = (ROOT / ".ci" / "run").read_text()
-    assert run.rstrip().splitlines()[-3:] == ["make test", "make lint", "make package-check"]
+    steps = [line for line in run.splitlines() if line.startswith(("make ", "EXAMPLE_AUTO_TAGS"))]
+    assert steps[0] == "make test" and steps[-2:] == ["make lint", "make package-check"]
+    # issue 17's proof: the example app's tests again with automatic dependencies only
+    assert any(s.startswith("EXAMPLE_AUTO_TAGS=1 ") and "tests/example" in s for s in steps)
     assert "package-check:" in (ROOT / "Makefile").read_text()
     assert (ROOT / ".ci" / "package-check").stat().st_mode & 0o111
