@@ -49,8 +49,11 @@ MARKERS: dict[type, str] = {
     datetime: ".dt",
     date: ".date",
 }
-#: Argument types whose key depends on the value alone (a memo of built keys may hold them).
-PLAIN = frozenset((str, type(None), *MARKERS))
+#: Argument types whose equal values always have the same key text, so a memo of built keys
+#: (a dict: equal arguments share a slot) may hold them. Not ``Decimal`` (``1.0`` and
+#: ``1.00`` are equal, their texts differ), ``float`` (``0.0`` and ``-0.0``) or ``datetime``
+#: (one instant in two time zones): a warm process would answer another text's entry.
+PLAIN = frozenset((str, type(None), bool, int, uuid.UUID, date))
 #: How deep containers may nest in one argument.
 MAX_DEPTH = 16
 

@@ -83,6 +83,25 @@ def test_types_are_part_of_the_key(cache: DataRoomCache) -> None:
     assert [type(echo(v)) for v in values] == [type(v) for v in values]  # all hits now
 
 
+def test_equal_values_with_other_texts_never_share_a_warm_key(cache: DataRoomCache) -> None:
+    """Decimal("1.0") == Decimal("1.00"), 0.0 == -0.0, one instant in two time zones: the
+    key follows the text, in a warm process as in a cold one (the memo of built keys
+    must not answer one with the other's key)."""
+    from datetime import UTC, datetime, timedelta, timezone
+    from decimal import Decimal
+
+    @cache.memoize()
+    def echo(x: Any) -> str:
+        return str(x)
+
+    utc = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    plus1 = utc.astimezone(timezone(timedelta(hours=1)))
+    for first, second in ((Decimal("1.0"), Decimal("1.00")), (0.0, -0.0), (utc, plus1)):
+        assert first == second
+        assert echo(first) == str(first)
+        assert echo(second) == str(second)  # not the first's entry
+
+
 def test_containers_are_keyed_by_their_typed_elements(cache: DataRoomCache) -> None:
     """Lists, tuples, dicts with str keys and sets of one type are keyed canonically
     and injectively: elements keep their types, a list and a tuple are two entries,
