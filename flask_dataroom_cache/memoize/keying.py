@@ -137,6 +137,14 @@ class ArgumentKeys:
                 for kw, item in value.items():
                     # no dot in the item's name: ``name.key`` then its type marker
                     self._add(params, f"{pname}.{escape(kw).replace('.', '%2E')}", item, kw)
+            elif value is parameters[pname].default:
+                # the function's own default object (a sentinel, a frozen config object):
+                # the same for every call that leaves it out, keyed by value if a key can
+                # hold it, else by a marker (``name.default``) instead of refusing the call
+                try:
+                    self._add(params, pname, value, pname)
+                except TypeError:
+                    params[pname + ".default"] = ""
             else:
                 self._add(params, pname, value, pname)
         return build_key(prefix, ENTITY, self.name, params)

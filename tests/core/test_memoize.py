@@ -102,6 +102,26 @@ def test_equal_values_with_other_texts_never_share_a_warm_key(cache: DataRoomCac
         assert echo(second) == str(second)  # not the first's entry
 
 
+def test_an_unkeyable_default_left_out_is_keyed_as_the_default(cache: DataRoomCache) -> None:
+    """A sentinel default (or any default object a key cannot hold) does not make the
+    function unusable: calls that leave it out share one entry; passing another object
+    there is still refused."""
+    missing = object()
+    calls = Counter()
+
+    @cache.memoize()
+    def lookup(name: str, default: Any = missing) -> str:
+        calls.add(name)
+        return name.upper() if default is missing else str(default)
+
+    assert lookup("a") == "A"
+    assert lookup("a") == "A"
+    assert len(calls) == 1
+    assert lookup("a", "x") == "x"  # a keyable value: its own entry
+    with pytest.raises(TypeError, match="default"):
+        lookup("a", object())
+
+
 def test_containers_are_keyed_by_their_typed_elements(cache: DataRoomCache) -> None:
     """Lists, tuples, dicts with str keys and sets of one type are keyed canonically
     and injectively: elements keep their types, a list and a tuple are two entries,
