@@ -59,15 +59,26 @@ async def acompute_and_fill(
     versions: Sequence[str] | None,
     *,
     endpoint: str | None = None,
+    auto: bool = False,
 ) -> T:
-    """The compute step of an async miss: await ``compute()``, then fill ``key`` with its
-    value stamped with ``versions``, read *before* ``compute`` ran (``None``: nothing is
-    stored). Inside a ``dataroom_cache.compute`` span when tracing is on, with the same
-    ``result`` and ``reason`` as ``CacheStore.compute_and_fill``."""
+    """The compute step of an async miss: await ``compute()`` (its reads captured when
+    ``auto`` and a fill may follow: automatic dependencies, as ``compute_and_fill``), then
+    fill ``key`` with its value stamped with ``versions``, read *before* ``compute`` ran
+    (``None``: nothing is stored). Inside a ``dataroom_cache.compute`` span when tracing
+    is on, with the same ``result`` and ``reason`` as ``CacheStore.compute_and_fill``.
+
+    The capture is a context variable: it follows the awaits of this task (and the tasks
+    the computation makes, which copy its context), and the statements an
+    ``AsyncSession`` runs for it in SQLAlchemy's greenlets; never another task's."""
     with computing.compute_span(store, key, tags, endpoint) as span:
-        value = await _run(compute)
+        capture = None
+        if auto and versions is not None:
+            with computing.capture_reads(store, key) as capture:
+                value = await _run(compute)
+        else:
+            value = await _run(compute)
         done = computing.fill_computed(
-            store, key, value, expiry, tags, versions, endpoint, None, None
+            store, key, value, expiry, tags, versions, endpoint, None, capture
         )
         computing.set_compute_result(span, done, versions)
     return value
@@ -86,10 +97,11 @@ async def aget_or_set(
     it. ``compute`` is an ``async def`` function (a sync one returning a value works too)."""
     expiry = store._ttl(ttl)
     norm = normalize_tags(tags)
+    auto = tags is None and store.settings.auto_tags  # as get_or_set: no tags, automatic
     if store.lookup_log is not None and (log := store.lookup_log()) is not None:
         with lookups.recording(log, "aget_or_set", "aget_or_set", key, norm) as note:
-            return await _aget_or_set(store, key, compute, expiry, norm, endpoint, note)
-    return await _aget_or_set(store, key, compute, expiry, norm, endpoint, None)
+            return await _aget_or_set(store, key, compute, expiry, norm, endpoint, note, auto)
+    return await _aget_or_set(store, key, compute, expiry, norm, endpoint, None, auto)
 
 
 async def _aget_or_set(
@@ -100,6 +112,7 @@ async def _aget_or_set(
     norm: tuple[str, ...],
     endpoint: str | None,
     note: lookups.Note | None,
+    auto: bool,
 ) -> T:
     value, versions = store.read(key, norm, endpoint, note)
     if value is not MISSING:
@@ -114,7 +127,7 @@ async def _aget_or_set(
             token = flights.hold(key)
             try:
                 return await acompute_and_fill(
-                    store, key, compute, expiry, norm, versions, endpoint=endpoint
+                    store, key, compute, expiry, norm, versions, endpoint=endpoint, auto=auto
                 )
             finally:
                 flights.unhold(token)
@@ -127,4 +140,6 @@ async def _aget_or_set(
             if note is not None and waited:
                 note.reason = lookups.WAITED
             return value  # type: ignore[no-any-return]
-    return await acompute_and_fill(store, key, compute, expiry, norm, versions, endpoint=endpoint)
+    return await acompute_and_fill(
+        store, key, compute, expiry, norm, versions, endpoint=endpoint, auto=auto
+    )
