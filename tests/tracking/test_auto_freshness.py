@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flask_dataroom_cache.testing import capture_entries
+
 from .conftest import Env
 from .models import DataRoom, File, Folder
 
@@ -110,7 +112,12 @@ def test_a_write_to_room_b_keeps_room_a_cached(seeded: Env) -> None:
     """Precision: the listing of room 1 reads ``WHERE data_room_id = 1``; a write in room
     2 bumps ``~c:files:data_room_id=2`` only."""
     env = seeded
-    assert cached(env, "r1", lambda: room_files(env, 1)) == ["one"]
+    for _ in range(3):  # a fill refused by a transient backend error is not this test's case
+        with capture_entries(env.app) as stored:
+            assert cached(env, "r1", lambda: room_files(env, 1)) == ["one"]
+        if len(stored):
+            break
+    assert [e.key for e in stored.entries] == ["r1"], "room 1's first read was not stored"
     env.session.get(File, 200).name = "two, renamed"
     env.session.commit()
     calls = []
